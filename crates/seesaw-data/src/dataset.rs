@@ -152,6 +152,9 @@ pub struct Annotation {
     /// COCO only: 1 for a crowd region. LVIS has no crowd regions and no such field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iscrowd: Option<u8>,
+    /// 1 marks a ground truth that lvis-api and pycocotools ignore in matching.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore: Option<u8>,
 }
 
 impl Annotation {
@@ -260,7 +263,17 @@ impl fmt::Display for Format {
 impl Dataset {
     /// Reads a `.json` or `.json.gz` file and checks it with [`Dataset::validate`].
     pub fn load(file: &Path) -> Result<Self> {
-        let ds: Dataset = io::read_json(file)?;
+        let bytes = io::read_bytes(file)?;
+        // serde would read a list as the struct's fields in order, with a baffling message.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(crate::error::DataError::invalid(
+                file,
+                crate::error::JsonPath::root(),
+                "the top level is a list, but an annotation file is an object with images, \
+                 annotations and categories (is this a results file?)",
+            ));
+        }
+        let ds: Dataset = io::parse_json(file, &bytes)?;
         ds.validate(file)?;
         Ok(ds)
     }

@@ -40,8 +40,14 @@ impl JsonPath {
     }
 
     /// Wraps a path already rendered as text (as `serde_path_to_error` renders it).
+    /// Unknown map keys (rendered `?`, e.g. inside a truncated key) are dropped.
     pub fn from_rendered(s: String) -> Self {
-        if s == "." { Self::root() } else { Self(s) }
+        let s = s.replace(".?", "");
+        if s == "." || s == "?" {
+            Self::root()
+        } else {
+            Self(s)
+        }
     }
 
     /// The path as text; empty for the root.

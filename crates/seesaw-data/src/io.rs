@@ -210,12 +210,13 @@ mod tests {
         struct R {
             score: f64,
         }
-        let err = parse_json::<Vec<R>>(
-            Path::new("r.json"),
-            b"[{\"score\": 0.5}, {\"score\": NaN}]",
-        )
-        .unwrap_err();
+        let err =
+            parse_json::<Vec<R>>(Path::new("r.json"), b"[{\"score\": 0.5}, {\"score\": NaN}]")
+                .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("r.json: [1].score: NaN and Infinity"), "{msg}");
+        assert!(
+            msg.starts_with("r.json: [1].score: NaN and Infinity"),
+            "{msg}"
+        );
     }
 }

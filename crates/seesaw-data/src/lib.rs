@@ -13,7 +13,9 @@ pub mod stats;
 pub mod synth;
 mod validate;
 
-pub use dataset::{Annotation, Category, Dataset, Format, Frequency, Image, Rle, RleCounts, Segmentation};
+pub use dataset::{
+    Annotation, Category, Dataset, Format, Frequency, Image, Rle, RleCounts, Segmentation,
+};
 pub use error::{DataError, JsonPath, Result};
 pub use results::{Detection, check_results_against, load_results, save_results};
 pub use stats::DatasetStats;

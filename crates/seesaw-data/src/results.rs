@@ -29,7 +29,8 @@ pub struct Detection {
 pub fn load_results(file: &Path) -> Result<Vec<Detection>> {
     let dets: Vec<Detection> = io::read_json(file)?;
     for (i, d) in dets.iter().enumerate() {
-        check_detection(d, None, &JsonPath::root().index(i)).map_err(|(p, m)| DataError::invalid(file, p, m))?;
+        check_detection(d, None, &JsonPath::root().index(i))
+            .map_err(|(p, m)| DataError::invalid(file, p, m))?;
     }
     Ok(dets)
 }
@@ -91,7 +92,10 @@ fn check_detection(
         }
     }
     if d.bbox.is_none() && d.segmentation.is_none() {
-        return Err((at.clone(), "a detection needs a bbox or a segmentation".into()));
+        return Err((
+            at.clone(),
+            "a detection needs a bbox or a segmentation".into(),
+        ));
     }
     Ok(())
 }

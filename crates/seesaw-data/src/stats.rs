@@ -123,6 +123,7 @@ mod tests {
             area: 1.0,
             segmentation: None,
             iscrowd: None,
+            ignore: None,
         }
     }
 

@@ -42,7 +42,12 @@ pub const COLOURS: [(&str, [u8; 3]); 10] = [
 ];
 
 /// Unlabelled distractor colours: greys, white, black and brown.
-const DISTRACTORS: [[u8; 3]; 4] = [[128, 128, 128], [235, 235, 235], [20, 20, 20], [130, 85, 40]];
+const DISTRACTORS: [[u8; 3]; 4] = [
+    [128, 128, 128],
+    [235, 235, 235],
+    [20, 20, 20],
+    [130, 85, 40],
+];
 
 /// Settings of the generator. Defaults are the demo's (40 classes, 128 px, 1000 train images).
 #[derive(Debug, Clone, PartialEq)]
@@ -104,10 +109,16 @@ impl SynthConfig {
         let max = SHAPES.len() * COLOURS.len();
         let fail = |m: String| Err(DataError::Request(m));
         if self.classes == 0 || self.classes > max {
-            return fail(format!("--classes must be in 1..={max} (got {})", self.classes));
+            return fail(format!(
+                "--classes must be in 1..={max} (got {})",
+                self.classes
+            ));
         }
         if self.train_images < 2 {
-            return fail(format!("--train-images must be at least 2 (got {})", self.train_images));
+            return fail(format!(
+                "--train-images must be at least 2 (got {})",
+                self.train_images
+            ));
         }
         if self.size < 32 {
             return fail(format!("--size must be at least 32 px (got {})", self.size));
@@ -127,7 +138,11 @@ impl SynthConfig {
         shuffle(&mut ranks, rng);
         (0..c)
             .map(|k| {
-                let t = if c == 1 { 0.0 } else { ranks[k] as f64 / (c - 1) as f64 };
+                let t = if c == 1 {
+                    0.0
+                } else {
+                    ranks[k] as f64 / (c - 1) as f64
+                };
                 let v = (max.ln() + t * (min.ln() - max.ln())).exp();
                 (v.round() as usize).clamp(1, self.train_images)
             })
@@ -187,6 +202,7 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthOutput> {
                     area: m.area() as f64,
                     segmentation: Some(Segmentation::Rle(m.to_rle()?)),
                     iscrowd: None,
+                    ignore: None,
                 });
                 ann_id += 1;
             }
@@ -247,7 +263,9 @@ fn render_split(
                 date_captured: None,
                 // The labels are exhaustive: every absent class is verified absent.
                 neg_category_ids: Some(
-                    (1..=classes as u64).filter(|c| !present.contains(c)).collect(),
+                    (1..=classes as u64)
+                        .filter(|c| !present.contains(c))
+                        .collect(),
                 ),
                 not_exhaustive_category_ids: Some(Vec::new()),
             };
@@ -345,7 +363,11 @@ fn normal(rng: &mut ChaCha8Rng) -> f64 {
 }
 
 /// Renders one image: returns RGB pixels and the visible mask of each labelled instance.
-fn render_image(size: u32, wanted: &[usize], rng: &mut ChaCha8Rng) -> (Vec<f32>, Vec<(usize, Bitmap)>) {
+fn render_image(
+    size: u32,
+    wanted: &[usize],
+    rng: &mut ChaCha8Rng,
+) -> (Vec<f32>, Vec<(usize, Bitmap)>) {
     let s = size as usize;
     let scale = f64::from(size) / 128.0;
     let mut img = background(size, rng);
@@ -420,7 +442,12 @@ fn place(
         }
         let keeps_others = placed.iter().all(|(_, m)| {
             let vis = m.area();
-            let kept = m.data.iter().zip(&mask.data).filter(|&(&a, &b)| a == 1 && b == 0).count();
+            let kept = m
+                .data
+                .iter()
+                .zip(&mask.data)
+                .filter(|&(&a, &b)| a == 1 && b == 0)
+                .count();
             vis == 0 || kept as f64 >= MIN_VISIBLE * vis as f64
         });
         if keeps_others {
@@ -475,12 +502,25 @@ fn shape_polygons(
         "cross" => {
             let w = r * 0.38;
             let pts = vec![
-                (-w, -r), (w, -r), (w, -w), (r, -w), (r, w), (w, w),
-                (w, r), (-w, r), (-w, w), (-r, w), (-r, -w), (-w, -w),
+                (-w, -r),
+                (w, -r),
+                (w, -w),
+                (r, -w),
+                (r, w),
+                (w, w),
+                (w, r),
+                (-w, r),
+                (-w, w),
+                (-r, w),
+                (-r, -w),
+                (-w, -w),
             ];
             (vec![tf(pts)], vec![])
         }
-        "ring" => (vec![tf(regular(48, r, 0.0, 0.0))], vec![tf(regular(48, r * 0.5, 0.0, 0.0))]),
+        "ring" => (
+            vec![tf(regular(48, r, 0.0, 0.0))],
+            vec![tf(regular(48, r * 0.5, 0.0, 0.0))],
+        ),
         "hexagon" => (vec![tf(regular(6, r, 0.0, 0.0))], vec![]),
         "crescent" => (
             vec![tf(regular(48, r, 0.0, 0.0))],
@@ -563,10 +603,22 @@ fn background(size: u32, rng: &mut ChaCha8Rng) -> Vec<f32> {
             let (dx, dy) = (x1 - x0, y1 - y0);
             let len = (dx * dx + dy * dy).sqrt().max(1e-6);
             let (nx, ny) = (-dy / len * width / 2.0, dx / len * width / 2.0);
-            vec![x0 + nx, y0 + ny, x1 + nx, y1 + ny, x1 - nx, y1 - ny, x0 - nx, y0 - ny]
+            vec![
+                x0 + nx,
+                y0 + ny,
+                x1 + nx,
+                y1 + ny,
+                x1 - nx,
+                y1 - ny,
+                x0 - nx,
+                y0 - ny,
+            ]
         } else {
             let (x0, y0) = (rng.random_range(0.0..side), rng.random_range(0.0..side));
-            let (w, h) = (rng.random_range(5.0..side / 3.0), rng.random_range(5.0..side / 3.0));
+            let (w, h) = (
+                rng.random_range(5.0..side / 3.0),
+                rng.random_range(5.0..side / 3.0),
+            );
             vec![x0, y0, x0 + w, y0, x0 + w, y0 + h, x0, y0 + h]
         };
         if let Some(m) = rasterise(&[shape], &[], size) {
@@ -608,7 +660,10 @@ fn paint(img: &mut [f32], s: usize, mask: &Bitmap, colour: [u8; 3], rng: &mut Ch
 }
 
 fn write_png(file: &Path, pixels: &[f32], size: u32) -> Result<()> {
-    let bytes: Vec<u8> = pixels.iter().map(|v| v.round().clamp(0.0, 255.0) as u8).collect();
+    let bytes: Vec<u8> = pixels
+        .iter()
+        .map(|v| v.round().clamp(0.0, 255.0) as u8)
+        .collect();
     let mut encoded = Vec::new();
     image::ImageEncoder::write_image(
         image::codecs::png::PngEncoder::new(&mut encoded),
@@ -644,7 +699,12 @@ mod tests {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         generate(&small(), a.path()).unwrap();
         generate(&small(), b.path()).unwrap();
-        for rel in ["train.json", "val.json", "train/000001.png", "val/000061.png"] {
+        for rel in [
+            "train.json",
+            "val.json",
+            "train/000001.png",
+            "val/000061.png",
+        ] {
             let x = std::fs::read(a.path().join(rel)).unwrap();
             let y = std::fs::read(b.path().join(rel)).unwrap();
             assert!(x == y, "{rel} differs between two runs with one seed");
@@ -672,8 +732,10 @@ mod tests {
         }
         // neg_category_ids lists exactly the classes absent from each image.
         for (im, anns) in val.images.iter().zip(val.annotations_per_image()) {
-            let present: std::collections::HashSet<u64> =
-                anns.iter().map(|&a| val.annotations[a].category_id).collect();
+            let present: std::collections::HashSet<u64> = anns
+                .iter()
+                .map(|&a| val.annotations[a].category_id)
+                .collect();
             let neg = im.neg_category_ids.as_ref().unwrap();
             assert_eq!(neg.len() + present.len(), 12);
             assert!(neg.iter().all(|c| !present.contains(c)));
@@ -684,10 +746,19 @@ mod tests {
     fn bad_settings_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         for cfg in [
-            SynthConfig { classes: 81, ..small() },
-            SynthConfig { classes: 0, ..small() },
+            SynthConfig {
+                classes: 81,
+                ..small()
+            },
+            SynthConfig {
+                classes: 0,
+                ..small()
+            },
             SynthConfig { size: 8, ..small() },
-            SynthConfig { train_images: 1, ..small() },
+            SynthConfig {
+                train_images: 1,
+                ..small()
+            },
         ] {
             let err = generate(&cfg, dir.path()).unwrap_err();
             assert!(matches!(err, DataError::Request(_)), "{err}");

@@ -18,7 +18,10 @@ impl Dataset {
         for (i, c) in self.categories.iter().enumerate() {
             let at = JsonPath::item("categories", i);
             if !cat_ids.insert(c.id) {
-                return Err(bad(at.field("id"), format!("duplicate category id {}", c.id)));
+                return Err(bad(
+                    at.field("id"),
+                    format!("duplicate category id {}", c.id),
+                ));
             }
             if lvis && c.frequency.is_none() {
                 return Err(bad(
@@ -44,7 +47,10 @@ impl Dataset {
             }
             for (field, list) in [
                 ("neg_category_ids", &im.neg_category_ids),
-                ("not_exhaustive_category_ids", &im.not_exhaustive_category_ids),
+                (
+                    "not_exhaustive_category_ids",
+                    &im.not_exhaustive_category_ids,
+                ),
             ] {
                 for (k, id) in list.iter().flatten().enumerate() {
                     if !cat_ids.contains(id) {
@@ -61,7 +67,10 @@ impl Dataset {
         for (i, a) in self.annotations.iter().enumerate() {
             let at = JsonPath::item("annotations", i);
             if !ann_ids.insert(a.id) {
-                return Err(bad(at.field("id"), format!("duplicate annotation id {}", a.id)));
+                return Err(bad(
+                    at.field("id"),
+                    format!("duplicate annotation id {}", a.id),
+                ));
             }
             let Some(&(h, w)) = images.get(&a.image_id) else {
                 return Err(bad(
@@ -91,10 +100,12 @@ fn check_annotation(a: &Annotation, h: u32, w: u32, at: &JsonPath) -> Result<(),
             format!("must be a finite non-negative number ({:?})", a.area),
         ));
     }
-    if let Some(c) = a.iscrowd
-        && c > 1
-    {
-        return Err((at.field("iscrowd"), format!("must be 0 or 1 ({c})")));
+    for (field, flag) in [("iscrowd", a.iscrowd), ("ignore", a.ignore)] {
+        if let Some(c) = flag
+            && c > 1
+        {
+            return Err((at.field(field), format!("must be 0 or 1 ({c})")));
+        }
     }
     if let Some(seg) = &a.segmentation {
         check_segmentation(seg, h, w, &at.field("segmentation"))?;
@@ -142,7 +153,10 @@ pub(crate) fn check_segmentation(
                     ));
                 }
                 if let Some(j) = p.iter().position(|v| !v.is_finite()) {
-                    return Err((pat.index(j), format!("coordinate is not finite ({:?})", p[j])));
+                    return Err((
+                        pat.index(j),
+                        format!("coordinate is not finite ({:?})", p[j]),
+                    ));
                 }
             }
             Ok(())
@@ -152,7 +166,11 @@ pub(crate) fn check_segmentation(
 }
 
 /// Checks an RLE's runs against its size, and its size against the image when given.
-pub(crate) fn check_rle(rle: &Rle, image: Option<(u32, u32)>, at: &JsonPath) -> Result<(), Problem> {
+pub(crate) fn check_rle(
+    rle: &Rle,
+    image: Option<(u32, u32)>,
+    at: &JsonPath,
+) -> Result<(), Problem> {
     let [rh, rw] = rle.size;
     if let Some((h, w)) = image
         && (rh, rw) != (h, w)
@@ -170,7 +188,9 @@ pub(crate) fn check_rle(rle: &Rle, image: Option<(u32, u32)>, at: &JsonPath) -> 
             if sum > total {
                 return Err((
                     at.field("counts"),
-                    format!("run lengths sum to {sum}, past the {rh}x{rw} = {total} pixels of the mask"),
+                    format!(
+                        "run lengths sum to {sum}, past the {rh}x{rw} = {total} pixels of the mask"
+                    ),
                 ));
             }
         }
