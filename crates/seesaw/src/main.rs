@@ -1,1 +1,55 @@
-fn main() {}
+//! `seesaw`: long-tailed instance segmentation from one binary.
+
+mod data_cmd;
+mod demo;
+mod viz;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "seesaw",
+    version,
+    about = "Long-tailed instance segmentation: Seesaw Loss, Mask R-CNN, HTC-Lite, LVIS evaluation",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Datasets: make the built-in one, describe and draw any LVIS/COCO file.
+    Data {
+        #[command(subcommand)]
+        command: data_cmd::DataCommand,
+    },
+    /// The main job on built-in data, no download: see README.md.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Data { command } => data_cmd::run(command),
+        Command::Demo(args) => demo::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

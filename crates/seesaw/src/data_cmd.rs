@@ -1,0 +1,217 @@
+//! `seesaw data ...`: synth, stats, show.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use seesaw_data::{Dataset, DatasetStats, Frequency, SynthConfig};
+
+use crate::viz;
+
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// Write the built-in long-tailed dataset (PNG images, train.json and val.json in LVIS v1 format).
+    Synth(SynthArgs),
+    /// Counts per frequency group, instances per image, and the long tail as a plot.
+    Stats(StatsArgs),
+    /// Draw one image with its masks, boxes and category names.
+    Show(ShowArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct SynthArgs {
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Number of classes (shape x colour), at most 80.
+    #[arg(long, default_value_t = 40)]
+    pub classes: usize,
+    /// Training images.
+    #[arg(long, default_value_t = 1000)]
+    pub train_images: usize,
+    /// Validation images [default: enough for every class to be in max(15, 10% of its train
+    /// count) images].
+    #[arg(long)]
+    pub val_images: Option<usize>,
+    /// Image side in pixels.
+    #[arg(long, default_value_t = 128)]
+    pub size: u32,
+    /// Random seed; one seed always gives the same files, byte for byte.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl SynthArgs {
+    pub fn config(&self) -> SynthConfig {
+        SynthConfig {
+            classes: self.classes,
+            train_images: self.train_images,
+            val_images: self.val_images,
+            size: self.size,
+            seed: self.seed,
+            ..SynthConfig::default()
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct StatsArgs {
+    /// An LVIS or COCO annotation file (.json or .json.gz).
+    pub file: PathBuf,
+    /// Also plot images per class on a log scale, coloured by frequency group.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ShowArgs {
+    /// An LVIS or COCO annotation file (.json or .json.gz).
+    pub file: PathBuf,
+    /// The image to draw.
+    #[arg(long)]
+    pub image_id: u64,
+    /// Output PNG.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Folder the image file names are relative to [default: the annotation file's folder].
+    #[arg(long)]
+    pub image_root: Option<PathBuf>,
+}
+
+pub fn run(cmd: DataCommand) -> Result<()> {
+    match cmd {
+        DataCommand::Synth(a) => synth(&a).map(|_| ()),
+        DataCommand::Stats(a) => {
+            let ds = Dataset::load(&a.file)?;
+            let stats = DatasetStats::of(&ds);
+            print_stats(&a.file, &stats);
+            if let Some(out) = &a.plot {
+                let title = format!("{}: images per class", file_label(&a.file));
+                viz::plot_class_histogram(&stats, &title, out)?;
+                tracing::info!("wrote {}", out.display());
+            }
+            Ok(())
+        }
+        DataCommand::Show(a) => {
+            let ds = Dataset::load(&a.file)?;
+            let root = a.image_root.clone().unwrap_or_else(|| parent_dir(&a.file));
+            viz::draw_annotated(&ds, a.image_id, &root, &a.out).with_context(|| {
+                format!("{}: cannot draw image {}", a.file.display(), a.image_id)
+            })?;
+            tracing::info!("wrote {}", a.out.display());
+            Ok(())
+        }
+    }
+}
+
+/// Generates the built-in dataset and reports its size, speed and groups.
+pub fn synth(a: &SynthArgs) -> Result<seesaw_data::synth::SynthOutput> {
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("{}: cannot create", a.out.display()))?;
+    let t0 = Instant::now();
+    let out = seesaw_data::generate(&a.config(), &a.out)?;
+    let secs = t0.elapsed().as_secs_f64();
+    let n = out.train.images.len() + out.val.images.len();
+    println!(
+        "wrote {} train + {} val images ({} + {} instances) to {} in {:.1} s ({:.0} images/s)",
+        out.train.images.len(),
+        out.val.images.len(),
+        out.train.annotations.len(),
+        out.val.annotations.len(),
+        a.out.display(),
+        secs,
+        n as f64 / secs.max(1e-9)
+    );
+    Ok(out)
+}
+
+fn parent_dir(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn file_label(file: &Path) -> String {
+    file.file_name().map_or_else(
+        || file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// Prints the summary table of a dataset.
+pub fn print_stats(file: &Path, s: &DatasetStats) {
+    println!(
+        "{}: {} format, {} images, {} instances, {} classes",
+        file.display(),
+        s.format.to_string().to_uppercase(),
+        s.images,
+        s.annotations,
+        s.classes.len()
+    );
+    let source = if s.declared_groups {
+        "groups as declared by the categories' frequency"
+    } else {
+        "groups counted from this file's images per class"
+    };
+    println!("  {source}");
+    println!(
+        "  {:<14} {:>8} {:>12} {:>10} {:>13}",
+        "group", "classes", "class-images", "instances", "absent here"
+    );
+    for g in Frequency::ALL {
+        let gs = s.groups[g as usize];
+        println!(
+            "  {:<14} {:>8} {:>12} {:>10} {:>13}",
+            format!("{g} ({})", g.letter()),
+            gs.classes,
+            gs.images,
+            gs.instances,
+            gs.absent
+        );
+    }
+    let per = &s.instances_per_image;
+    let max = per.len().saturating_sub(1);
+    let median = {
+        let half = s.images.div_ceil(2);
+        let mut seen = 0;
+        per.iter()
+            .position(|&n| {
+                seen += n;
+                seen >= half.max(1)
+            })
+            .unwrap_or(0)
+    };
+    println!(
+        "  instances per image: mean {:.2}, median {median}, max {max}",
+        s.mean_instances()
+    );
+    let buckets: [(usize, usize); 8] = [
+        (0, 0),
+        (1, 1),
+        (2, 2),
+        (3, 5),
+        (6, 10),
+        (11, 20),
+        (21, 50),
+        (51, usize::MAX),
+    ];
+    let mut line = String::from("  images by instance count:");
+    for (lo, hi) in buckets {
+        let n: usize = per
+            .iter()
+            .enumerate()
+            .filter(|&(k, _)| k >= lo && k <= hi)
+            .map(|(_, &n)| n)
+            .sum();
+        let label = match (lo, hi) {
+            (l, h) if l == h => l.to_string(),
+            (l, usize::MAX) => format!("{l}+"),
+            (l, h) => format!("{l}-{h}"),
+        };
+        line.push_str(&format!(" {label}: {n} |"));
+    }
+    line.pop();
+    println!("{}", line.trim_end());
+}

@@ -1,0 +1,242 @@
+//! Pictures: the long-tail plot of a dataset and images with their instances drawn.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result, anyhow};
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+use seesaw_data::mask;
+use seesaw_data::{Dataset, DatasetStats, Frequency};
+
+const FONT: &str = "sans-serif";
+
+/// plotters draws text only with a registered font; DejaVu Sans is compiled in so that
+/// pictures look the same on every machine, with no system fonts needed.
+fn ensure_font() -> Result<()> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| {
+        plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_ok()
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(anyhow!("cannot load the built-in DejaVu Sans font"))
+    }
+}
+
+/// Colour of a frequency group in every plot: rare red, common orange, frequent blue.
+pub fn group_colour(f: Frequency) -> RGBColor {
+    match f {
+        Frequency::Rare => RGBColor(214, 39, 40),
+        Frequency::Common => RGBColor(255, 127, 14),
+        Frequency::Frequent => RGBColor(31, 119, 180),
+    }
+}
+
+/// Writes RGB pixels as a PNG, atomically.
+pub fn save_png(path: &Path, width: u32, height: u32, rgb: &[u8]) -> Result<()> {
+    let mut encoded = Vec::new();
+    image::ImageEncoder::write_image(
+        image::codecs::png::PngEncoder::new(&mut encoded),
+        rgb,
+        width,
+        height,
+        image::ExtendedColorType::Rgb8,
+    )
+    .with_context(|| format!("{}: cannot encode PNG", path.display()))?;
+    seesaw_data::io::write_atomic(path, |w| std::io::Write::write_all(w, &encoded))?;
+    Ok(())
+}
+
+fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow!("drawing failed: {e}")
+}
+
+/// Bar chart of training images per class, sorted, on a log scale, coloured by group.
+pub fn plot_class_histogram(stats: &DatasetStats, title: &str, out: &Path) -> Result<()> {
+    ensure_font()?;
+    let (w, h) = (1000u32, 560u32);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let mut classes: Vec<_> = stats.classes.iter().collect();
+        classes.sort_by(|a, b| b.images.cmp(&a.images).then(a.id.cmp(&b.id)));
+        let n = classes.len().max(1) as f64;
+        let ymax = classes.first().map_or(10, |c| c.images).max(10) as f64 * 1.6;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 22))
+            .margin(16)
+            .x_label_area_size(42)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0f64..n, (0.8f64..ymax).log_scale())
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_desc("classes, most frequent first")
+            .y_desc("images per class (log)")
+            .x_label_formatter(&|v| format!("{}", *v as i64))
+            .label_style((FONT, 14))
+            .draw()
+            .map_err(plot_err)?;
+        for g in Frequency::ALL {
+            let colour = group_colour(g);
+            let n_g = classes.iter().filter(|c| c.frequency == g).count();
+            chart
+                .draw_series(
+                    classes
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, c)| c.frequency == g && c.images > 0)
+                        .map(|(i, c)| {
+                            Rectangle::new(
+                                [(i as f64 + 0.1, 0.8), (i as f64 + 0.9, c.images as f64)],
+                                colour.filled(),
+                            )
+                        }),
+                )
+                .map_err(plot_err)?
+                .label(format!("{g} ({n_g} classes)"))
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 6), (x + 14, y + 6)], colour.filled())
+                });
+        }
+        for boundary in [10.5, 100.5] {
+            chart
+                .draw_series(LineSeries::new(
+                    [(0.0, boundary), (n, boundary)],
+                    RGBColor(150, 150, 150).stroke_width(1),
+                ))
+                .map_err(plot_err)?;
+        }
+        chart
+            .configure_series_labels()
+            .label_font((FONT, 15))
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_err)?;
+        root.present().map_err(plot_err)?;
+    }
+    save_png(out, w, h, &buf)
+}
+
+/// A distinct, stable colour per category id.
+fn category_colour(id: u64) -> [u8; 3] {
+    let hue = (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as f64 / (1u64 << 24) as f64;
+    let (r, g, b) = hsv(hue, 0.85, 0.95);
+    [r, g, b]
+}
+
+fn hsv(h: f64, s: f64, v: f64) -> (u8, u8, u8) {
+    let i = (h * 6.0).floor();
+    let f = h * 6.0 - i;
+    let (p, q, t) = (v * (1.0 - s), v * (1.0 - f * s), v * (1.0 - (1.0 - f) * s));
+    let (r, g, b) = match i as i64 % 6 {
+        0 => (v, t, p),
+        1 => (q, v, p),
+        2 => (p, v, t),
+        3 => (p, q, v),
+        4 => (t, p, v),
+        _ => (v, p, q),
+    };
+    ((r * 255.0) as u8, (g * 255.0) as u8, (b * 255.0) as u8)
+}
+
+/// Draws the image `image_id` of `ds` with its masks, boxes and category names into `out`.
+/// Images are found under `image_root` by their file name (or, for LVIS v1, their URL).
+pub fn draw_annotated(ds: &Dataset, image_id: u64, image_root: &Path, out: &Path) -> Result<()> {
+    ensure_font()?;
+    let im = ds
+        .images
+        .iter()
+        .find(|im| im.id == image_id)
+        .ok_or_else(|| anyhow!("no image with id {image_id} in the annotation file"))?;
+    let rel = im
+        .relative_path()
+        .ok_or_else(|| anyhow!("image {image_id} has neither file_name nor coco_url"))?;
+    let path = image_root.join(&rel);
+    let pixels = image::open(&path)
+        .with_context(|| format!("{}: cannot read image {image_id}", path.display()))?
+        .to_rgb8();
+    if pixels.dimensions() != (im.width, im.height) {
+        return Err(anyhow!(
+            "{}: the image is {}x{}, the annotation file says {}x{}",
+            path.display(),
+            pixels.width(),
+            pixels.height(),
+            im.width,
+            im.height
+        ));
+    }
+    // Small images are enlarged so that names stay readable.
+    let k = (512 / im.width.max(im.height)).max(1);
+    let (w, h) = (im.width * k, im.height * k);
+    let mut buf =
+        image::imageops::resize(&pixels, w, h, image::imageops::FilterType::Nearest).into_raw();
+
+    let names: std::collections::HashMap<u64, &str> = ds
+        .categories
+        .iter()
+        .map(|c| (c.id, c.name.as_str()))
+        .collect();
+    let anns: Vec<_> = ds
+        .annotations
+        .iter()
+        .filter(|a| a.image_id == image_id)
+        .collect();
+    for a in &anns {
+        let Some(seg) = &a.segmentation else { continue };
+        let m = mask::decode(seg, im.height, im.width)
+            .with_context(|| format!("annotation {}: cannot decode its mask", a.id))?;
+        let c = category_colour(a.category_id);
+        for y in 0..h as usize {
+            for x in 0..w as usize {
+                let src = (y / k as usize) * im.width as usize + x / k as usize;
+                if m.data[src] != 0 {
+                    let p = (y * w as usize + x) * 3;
+                    for ch in 0..3 {
+                        buf[p + ch] = ((buf[p + ch] as u16 * 11 + c[ch] as u16 * 9) / 20) as u8;
+                    }
+                }
+            }
+        }
+    }
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        let font = (FONT, 15).into_font().color(&WHITE);
+        for a in &anns {
+            let [c0, c1, c2] = category_colour(a.category_id);
+            let colour = RGBColor(c0, c1, c2);
+            let s = k as f64;
+            let (x0, y0) = ((a.bbox[0] * s) as i32, (a.bbox[1] * s) as i32);
+            let (x1, y1) = (
+                ((a.bbox[0] + a.bbox[2]) * s) as i32,
+                ((a.bbox[1] + a.bbox[3]) * s) as i32,
+            );
+            root.draw(&Rectangle::new(
+                [(x0, y0), (x1, y1)],
+                colour.stroke_width(2),
+            ))
+            .map_err(plot_err)?;
+            let label = names.get(&a.category_id).copied().unwrap_or("?");
+            let (tw, th) = root.estimate_text_size(label, &font).map_err(plot_err)?;
+            let ty = (y0 - th as i32 - 2).max(0);
+            root.draw(&Rectangle::new(
+                [(x0, ty), (x0 + tw as i32 + 4, ty + th as i32 + 2)],
+                colour.filled(),
+            ))
+            .map_err(plot_err)?;
+            root.draw(&Text::new(
+                label.to_string(),
+                (x0 + 2, ty + 1),
+                font.clone(),
+            ))
+            .map_err(plot_err)?;
+        }
+        root.present().map_err(plot_err)?;
+    }
+    save_png(out, w, h, &buf)
+}
