@@ -189,7 +189,7 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthOutput> {
         "seed": cfg.seed,
     });
     let mut ann_id = 1;
-    let mut finish = |images: Vec<Image>, rendered: Vec<Vec<(usize, Bitmap)>>| -> Result<Dataset> {
+    let mut finish = |images: Vec<Image>, rendered: Vec<Instances>| -> Result<Dataset> {
         let mut annotations = Vec::new();
         for (im, objs) in images.iter().zip(rendered) {
             for (k, m) in objs {
@@ -229,7 +229,9 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthOutput> {
     })
 }
 
-type Rendered = (Vec<Image>, Vec<Vec<(usize, Bitmap)>>);
+/// Visible mask of each labelled instance of an image, with its class index.
+type Instances = Vec<(usize, Bitmap)>;
+type Rendered = (Vec<Image>, Vec<Instances>);
 
 fn render_split(
     cfg: &SynthConfig,
@@ -240,7 +242,7 @@ fn render_split(
     first_id: u64,
 ) -> Result<Rendered> {
     let classes = cfg.classes;
-    let results: Vec<Result<(Image, Vec<(usize, Bitmap)>)>> = plan
+    let rendered: Vec<(Image, Instances)> = plan
         .par_iter()
         .enumerate()
         .map(|(i, wanted)| {
@@ -271,14 +273,8 @@ fn render_split(
             };
             Ok((image, objs))
         })
-        .collect();
-    let mut images = Vec::with_capacity(plan.len());
-    let mut objs = Vec::with_capacity(plan.len());
-    for r in results {
-        let (im, o) = r?;
-        images.push(im);
-        objs.push(o);
-    }
+        .collect::<Result<_>>()?;
+    let (images, objs) = rendered.into_iter().unzip();
     Ok((images, objs))
 }
 

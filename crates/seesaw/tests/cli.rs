@@ -1,0 +1,123 @@
+//! The `seesaw` binary end to end: what a user types, what it prints, what it writes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn seesaw(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_seesaw"))
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("the seesaw binary runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn data_fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../seesaw-data/tests/fixtures")
+}
+
+#[test]
+fn stats_on_every_bad_file_fails_with_its_message_and_no_panic() {
+    let table = std::fs::read_to_string(data_fixtures().join("expected.tsv")).unwrap();
+    for line in table.lines().filter(|l| !l.is_empty()) {
+        let (name, expected) = line.split_once('\t').unwrap();
+        let path = data_fixtures().join("bad").join(name);
+        let out = seesaw(&["data", "stats", path.to_str().unwrap()]);
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{name}: exit status 0");
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(
+            err.contains(&format!("{}: {expected}", path.display())),
+            "{name}: stderr lacks its message:\n{err}"
+        );
+        assert!(!err.contains("panicked") && !err.contains("backtrace"), "{name}: {err}");
+    }
+}
+
+#[test]
+fn synth_twice_with_one_seed_gives_identical_files() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for dir in [a.path(), b.path()] {
+        let out = seesaw(&[
+            "data", "synth", "--out", dir.to_str().unwrap(), "--classes", "10",
+            "--train-images", "40", "--val-images", "8", "--size", "64", "--seed", "3",
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("wrote 40 train + 8 val images"));
+    }
+    let mut files = 0;
+    for sub in ["", "train", "val"] {
+        for entry in std::fs::read_dir(a.path().join(sub)).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_file() {
+                let rel = p.strip_prefix(a.path()).unwrap();
+                let other = std::fs::read(b.path().join(rel)).unwrap();
+                assert!(std::fs::read(&p).unwrap() == other, "{} differs", rel.display());
+                files += 1;
+            }
+        }
+    }
+    assert_eq!(files, 2 + 40 + 8);
+}
+
+#[test]
+fn stats_plot_and_show_draw_pictures() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = seesaw(&[
+        "data", "synth", "--out", d.to_str().unwrap(), "--classes", "12",
+        "--train-images", "60", "--size", "64",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let train = d.join("train.json");
+    let plot = d.join("plot.png");
+    let out = seesaw(&["data", "stats", train.to_str().unwrap(), "--plot", plot.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("LVIS format, 60 images"), "{stdout}");
+    for g in ["rare (r)", "common (c)", "frequent (f)", "instances per image: mean"] {
+        assert!(stdout.contains(g), "{stdout}");
+    }
+    assert_eq!(image::image_dimensions(&plot).unwrap(), (1000, 560));
+
+    let pic = d.join("show.png");
+    let out = seesaw(&[
+        "data", "show", train.to_str().unwrap(), "--image-id", "1", "--out", pic.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // 64 px images are enlarged 8x so that names are readable.
+    assert_eq!(image::image_dimensions(&pic).unwrap(), (512, 512));
+
+    let out = seesaw(&[
+        "data", "show", train.to_str().unwrap(), "--image-id", "999", "--out", pic.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no image with id 999"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn stats_reads_a_reference_coco_file() {
+    let gt = data_fixtures().join("eval/tiny/coco_gt.json");
+    let out = seesaw(&["data", "stats", gt.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("COCO format, 20 images"), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("groups counted from this file's images per class"));
+}
+
+#[test]
+fn quick_demo_writes_dataset_plot_and_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("demo");
+    let out = seesaw(&["demo", "--quick", "--out", out_dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("wrote 200 train +"), "{stdout}");
+    assert!(out_dir.join("data/train.json").is_file());
+    assert!(out_dir.join("data/val.json").is_file());
+    assert!(out_dir.join("train_classes.png").is_file());
+    let samples = std::fs::read_dir(out_dir.join("samples")).unwrap().count();
+    assert_eq!(samples, 4);
+}
