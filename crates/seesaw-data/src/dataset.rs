@@ -263,7 +263,9 @@ impl fmt::Display for Format {
 impl Dataset {
     /// Reads a `.json` or `.json.gz` file and checks it with [`Dataset::validate`].
     pub fn load(file: &Path) -> Result<Self> {
+        let t0 = std::time::Instant::now();
         let bytes = io::read_bytes(file)?;
+        let t_read = t0.elapsed();
         // serde would read a list as the struct's fields in order, with a baffling message.
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
             return Err(crate::error::DataError::invalid(
@@ -274,7 +276,16 @@ impl Dataset {
             ));
         }
         let ds: Dataset = io::parse_json(file, &bytes)?;
+        let t_parse = t0.elapsed();
+        drop(bytes);
         ds.validate(file)?;
+        tracing::debug!(
+            "{}: read {:.2} s, parse {:.2} s, validate {:.2} s",
+            file.display(),
+            t_read.as_secs_f64(),
+            (t_parse - t_read).as_secs_f64(),
+            (t0.elapsed() - t_parse).as_secs_f64()
+        );
         Ok(ds)
     }
 

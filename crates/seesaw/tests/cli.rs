@@ -33,7 +33,10 @@ fn stats_on_every_bad_file_fails_with_its_message_and_no_panic() {
             err.contains(&format!("{}: {expected}", path.display())),
             "{name}: stderr lacks its message:\n{err}"
         );
-        assert!(!err.contains("panicked") && !err.contains("backtrace"), "{name}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("backtrace"),
+            "{name}: {err}"
+        );
     }
 }
 
@@ -42,8 +45,20 @@ fn synth_twice_with_one_seed_gives_identical_files() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     for dir in [a.path(), b.path()] {
         let out = seesaw(&[
-            "data", "synth", "--out", dir.to_str().unwrap(), "--classes", "10",
-            "--train-images", "40", "--val-images", "8", "--size", "64", "--seed", "3",
+            "data",
+            "synth",
+            "--out",
+            dir.to_str().unwrap(),
+            "--classes",
+            "10",
+            "--train-images",
+            "40",
+            "--val-images",
+            "8",
+            "--size",
+            "64",
+            "--seed",
+            "3",
         ]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert!(text(&out.stdout).contains("wrote 40 train + 8 val images"));
@@ -55,7 +70,11 @@ fn synth_twice_with_one_seed_gives_identical_files() {
             if p.is_file() {
                 let rel = p.strip_prefix(a.path()).unwrap();
                 let other = std::fs::read(b.path().join(rel)).unwrap();
-                assert!(std::fs::read(&p).unwrap() == other, "{} differs", rel.display());
+                assert!(
+                    std::fs::read(&p).unwrap() == other,
+                    "{} differs",
+                    rel.display()
+                );
                 files += 1;
             }
         }
@@ -68,34 +87,69 @@ fn stats_plot_and_show_draw_pictures() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let out = seesaw(&[
-        "data", "synth", "--out", d.to_str().unwrap(), "--classes", "12",
-        "--train-images", "60", "--size", "64",
+        "data",
+        "synth",
+        "--out",
+        d.to_str().unwrap(),
+        "--classes",
+        "12",
+        "--train-images",
+        "60",
+        "--size",
+        "64",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let train = d.join("train.json");
     let plot = d.join("plot.png");
-    let out = seesaw(&["data", "stats", train.to_str().unwrap(), "--plot", plot.to_str().unwrap()]);
+    let out = seesaw(&[
+        "data",
+        "stats",
+        train.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("LVIS format, 60 images"), "{stdout}");
-    for g in ["rare (r)", "common (c)", "frequent (f)", "instances per image: mean"] {
+    for g in [
+        "rare (r)",
+        "common (c)",
+        "frequent (f)",
+        "instances per image: mean",
+    ] {
         assert!(stdout.contains(g), "{stdout}");
     }
     assert_eq!(image::image_dimensions(&plot).unwrap(), (1000, 560));
 
     let pic = d.join("show.png");
     let out = seesaw(&[
-        "data", "show", train.to_str().unwrap(), "--image-id", "1", "--out", pic.to_str().unwrap(),
+        "data",
+        "show",
+        train.to_str().unwrap(),
+        "--image-id",
+        "1",
+        "--out",
+        pic.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     // 64 px images are enlarged 8x so that names are readable.
     assert_eq!(image::image_dimensions(&pic).unwrap(), (512, 512));
 
     let out = seesaw(&[
-        "data", "show", train.to_str().unwrap(), "--image-id", "999", "--out", pic.to_str().unwrap(),
+        "data",
+        "show",
+        train.to_str().unwrap(),
+        "--image-id",
+        "999",
+        "--out",
+        pic.to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("no image with id 999"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no image with id 999"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -103,7 +157,11 @@ fn stats_reads_a_reference_coco_file() {
     let gt = data_fixtures().join("eval/tiny/coco_gt.json");
     let out = seesaw(&["data", "stats", gt.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("COCO format, 20 images"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("COCO format, 20 images"),
+        "{}",
+        text(&out.stdout)
+    );
     assert!(text(&out.stdout).contains("groups counted from this file's images per class"));
 }
 
