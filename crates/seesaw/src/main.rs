@@ -2,6 +2,7 @@
 
 mod data_cmd;
 mod demo;
+mod eval_cmd;
 mod viz;
 
 use std::process::ExitCode;
@@ -27,6 +28,8 @@ enum Command {
         #[command(subcommand)]
         command: data_cmd::DataCommand,
     },
+    /// LVIS / COCO AP of a result file, equal to lvis-api and pycocotools.
+    Eval(eval_cmd::EvalArgs),
     /// The main job on built-in data, no download: see README.md.
     Demo(demo::DemoArgs),
 }
@@ -37,12 +40,14 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .without_time()
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Data { command } => data_cmd::run(command),
+        Command::Eval(args) => eval_cmd::run(&args),
         Command::Demo(args) => demo::run(&args),
     };
     match result {

@@ -240,3 +240,107 @@ pub fn draw_annotated(ds: &Dataset, image_id: u64, image_root: &Path, out: &Path
     }
     save_png(out, w, h, &buf)
 }
+
+/// Per-class AP against training images per class (log x), coloured by frequency group; one
+/// marker per run (`label`, evaluation) so that losses can be compared on one picture. The x
+/// value is the category's declared `image_count`, or else its images in `gt`.
+pub fn plot_ap_vs_frequency(
+    runs: &[(&str, &seesaw_eval::Evaluation)],
+    gt: &Dataset,
+    title: &str,
+    out: &Path,
+) -> Result<()> {
+    ensure_font()?;
+    let counted = gt.category_counts();
+    let declared = gt.categories.iter().all(|c| c.image_count.is_some());
+    let x_of: std::collections::HashMap<u64, f64> = gt
+        .categories
+        .iter()
+        .zip(&counted)
+        .map(|(c, &(images, _))| (c.id, c.image_count.unwrap_or(images).max(1) as f64))
+        .collect();
+    let x_desc = if declared {
+        "training images of the class (log)"
+    } else {
+        "images of the class in this ground truth (log)"
+    };
+    let xmax = x_of.values().copied().fold(10.0, f64::max) * 1.5;
+    let (w, h) = (1000u32, 600u32);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 22))
+            .margin(16)
+            .x_label_area_size(42)
+            .y_label_area_size(56)
+            .build_cartesian_2d((0.8f64..xmax).log_scale(), 0f64..1.0)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc("AP (IoU 0.50:0.95)")
+            .label_style((FONT, 14))
+            .draw()
+            .map_err(plot_err)?;
+        for (r, (label, ev)) in runs.iter().enumerate() {
+            for g in Frequency::ALL {
+                let pts: Vec<(f64, f64)> = ev
+                    .per_class
+                    .iter()
+                    .filter(|c| c.ap >= 0.0)
+                    .filter_map(|c| {
+                        let x = *x_of.get(&c.id)?;
+                        let group = c
+                            .frequency
+                            .unwrap_or_else(|| Frequency::from_image_count(x as u64));
+                        (group == g).then_some((x, c.ap))
+                    })
+                    .collect();
+                let colour = group_colour(g);
+                let name = if label.is_empty() {
+                    format!("{g}")
+                } else {
+                    format!("{label}, {g}")
+                };
+                if r == 0 {
+                    chart
+                        .draw_series(pts.iter().map(|&p| Circle::new(p, 4, colour.filled())))
+                        .map_err(plot_err)?
+                        .label(name)
+                        .legend(move |(x, y)| Circle::new((x + 6, y), 4, colour.filled()));
+                } else {
+                    chart
+                        .draw_series(
+                            pts.iter()
+                                .map(|&p| TriangleMarker::new(p, 5, colour.stroke_width(2))),
+                        )
+                        .map_err(plot_err)?
+                        .label(name)
+                        .legend(move |(x, y)| {
+                            TriangleMarker::new((x + 6, y), 5, colour.stroke_width(2))
+                        });
+                }
+            }
+        }
+        for boundary in [10.5, 100.5] {
+            chart
+                .draw_series(LineSeries::new(
+                    [(boundary, 0.0), (boundary, 1.0)],
+                    RGBColor(150, 150, 150).stroke_width(1),
+                ))
+                .map_err(plot_err)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .label_font((FONT, 14))
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_err)?;
+        root.present().map_err(plot_err)?;
+    }
+    save_png(out, w, h, &buf)
+}

@@ -1,0 +1,292 @@
+//! Seesaw's evaluation layer: LVIS AP (APr/APc/APf) and COCO AP for boxes and masks, equal to
+//! lvis-api 0.5.3 and pycocotools 2.0.11, built on hotcoco (see [`prepare`] for the rules we
+//! correct), plus per-class AP against training frequency.
+//!
+//! [`Evaluator`] takes detections in memory, so training can evaluate without writing JSON.
+
+pub mod error;
+pub mod prepare;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use seesaw_data::{Dataset, Detection, Format, Frequency};
+
+pub use error::{EvalError, Result};
+
+/// What is compared between a detection and a ground truth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IouType {
+    /// Box IoU.
+    Bbox,
+    /// Mask IoU.
+    Segm,
+}
+
+impl fmt::Display for IouType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IouType::Bbox => "bbox",
+            IouType::Segm => "segm",
+        })
+    }
+}
+
+impl FromStr for IouType {
+    type Err = EvalError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "bbox" => Ok(IouType::Bbox),
+            "segm" => Ok(IouType::Segm),
+            _ => Err(EvalError::Request(format!(
+                "unknown IoU type {s:?} (expected bbox or segm)"
+            ))),
+        }
+    }
+}
+
+/// One category's AP, with what the long tail needs beside it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassAp {
+    pub id: u64,
+    pub name: String,
+    /// LVIS frequency group as the ground truth declares it.
+    pub frequency: Option<Frequency>,
+    /// Training images of the class, as the ground truth's `image_count` declares it.
+    pub train_images: Option<u64>,
+    /// AP over IoU 0.50:0.95, all areas, at the tool's detection cap; -1 without ground truth.
+    pub ap: f64,
+}
+
+/// The result of one evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub format: Format,
+    pub iou_type: IouType,
+    /// The official summary, in the official order: for LVIS `AP AP50 AP75 APs APm APl APr
+    /// APc APf AR@300 ARs@300 ARm@300 ARl@300`, for COCO `AP AP50 AP75 APs APm APl AR1 AR10
+    /// AR100 ARs ARm ARl`. -1 where a stat has nothing to average.
+    pub stats: Vec<(String, f64)>,
+    pub per_class: Vec<ClassAp>,
+    /// The table as the official tool prints it.
+    pub table: Vec<String>,
+}
+
+impl Evaluation {
+    /// A summary stat by its key.
+    pub fn stat(&self, key: &str) -> Option<f64> {
+        self.stats.iter().find(|(k, _)| k == key).map(|&(_, v)| v)
+    }
+
+    /// `{"format": ..., "iou_type": ..., "stats": {...}}`, as `seesaw eval --json` writes it.
+    pub fn to_json(&self) -> serde_json::Value {
+        let stats: serde_json::Map<String, serde_json::Value> = self
+            .stats
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::json!(v)))
+            .collect();
+        serde_json::json!({
+            "format": self.format,
+            "iou_type": self.iou_type.to_string(),
+            "stats": stats,
+        })
+    }
+
+    /// Per-class AP as CSV: `category_id,name,frequency,train_images,ap`.
+    pub fn per_class_csv(&self) -> String {
+        let mut out = String::from("category_id,name,frequency,train_images,ap\n");
+        for c in &self.per_class {
+            let name = if c.name.contains([',', '"']) {
+                format!("\"{}\"", c.name.replace('"', "\"\""))
+            } else {
+                c.name.clone()
+            };
+            out.push_str(&format!(
+                "{},{},{},{},{}\n",
+                c.id,
+                name,
+                c.frequency
+                    .map(|f| f.letter().to_string())
+                    .unwrap_or_default(),
+                c.train_images.map(|n| n.to_string()).unwrap_or_default(),
+                c.ap
+            ));
+        }
+        out
+    }
+}
+
+/// Evaluates detections against one ground truth, under the rules of its format.
+pub struct Evaluator {
+    format: Format,
+    gt: Arc<hotcoco::COCO>,
+    classes: Vec<(u64, String, Option<Frequency>, Option<u64>)>,
+}
+
+impl Evaluator {
+    /// Prepares `gt`; the format is detected from it (LVIS categories carry `frequency`)
+    /// unless given. LVIS evaluation needs a frequency on every category.
+    pub fn new(gt: &Dataset, format: Option<Format>) -> Result<Self> {
+        let format = format.unwrap_or_else(|| gt.format());
+        if format == Format::Lvis
+            && let Some(i) = gt.categories.iter().position(|c| c.frequency.is_none())
+        {
+            return Err(EvalError::Request(format!(
+                "LVIS evaluation needs a frequency on every category; categories[{i}] has none"
+            )));
+        }
+        Ok(Self {
+            format,
+            gt: Arc::new(prepare::ground_truth(gt, format)),
+            classes: gt
+                .categories
+                .iter()
+                .map(|c| (c.id, c.name.clone(), c.frequency, c.image_count))
+                .collect(),
+        })
+    }
+
+    /// The rules in force.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Evaluates `dets` (image and category ids must exist in the ground truth; see
+    /// [`seesaw_data::check_results_against`]).
+    pub fn evaluate(&self, dets: Vec<Detection>, iou: IouType) -> Result<Evaluation> {
+        let dt = prepare::detections(&self.gt, dets, self.format, iou)?;
+        let hot_iou = match iou {
+            IouType::Bbox => hotcoco::IouType::Bbox,
+            IouType::Segm => hotcoco::IouType::Segm,
+        };
+        let mut ev = match self.format {
+            Format::Lvis => hotcoco::COCOeval::new_lvis(self.gt.clone(), dt, hot_iou),
+            Format::Coco => hotcoco::COCOeval::new(self.gt.clone(), dt, hot_iou),
+        };
+        ev.evaluate()
+            .map_err(|e| EvalError::Hotcoco(e.to_string()))?;
+        ev.accumulate();
+        ev.summarize_lines();
+        let keys = ev.metric_keys();
+        let values = ev.stats().unwrap_or_default();
+        let stats: Vec<(String, f64)> = keys
+            .iter()
+            .zip(values)
+            .map(|(k, &v)| (k.to_string(), v))
+            .collect();
+        let table = match self.format {
+            Format::Lvis => lvis_table(&stats, iou),
+            Format::Coco => coco_table(&stats),
+        };
+        let per_class = match ev.accumulated() {
+            Some(acc) => self.per_class(acc),
+            None => Vec::new(),
+        };
+        Ok(Evaluation {
+            format: self.format,
+            iou_type: iou,
+            stats,
+            per_class,
+            table,
+        })
+    }
+
+    /// AP per category: precision at every IoU threshold and recall point, area "all", the
+    /// last detection cap, averaged over the entries that exist (as detectron2 reports it).
+    fn per_class(&self, acc: &hotcoco::AccumulatedEval) -> Vec<ClassAp> {
+        let s = acc.shape;
+        let ap_of = |k: usize| {
+            let (mut sum, mut n) = (0.0, 0usize);
+            for t in 0..s.t {
+                for r in 0..s.r {
+                    let p = acc.precision[acc.precision_idx(t, r, k, 0, s.m - 1)];
+                    if p > -1.0 {
+                        sum += p;
+                        n += 1;
+                    }
+                }
+            }
+            if n == 0 { -1.0 } else { sum / n as f64 }
+        };
+        let slot: std::collections::HashMap<u64, usize> = acc
+            .cat_ids
+            .iter()
+            .enumerate()
+            .map(|(k, &id)| (id, k))
+            .collect();
+        self.classes
+            .iter()
+            .map(|(id, name, frequency, train_images)| ClassAp {
+                id: *id,
+                name: name.clone(),
+                frequency: *frequency,
+                train_images: *train_images,
+                ap: slot.get(id).map_or(-1.0, |&k| ap_of(k)),
+            })
+            .collect()
+    }
+}
+
+/// The table pycocotools' `summarize` prints.
+fn coco_table(stats: &[(String, f64)]) -> Vec<String> {
+    stats
+        .iter()
+        .map(|(key, value)| {
+            let (title, kind) = if key.starts_with("AP") {
+                ("Average Precision", "(AP)")
+            } else {
+                ("Average Recall", "(AR)")
+            };
+            let iou = match key.as_str() {
+                "AP50" => "0.50",
+                "AP75" => "0.75",
+                _ => "0.50:0.95",
+            };
+            let area = match key.chars().nth(2) {
+                Some('s') => "small",
+                Some('m') => "medium",
+                Some('l') => "large",
+                _ => "all",
+            };
+            let max_dets = match key.as_str() {
+                "AR1" => 1,
+                "AR10" => 10,
+                _ => 100,
+            };
+            format!(" {title:<18} {kind} @[ IoU={iou:<9} | area={area:>6} | maxDets={max_dets:>3} ] = {value:0.3}")
+        })
+        .collect()
+}
+
+/// The table lvis-api's `print_results` prints.
+fn lvis_table(stats: &[(String, f64)], _iou: IouType) -> Vec<String> {
+    stats
+        .iter()
+        .map(|(key, value)| {
+            let (title, kind) = if key.contains("AP") {
+                ("Average Precision", "(AP)")
+            } else {
+                ("Average Recall", "(AR)")
+            };
+            let third = key.chars().nth(2);
+            let iou = if third.is_some_and(|c| c.is_ascii_digit()) {
+                format!("{:.2}", key[2..].parse::<f64>().unwrap_or(0.0) / 100.0)
+            } else {
+                "0.50:0.95".to_string()
+            };
+            let group = match third {
+                Some(c @ ('r' | 'c' | 'f')) => c.to_string(),
+                _ => "all".to_string(),
+            };
+            let area = match third {
+                Some(c @ ('s' | 'm' | 'l')) => c.to_string(),
+                _ => "all".to_string(),
+            };
+            format!(
+                " {title:<18} {kind} @[ IoU={iou:<9} | area={area:>6} | maxDets={:>3} catIds={group:>3}] = {value:0.3}",
+                prepare::LVIS_MAX_DETS_PER_IMAGE
+            )
+        })
+        .collect()
+}

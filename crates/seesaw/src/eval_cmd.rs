@@ -1,0 +1,109 @@
+//! `seesaw eval`: LVIS / COCO AP of a result file, as the official tools compute it.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use seesaw_data::{Dataset, Format, check_results_against, load_results};
+use seesaw_eval::{Evaluation, Evaluator, IouType};
+
+use crate::viz;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum IouArg {
+    Bbox,
+    Segm,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Lvis,
+    Coco,
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Ground-truth annotation file (.json or .json.gz).
+    #[arg(long)]
+    pub gt: PathBuf,
+    /// Detection results file (.json or .json.gz): a list of {image_id, category_id, bbox,
+    /// segmentation, score}.
+    #[arg(long)]
+    pub results: PathBuf,
+    /// What to compare: boxes or masks.
+    #[arg(long, value_enum)]
+    pub iou_type: IouArg,
+    /// Rules of lvis-api or pycocotools [default: LVIS when the categories carry `frequency`].
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// Write {"format", "iou_type", "stats"} here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write per-class AP (with frequency group and training images) as CSV here.
+    #[arg(long)]
+    pub per_class: Option<PathBuf>,
+    /// Plot per-class AP against training frequency here (PNG).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+pub fn run(a: &EvalArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let gt = Dataset::load(&a.gt)?;
+    let dets = load_results(&a.results)?;
+    check_results_against(&a.results, &dets, &gt)?;
+    let t_load = t0.elapsed();
+    let format = a.format.map(|f| match f {
+        FormatArg::Lvis => Format::Lvis,
+        FormatArg::Coco => Format::Coco,
+    });
+    let iou = match a.iou_type {
+        IouArg::Bbox => IouType::Bbox,
+        IouArg::Segm => IouType::Segm,
+    };
+    let evaluator = Evaluator::new(&gt, format).with_context(|| a.gt.display().to_string())?;
+    let res = evaluator
+        .evaluate(dets, iou)
+        .with_context(|| a.results.display().to_string())?;
+    tracing::info!(
+        "loaded in {:.2} s, evaluated in {:.2} s",
+        t_load.as_secs_f64(),
+        (t0.elapsed() - t_load).as_secs_f64()
+    );
+    print_table(&res);
+    write_outputs(&res, &gt, a)
+}
+
+pub fn print_table(res: &Evaluation) {
+    println!(
+        "{} {} evaluation:",
+        res.format.to_string().to_uppercase(),
+        res.iou_type
+    );
+    for line in &res.table {
+        println!("{line}");
+    }
+}
+
+fn write_outputs(res: &Evaluation, gt: &Dataset, a: &EvalArgs) -> Result<()> {
+    if let Some(out) = &a.json {
+        seesaw_data::io::write_json(out, &res.to_json())?;
+        tracing::info!("wrote {}", out.display());
+    }
+    if let Some(out) = &a.per_class {
+        let csv = res.per_class_csv();
+        seesaw_data::io::write_atomic(out, |w| std::io::Write::write_all(w, csv.as_bytes()))?;
+        tracing::info!("wrote {}", out.display());
+    }
+    if let Some(out) = &a.plot {
+        let title = format!(
+            "{} {}: per-class AP",
+            res.format.to_string().to_uppercase(),
+            res.iou_type
+        );
+        viz::plot_ap_vs_frequency(&[("", res)], gt, &title, out)?;
+        tracing::info!("wrote {}", out.display());
+    }
+    Ok(())
+}
