@@ -39,6 +39,16 @@ impl JsonPath {
         Self(format!("{}[{index}]", self.0))
     }
 
+    /// `self` followed by `rest` (a path relative to `self`).
+    pub fn join(&self, rest: &JsonPath) -> Self {
+        match (self.0.is_empty(), rest.0.starts_with('[')) {
+            (true, _) => rest.clone(),
+            (_, _) if rest.0.is_empty() => self.clone(),
+            (false, true) => Self(format!("{}{}", self.0, rest.0)),
+            (false, false) => Self(format!("{}.{}", self.0, rest.0)),
+        }
+    }
+
     /// Wraps a path already rendered as text (as `serde_path_to_error` renders it).
     /// Unknown map keys (rendered `?`, e.g. inside a truncated key) are dropped.
     pub fn from_rendered(s: String) -> Self {

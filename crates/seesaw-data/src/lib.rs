@@ -17,6 +17,9 @@ pub use dataset::{
     Annotation, Category, Dataset, Format, Frequency, Image, Rle, RleCounts, Segmentation,
 };
 pub use error::{DataError, JsonPath, Result};
-pub use results::{Detection, check_results_against, load_results, save_results};
+pub use results::{
+    Detection, check_results_against, load_results, load_results_with, save_results,
+};
 pub use stats::DatasetStats;
 pub use synth::{SynthConfig, generate};
+pub use validate::rle_runs_problem;

@@ -161,15 +161,19 @@ pub(crate) fn check_segmentation(
             }
             Ok(())
         }
-        Segmentation::Rle(rle) => check_rle(rle, Some((h, w)), at),
+        Segmentation::Rle(rle) => check_rle(rle, Some((h, w)), at, true),
     }
 }
 
 /// Checks an RLE's runs against its size, and its size against the image when given.
+/// With `decode` false, a compressed string's runs are not decoded (only its characters are
+/// checked): result files hold a mask per detection, and only mask evaluation needs them, so
+/// it decodes them then ([`rle_runs_problem`]).
 pub(crate) fn check_rle(
     rle: &Rle,
     image: Option<(u32, u32)>,
     at: &JsonPath,
+    decode: bool,
 ) -> Result<(), Problem> {
     let [rh, rw] = rle.size;
     if let Some((h, w)) = image
@@ -201,9 +205,20 @@ pub(crate) fn check_rle(
                     format!("invalid character {ch:?} at offset {k} of a compressed RLE string"),
                 ));
             }
-            hotcoco::mask::area_from_string(s, rh, rw)
-                .map_err(|e| (at.field("counts"), format!("malformed compressed RLE: {e}")))?;
+            if decode && let Some(m) = rle_runs_problem(rle) {
+                return Err((at.field("counts"), m));
+            }
         }
     }
     Ok(())
+}
+
+/// Why a compressed RLE string does not decode to its size, or `None` when it does.
+pub fn rle_runs_problem(rle: &Rle) -> Option<String> {
+    match &rle.counts {
+        RleCounts::Compressed(s) => hotcoco::mask::area_from_string(s, rle.size[0], rle.size[1])
+            .err()
+            .map(|e| format!("malformed compressed RLE: {e}")),
+        RleCounts::Uncompressed(_) => None,
+    }
 }

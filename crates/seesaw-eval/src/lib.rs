@@ -5,6 +5,7 @@
 //! [`Evaluator`] takes detections in memory, so training can evaluate without writing JSON.
 
 pub mod error;
+pub mod fixed_ap;
 pub mod prepare;
 
 use std::fmt;

@@ -16,6 +16,8 @@
 
 use std::collections::HashMap;
 
+use rayon::prelude::*;
+
 use seesaw_data::{Dataset, Detection, Format, RleCounts, Segmentation};
 
 use crate::IouType;
@@ -101,18 +103,18 @@ fn segmentation(s: &Segmentation) -> hotcoco::Segmentation {
 }
 
 /// Result masks go to hotcoco compressed, the one spelling the official tools read.
-fn result_segmentation(s: &Segmentation) -> hotcoco::Segmentation {
+fn result_segmentation(s: Segmentation) -> hotcoco::Segmentation {
     match s {
-        Segmentation::Rle(r) => match &r.counts {
-            RleCounts::Compressed(c) => hotcoco::Segmentation::CompressedRle {
+        Segmentation::Rle(r) => match r.counts {
+            RleCounts::Compressed(counts) => hotcoco::Segmentation::CompressedRle {
                 size: r.size,
-                counts: c.clone(),
+                counts,
             },
-            RleCounts::Uncompressed(c) => {
+            RleCounts::Uncompressed(counts) => {
                 let rle = hotcoco::Rle {
                     h: r.size[0],
                     w: r.size[1],
-                    counts: c.clone(),
+                    counts,
                 };
                 hotcoco::Segmentation::CompressedRle {
                     size: r.size,
@@ -121,7 +123,7 @@ fn result_segmentation(s: &Segmentation) -> hotcoco::Segmentation {
             }
         },
         // Refused by `detections` before it gets here.
-        Segmentation::Polygons(p) => hotcoco::Segmentation::Polygon(p.clone()),
+        Segmentation::Polygons(p) => hotcoco::Segmentation::Polygon(p),
     }
 }
 
@@ -142,32 +144,34 @@ fn lvis_result_area(d: &Detection, boxes: bool) -> f64 {
     }
 }
 
-/// lvis-api's `limit_dets_per_image`: detections regrouped by image (in order of first
-/// appearance), each image over the cap sorted by score (stable) and cut.
-fn lvis_cap(dets: Vec<Detection>) -> Vec<Detection> {
-    let mut order: Vec<u64> = Vec::new();
-    let mut per_image: HashMap<u64, Vec<Detection>> = HashMap::new();
-    for d in dets {
-        per_image
-            .entry(d.image_id)
-            .or_insert_with(|| {
-                order.push(d.image_id);
-                Vec::new()
-            })
-            .push(d);
+/// lvis-api's `limit_dets_per_image`: each image over the cap keeps its 300 best (by score,
+/// ties to the earlier). lvis-api also regroups the list by image and sorts capped images by
+/// score; neither changes any result (evaluation sorts each image's and category's detections
+/// by score, stably), so the survivors keep their places here.
+fn lvis_cap(mut dets: Vec<Detection>) -> Vec<Detection> {
+    let mut per_image: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (i, d) in dets.iter().enumerate() {
+        per_image.entry(d.image_id).or_default().push(i);
     }
-    let mut out = Vec::new();
-    for id in order {
-        let Some(mut v) = per_image.remove(&id) else {
-            continue;
-        };
-        if v.len() > LVIS_MAX_DETS_PER_IMAGE {
-            v.sort_by(|a, b| b.score.total_cmp(&a.score));
-            v.truncate(LVIS_MAX_DETS_PER_IMAGE);
+    let mut drop = vec![false; dets.len()];
+    let mut any = false;
+    for idx in per_image.values_mut() {
+        if idx.len() > LVIS_MAX_DETS_PER_IMAGE {
+            idx.sort_by(|&a, &b| dets[b].score.total_cmp(&dets[a].score));
+            for &i in &idx[LVIS_MAX_DETS_PER_IMAGE..] {
+                drop[i] = true;
+            }
+            any = true;
         }
-        out.extend(v);
     }
-    out
+    if any {
+        let mut k = 0;
+        dets.retain(|_| {
+            k += 1;
+            !drop[k - 1]
+        });
+    }
+    dets
 }
 
 /// The detections as hotcoco evaluates them against `gt` under `format`'s rules.
@@ -177,6 +181,25 @@ pub fn detections(
     format: Format,
     iou: IouType,
 ) -> Result<hotcoco::COCO> {
+    check(&dets, iou)?;
+    match format {
+        Format::Lvis => lvis_detections(gt, lvis_cap(dets), iou),
+        Format::Coco => load(gt, dets, iou),
+    }
+}
+
+/// LVIS detections with no per-image cap (Fixed AP): lvis-api's `LVISResults(max_dets=-1)`.
+pub fn detections_uncapped(
+    gt: &hotcoco::COCO,
+    dets: Vec<Detection>,
+    iou: IouType,
+) -> Result<hotcoco::COCO> {
+    check(&dets, iou)?;
+    lvis_detections(gt, dets, iou)
+}
+
+/// Every detection must carry what is evaluated; result masks must be RLE.
+fn check(dets: &[Detection], iou: IouType) -> Result<()> {
     for (index, d) in dets.iter().enumerate() {
         let missing = match iou {
             IouType::Bbox => d.bbox.is_none().then_some("bbox"),
@@ -197,38 +220,63 @@ pub fn detections(
             });
         }
     }
-    let dets = if format == Format::Lvis {
-        let capped = lvis_cap(dets);
-        let boxes = capped.first().is_some_and(|d| d.bbox.is_some());
-        // (A)
-        capped
-            .into_iter()
-            .filter(|d| {
-                let a = lvis_result_area(d, boxes);
-                a > 0.0 && a < f64::INFINITY
+    // Result files are read without decoding their masks; mask evaluation decodes them.
+    let needs_masks = iou == IouType::Segm || dets.first().is_some_and(|d| d.bbox.is_none());
+    if needs_masks {
+        let bad = dets
+            .par_iter()
+            .enumerate()
+            .filter_map(|(i, d)| match &d.segmentation {
+                Some(Segmentation::Rle(r)) => seesaw_data::rle_runs_problem(r).map(|m| (i, m)),
+                _ => None,
             })
-            .collect()
-    } else {
-        dets
-    };
+            .min_by_key(|(i, _)| *i);
+        if let Some((index, message)) = bad {
+            return Err(EvalError::Results {
+                index,
+                field: "segmentation.counts",
+                message,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// (A): detections with an area outside (0, inf) are dropped, after any cap; the set is then
+/// marked as capped so that hotcoco does not cap it again.
+fn lvis_detections(
+    gt: &hotcoco::COCO,
+    dets: Vec<Detection>,
+    iou: IouType,
+) -> Result<hotcoco::COCO> {
+    let boxes = dets.first().is_some_and(|d| d.bbox.is_some());
+    let kept = dets
+        .into_iter()
+        .filter(|d| {
+            let a = lvis_result_area(d, boxes);
+            a > 0.0 && a < f64::INFINITY
+        })
+        .collect();
+    Ok(load(gt, kept, iou)?.cap_detections_per_image(None))
+}
+
+/// Moves the detections into hotcoco's records. Box evaluation never reads a mask (the area
+/// then comes from the box), so masks are not carried into it.
+fn load(gt: &hotcoco::COCO, dets: Vec<Detection>, iou: IouType) -> Result<hotcoco::COCO> {
     let anns = dets
         .into_iter()
         .map(|d| hotcoco::Annotation {
             image_id: d.image_id,
             category_id: d.category_id,
             bbox: d.bbox,
-            segmentation: d.segmentation.as_ref().map(result_segmentation),
+            segmentation: match iou {
+                IouType::Bbox => None,
+                IouType::Segm => d.segmentation.map(result_segmentation),
+            },
             score: Some(d.score),
             ..Default::default()
         })
         .collect();
-    let coco = gt
-        .load_res_anns(anns)
-        .map_err(|e| EvalError::Hotcoco(e.to_string()))?;
-    Ok(if format == Format::Lvis {
-        // Already capped above: hotcoco must not cap again (before our area filter).
-        coco.cap_detections_per_image(None)
-    } else {
-        coco
-    })
+    gt.load_res_anns(anns)
+        .map_err(|e| EvalError::Hotcoco(e.to_string()))
 }

@@ -239,3 +239,55 @@ fn json_csv_and_table_have_the_official_shape() {
     let mean = aps.iter().sum::<f64>() / aps.len() as f64;
     assert!((mean - res.stat("AP").unwrap()).abs() < 1e-12);
 }
+
+#[test]
+fn fixed_and_pooled_ap_equal_the_reference_code() {
+    let mut failures = Vec::new();
+    for case in ["tiny", "edge"] {
+        let (gt, dt) = load(case, "lvis");
+        let ev = Evaluator::new(&gt, None).unwrap();
+        for iou in ["bbox", "segm"] {
+            let text =
+                std::fs::read_to_string(fixture(case, &format!("fixed_ap_{iou}.json"))).unwrap();
+            let want: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let res = ev
+                .evaluate_fixed(
+                    dt.clone(),
+                    iou.parse().unwrap(),
+                    seesaw_eval::fixed_ap::DEFAULT_DETS_PER_CLASS,
+                )
+                .unwrap();
+            for part in ["fixed", "pooled"] {
+                for (k, v) in want[part].as_object().unwrap() {
+                    let v = v.as_f64().unwrap();
+                    let got = res.stat(k).unwrap_or(f64::NAN);
+                    if got.is_nan() || (got - v).abs() > 1e-12 {
+                        failures.push(format!("{case} {iou} {part} {k}: ours {got} reference {v}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn malformed_result_masks_are_named_when_masks_are_evaluated() {
+    let (gt, mut dt) = load("tiny", "lvis");
+    if let Some(seesaw_data::Segmentation::Rle(r)) = dt[7].segmentation.as_mut() {
+        // A single run longer than the whole mask.
+        r.counts = seesaw_data::RleCounts::Compressed("oooooooo0".into());
+    }
+    let ev = Evaluator::new(&gt, None).unwrap();
+    let err = ev
+        .evaluate(dt.clone(), IouType::Segm)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.starts_with("[7].segmentation.counts: malformed compressed RLE"),
+        "{err}"
+    );
+    // Box evaluation never reads the masks.
+    assert!(ev.evaluate(dt, IouType::Bbox).is_ok());
+}

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use seesaw_data::{Dataset, Format, check_results_against, load_results};
+use seesaw_data::{Dataset, Format, check_results_against, load_results_with};
 use seesaw_eval::{Evaluation, Evaluator, IouType};
 
 use crate::viz;
@@ -46,12 +46,19 @@ pub struct EvalArgs {
     /// Plot per-class AP against training frequency here (PNG).
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Also report Fixed AP and pooled AP (Dave et al. 2021): no per-image cap, the top
+    /// --dets-per-class detections of each class over the dataset (LVIS only).
+    #[arg(long)]
+    pub fixed_ap: bool,
+    /// K of Fixed AP.
+    #[arg(long, default_value_t = seesaw_eval::fixed_ap::DEFAULT_DETS_PER_CLASS)]
+    pub dets_per_class: usize,
 }
 
 pub fn run(a: &EvalArgs) -> Result<()> {
     let t0 = Instant::now();
     let gt = Dataset::load(&a.gt)?;
-    let dets = load_results(&a.results)?;
+    let dets = load_results_with(&a.results, matches!(a.iou_type, IouArg::Segm))?;
     check_results_against(&a.results, &dets, &gt)?;
     let t_load = t0.elapsed();
     let format = a.format.map(|f| match f {
@@ -63,6 +70,15 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         IouArg::Segm => IouType::Segm,
     };
     let evaluator = Evaluator::new(&gt, format).with_context(|| a.gt.display().to_string())?;
+    let fixed = if a.fixed_ap {
+        Some(
+            evaluator
+                .evaluate_fixed(dets.clone(), iou, a.dets_per_class)
+                .with_context(|| a.results.display().to_string())?,
+        )
+    } else {
+        None
+    };
     let res = evaluator
         .evaluate(dets, iou)
         .with_context(|| a.results.display().to_string())?;
@@ -72,7 +88,16 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         (t0.elapsed() - t_load).as_secs_f64()
     );
     print_table(&res);
-    write_outputs(&res, &gt, a)
+    if let Some(f) = &fixed {
+        println!(
+            "Fixed AP (top {} per class, no per-image cap) and pooled AP:",
+            a.dets_per_class
+        );
+        for line in &f.table {
+            println!("{line}");
+        }
+    }
+    write_outputs(&res, fixed.as_ref(), &gt, a)
 }
 
 pub fn print_table(res: &Evaluation) {
@@ -86,9 +111,18 @@ pub fn print_table(res: &Evaluation) {
     }
 }
 
-fn write_outputs(res: &Evaluation, gt: &Dataset, a: &EvalArgs) -> Result<()> {
+fn write_outputs(
+    res: &Evaluation,
+    fixed: Option<&Evaluation>,
+    gt: &Dataset,
+    a: &EvalArgs,
+) -> Result<()> {
     if let Some(out) = &a.json {
-        seesaw_data::io::write_json(out, &res.to_json())?;
+        let mut doc = res.to_json();
+        if let Some(f) = fixed {
+            doc["fixed"] = f.to_json()["stats"].clone();
+        }
+        seesaw_data::io::write_json(out, &doc)?;
         tracing::info!("wrote {}", out.display());
     }
     if let Some(out) = &a.per_class {

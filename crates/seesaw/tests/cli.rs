@@ -179,3 +179,92 @@ fn quick_demo_writes_dataset_plot_and_samples() {
     let samples = std::fs::read_dir(out_dir.join("samples")).unwrap().count();
     assert_eq!(samples, 4);
 }
+
+#[test]
+fn eval_writes_the_official_stats_and_names_bad_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = data_fixtures().join("eval/edge");
+    let gt = case.join("lvis_gt.json");
+    let json = dir.path().join("stats.json");
+    let csv = dir.path().join("per_class.csv");
+    let plot = dir.path().join("ap.png");
+    let out = seesaw(&[
+        "eval",
+        "--gt",
+        gt.to_str().unwrap(),
+        "--results",
+        case.join("lvis_dt.json").to_str().unwrap(),
+        "--iou-type",
+        "segm",
+        "--json",
+        json.to_str().unwrap(),
+        "--per-class",
+        csv.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("catIds=  r] = "),
+        "{}",
+        text(&out.stdout)
+    );
+    let ours: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let official: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(case.join("lvis-api_segm.json")).unwrap()).unwrap();
+    assert_eq!(ours["format"], "lvis");
+    assert_eq!(ours["stats"], official["stats"]);
+    assert!(
+        std::fs::read_to_string(&csv)
+            .unwrap()
+            .starts_with("category_id,name,frequency,train_images,ap\n")
+    );
+    assert!(plot.is_file());
+
+    // Results naming an image the ground truth lacks: file, index and field in one line.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"[{"image_id": 424242, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}]"#,
+    )
+    .unwrap();
+    let out = seesaw(&[
+        "eval",
+        "--gt",
+        gt.to_str().unwrap(),
+        "--results",
+        bad.to_str().unwrap(),
+        "--iou-type",
+        "bbox",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "{}: [0].image_id: image id 424242 is not in the ground truth",
+            bad.display()
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // An empty result list is valid: AP 0 or -1, as the official tools give.
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, "[]").unwrap();
+    let out = seesaw(&[
+        "eval",
+        "--gt",
+        gt.to_str().unwrap(),
+        "--results",
+        empty.to_str().unwrap(),
+        "--iou-type",
+        "bbox",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for (k, x) in v["stats"].as_object().unwrap() {
+        let x = x.as_f64().unwrap();
+        assert!(x == 0.0 || x == -1.0, "{k} = {x}");
+    }
+}
