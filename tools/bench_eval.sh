@@ -13,8 +13,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 seesaw=${SEESAW:-$here/../target/release/seesaw}
 row() { # tool iou command...
   local tool=$1 iou=$2; shift 2
-  local t; t=$( { /usr/bin/time -f "%e %M" "$@" > /dev/null 2>/dev/null; } 2>&1 | tail -1)
-  printf '| %s | %s | %s s | %.2f GiB |\n' "$tool" "$iou" "${t% *}" "$(echo "${t#* } / 1048576" | bc -l)"
+  local tf; tf=$(mktemp)
+  /usr/bin/time -o "$tf" -f "%e %M" "$@" > /dev/null 2>&1
+  read -r secs kb < "$tf"; rm -f "$tf"
+  printf '| %s | %s | %s s | %s GiB |\n' "$tool" "$iou" "$secs" "$(awk "BEGIN{printf \"%.2f\", $kb/1048576}")"
 }
 echo "| tool | IoU | wall | peak RSS |"
 echo "|---|---|---|---|"

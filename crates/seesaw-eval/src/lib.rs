@@ -156,7 +156,9 @@ impl Evaluator {
     /// Evaluates `dets` (image and category ids must exist in the ground truth; see
     /// [`seesaw_data::check_results_against`]).
     pub fn evaluate(&self, dets: Vec<Detection>, iou: IouType) -> Result<Evaluation> {
+        let t0 = std::time::Instant::now();
         let dt = prepare::detections(&self.gt, dets, self.format, iou)?;
+        let t_prepare = t0.elapsed();
         let hot_iou = match iou {
             IouType::Bbox => hotcoco::IouType::Bbox,
             IouType::Segm => hotcoco::IouType::Segm,
@@ -167,8 +169,15 @@ impl Evaluator {
         };
         ev.evaluate()
             .map_err(|e| EvalError::Hotcoco(e.to_string()))?;
+        let t_match = t0.elapsed();
         ev.accumulate();
         ev.summarize_lines();
+        tracing::debug!(
+            "prepare {:.2} s, match {:.2} s, accumulate {:.2} s",
+            t_prepare.as_secs_f64(),
+            (t_match - t_prepare).as_secs_f64(),
+            (t0.elapsed() - t_match).as_secs_f64()
+        );
         let keys = ev.metric_keys();
         let values = ev.stats().unwrap_or_default();
         let stats: Vec<(String, f64)> = keys

@@ -1,0 +1,10 @@
+//! Seesaw's model layer, on burn: losses for the long tail and normalized classifiers.
+//!
+//! Tensors are burn 0.22 `Tensor<D>`; the backend travels in the [`burn::tensor::Device`]
+//! (`Device::flex()` on CPU, `.autodiff()` for training).
+
+pub mod error;
+pub mod layers;
+pub mod losses;
+
+pub use error::{ModelError, Result};

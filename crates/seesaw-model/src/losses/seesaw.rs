@@ -1,0 +1,406 @@
+//! Seesaw Loss (Wang et al., CVPR 2021), exactly as mmdetection 3.x computes it for a box head
+//! with an objectness branch: `cls_score` is `[N, C + 2]`, the C class logits followed by the
+//! pair (object, background).
+//!
+//! The class loss is a softmax cross-entropy over the positive rows whose negative-class logits
+//! are shifted by `log S`, with `S = M * C` ([`mitigation_factor`] times
+//! [`compensation_factor`]), both constant with respect to the logits. The objectness loss is a
+//! plain softmax cross-entropy over all rows. See `shared/reference/seesaw-spec.md` §1.
+
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::error::{ModelError, Result};
+use crate::losses::Reduction;
+
+/// Settings of [`SeesawLoss`]; the defaults are mmdetection's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeesawLossConfig {
+    /// Number of foreground classes C (label C is background).
+    pub num_classes: usize,
+    /// Exponent of the mitigation factor; 0 turns it off. Default 0.8.
+    pub p: f64,
+    /// Exponent of the compensation factor; 0 turns it off. Default 2.0.
+    pub q: f64,
+    /// Floor of the ground-truth class probability in the compensation factor. Default 1e-2.
+    pub eps: f64,
+    /// Multiplier of both losses. Default 1.0.
+    pub loss_weight: f64,
+    /// Default reduction. Default [`Reduction::Mean`].
+    pub reduction: Reduction,
+}
+
+impl SeesawLossConfig {
+    /// mmdetection's defaults for `num_classes` classes.
+    pub fn new(num_classes: usize) -> Self {
+        Self {
+            num_classes,
+            p: 0.8,
+            q: 2.0,
+            eps: 1e-2,
+            loss_weight: 1.0,
+            reduction: Reduction::Mean,
+        }
+    }
+
+    /// A loss with zero counts.
+    pub fn init(&self) -> SeesawLoss {
+        SeesawLoss {
+            config: self.clone(),
+            cum_samples: vec![0; self.num_classes + 1],
+        }
+    }
+}
+
+/// The two parts of the loss, as mmdetection returns them (`return_dict=True`).
+#[derive(Debug, Clone)]
+pub struct SeesawOutput {
+    /// Class loss: `[1]`, or `[P]` (positive rows) with [`Reduction::None`].
+    pub loss_cls_classes: Tensor<1>,
+    /// Objectness loss: `[1]`, or `[N]` with [`Reduction::None`].
+    pub loss_cls_objectness: Tensor<1>,
+}
+
+impl SeesawOutput {
+    /// Both parts summed (`return_dict=False`); scalars only.
+    pub fn total(&self) -> Tensor<1> {
+        self.loss_cls_classes.clone().sum() + self.loss_cls_objectness.clone().sum()
+    }
+}
+
+/// Seesaw Loss with its cumulative class counts (part of the model state: save and restore them
+/// with the weights).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeesawLoss {
+    config: SeesawLossConfig,
+    /// `[C + 1]`: sampled labels seen so far, background (index C) included.
+    cum_samples: Vec<u64>,
+}
+
+/// Number of samples of each label in `labels`, `[C + 1]`: what one step adds to the counts.
+///
+/// Data-parallel training sums these over replicas (all-reduce) and hands the sum to
+/// [`SeesawLoss::add_counts`] on every replica before the loss, so that all replicas see the
+/// counts a single replica fed the whole batch would see. (mmdetection keeps per-rank counts.)
+pub fn cum_samples(labels: &[usize], num_classes: usize) -> Result<Vec<u64>> {
+    let mut counts = vec![0u64; num_classes + 1];
+    for (i, &y) in labels.iter().enumerate() {
+        match counts.get_mut(y) {
+            Some(c) => *c += 1,
+            None => {
+                return Err(ModelError::Input(format!(
+                    "labels[{i}] = {y}: labels must lie in 0..={num_classes} ({num_classes} is background)"
+                )));
+            }
+        }
+    }
+    Ok(counts)
+}
+
+/// `M[n, j]`, `[P, C]`, for positive rows with labels `labels` (all `< C`):
+/// `(N_j / N_i)^p` where class j is rarer than the ground truth i (`N_j < N_i`), else 1, with
+/// counts clamped to at least 1.
+pub fn mitigation_factor(counts: &[u64], labels: &[usize], p: f64) -> Vec<f64> {
+    let c = counts.len().saturating_sub(1);
+    let mut m = vec![1.0; labels.len() * c];
+    if p <= 0.0 {
+        return m;
+    }
+    for (n, &i) in labels.iter().enumerate() {
+        let ni = counts[i].max(1) as f64;
+        for j in 0..c {
+            let ratio = counts[j].max(1) as f64 / ni;
+            if ratio < 1.0 {
+                m[n * c + j] = ratio.powf(p);
+            }
+        }
+    }
+    m
+}
+
+/// `C[n, j]`, `[P, C]`: `(σ_j / max(σ_i, eps))^q` where that ratio exceeds 1, else 1, with σ the
+/// softmax over the class logits of row n (detached) and i its label.
+///
+/// `probs` is `[P, C]`, row-major.
+pub fn compensation_factor(probs: &[f64], labels: &[usize], q: f64, eps: f64) -> Vec<f64> {
+    let mut out = vec![1.0; probs.len()];
+    if q <= 0.0 || labels.is_empty() {
+        return out;
+    }
+    let c = probs.len() / labels.len();
+    for (n, &i) in labels.iter().enumerate() {
+        let own = probs[n * c + i].max(eps);
+        for j in 0..c {
+            let ratio = probs[n * c + j] / own;
+            if ratio > 1.0 {
+                out[n * c + j] = ratio.powf(q);
+            }
+        }
+    }
+    out
+}
+
+/// Reads a float tensor back as f64 values.
+fn host(t: Tensor<2>) -> Result<Vec<f64>> {
+    t.into_data()
+        .convert::<f64>()
+        .try_to_vec::<f64>()
+        .map_err(|e| ModelError::Backend(format!("{e:?}")))
+}
+
+fn index_tensor(idx: &[usize], device: &Device) -> Tensor<1, Int> {
+    let v: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
+    Tensor::from_data(TensorData::new(v, [idx.len()]), device)
+}
+
+fn float_tensor<const D: usize>(v: Vec<f64>, shape: [usize; D], device: &Device) -> Tensor<D> {
+    let v: Vec<f32> = v.into_iter().map(|x| x as f32).collect();
+    Tensor::from_data(TensorData::new(v, shape), device)
+}
+
+/// `-log_softmax(logits)[n, target_n]`, `[N]`.
+fn cross_entropy_rows(logits: Tensor<2>, targets: &[usize]) -> Tensor<1> {
+    let device = logits.device();
+    let n = targets.len();
+    let idx = index_tensor(targets, &device).reshape([n, 1]);
+    log_softmax(logits, 1).gather(1, idx).reshape([n]).neg()
+}
+
+/// mmdetection's `weight_reduce_loss` on per-row losses `[R]`.
+fn reduce(
+    loss: Tensor<1>,
+    weights: Option<Tensor<1>>,
+    reduction: Reduction,
+    avg_factor: Option<f64>,
+) -> Result<Tensor<1>> {
+    let rows = loss.dims()[0];
+    let loss = match weights {
+        Some(w) => loss * w,
+        None => loss,
+    };
+    Ok(match (reduction, avg_factor) {
+        (Reduction::None, _) => loss,
+        (Reduction::Sum, None) => loss.sum(),
+        (Reduction::Sum, Some(_)) => {
+            return Err(ModelError::Input(
+                "avg_factor can not be used with reduction \"sum\"".into(),
+            ));
+        }
+        (Reduction::Mean, Some(a)) => loss.sum().div_scalar(a + f64::from(f32::EPSILON)),
+        (Reduction::Mean, None) => {
+            if rows == 0 {
+                loss.sum()
+            } else {
+                loss.mean()
+            }
+        }
+    })
+}
+
+impl SeesawLoss {
+    /// The settings.
+    pub fn config(&self) -> &SeesawLossConfig {
+        &self.config
+    }
+
+    /// `[C + 1]` cumulative counts.
+    pub fn counts(&self) -> &[u64] {
+        &self.cum_samples
+    }
+
+    /// Replaces the counts (restoring a checkpoint).
+    pub fn set_counts(&mut self, counts: Vec<u64>) -> Result<()> {
+        if counts.len() != self.config.num_classes + 1 {
+            return Err(ModelError::Input(format!(
+                "Seesaw counts have {} entries, the loss has {} classes + background",
+                counts.len(),
+                self.config.num_classes
+            )));
+        }
+        self.cum_samples = counts;
+        Ok(())
+    }
+
+    /// Adds one step's counts (see [`cum_samples`]).
+    pub fn add_counts(&mut self, step: &[u64]) -> Result<()> {
+        if step.len() != self.cum_samples.len() {
+            return Err(ModelError::Input(format!(
+                "count update has {} entries, expected {}",
+                step.len(),
+                self.cum_samples.len()
+            )));
+        }
+        for (c, s) in self.cum_samples.iter_mut().zip(step) {
+            *c += s;
+        }
+        Ok(())
+    }
+
+    fn check_width(&self, cls_score: &Tensor<2>) -> Result<[usize; 2]> {
+        let [n, w] = cls_score.dims();
+        let c = self.config.num_classes;
+        if w != c + 2 {
+            return Err(ModelError::Input(format!(
+                "Seesaw Loss needs cls_score of width num_classes + 2 = {} ({c} classes, then \
+                 object and background), got [{n}, {w}]; the classifier must emit C + 2 outputs",
+                c + 2
+            )));
+        }
+        Ok([n, w])
+    }
+
+    /// Counts `labels` (before the loss, as mmdetection does) and computes the loss.
+    ///
+    /// - `cls_score`: `[N, C + 2]` logits.
+    /// - `labels`: `[N]`, in `0..=C` (C = background).
+    /// - `label_weights`: `[N]`, or all ones.
+    /// - `avg_factor`: the normaliser of "mean" (the bbox head passes the number of sampled RoIs).
+    pub fn forward(
+        &mut self,
+        cls_score: Tensor<2>,
+        labels: &[usize],
+        label_weights: Option<Tensor<1>>,
+        avg_factor: Option<f64>,
+        reduction_override: Option<Reduction>,
+    ) -> Result<SeesawOutput> {
+        let step = cum_samples(labels, self.config.num_classes)?;
+        self.add_counts(&step)?;
+        self.loss(
+            cls_score,
+            labels,
+            label_weights,
+            avg_factor,
+            reduction_override,
+        )
+    }
+
+    /// The loss at the current counts, without counting `labels` (for replicas whose counts
+    /// were already updated with the all-reduced step).
+    pub fn loss(
+        &self,
+        cls_score: Tensor<2>,
+        labels: &[usize],
+        label_weights: Option<Tensor<1>>,
+        avg_factor: Option<f64>,
+        reduction_override: Option<Reduction>,
+    ) -> Result<SeesawOutput> {
+        let [n, _] = self.check_width(&cls_score)?;
+        if labels.len() != n {
+            return Err(ModelError::Input(format!(
+                "{} labels for {n} rows of cls_score",
+                labels.len()
+            )));
+        }
+        let c = self.config.num_classes;
+        if let Some((i, &y)) = labels.iter().enumerate().find(|(_, y)| **y > c) {
+            return Err(ModelError::Input(format!(
+                "labels[{i}] = {y}: labels must lie in 0..={c} ({c} is background)"
+            )));
+        }
+        let reduction = reduction_override.unwrap_or(self.config.reduction);
+        let device = cls_score.device();
+        let w = self.config.loss_weight;
+
+        let pos: Vec<usize> = (0..n).filter(|&k| labels[k] < c).collect();
+        let pos_labels: Vec<usize> = pos.iter().map(|&k| labels[k]).collect();
+        let classes = if pos.is_empty() {
+            // mmdetection returns `cls_score[pos].sum()`: zero, with a zero gradient.
+            let zero = cls_score.clone().sum().mul_scalar(0.0);
+            match reduction {
+                Reduction::None => zero.slice([0..0]),
+                _ => zero,
+            }
+        } else {
+            let z = cls_score
+                .clone()
+                .select(0, index_tensor(&pos, &device))
+                .slice([0..pos.len(), 0..c]);
+            let log_s = self.log_seesaw_weights(z.clone().detach(), &pos_labels)?;
+            let adjusted = z + float_tensor(log_s, [pos.len(), c], &device);
+            let rows = cross_entropy_rows(adjusted, &pos_labels);
+            let weights = label_weights
+                .clone()
+                .map(|lw| lw.select(0, index_tensor(&pos, &device)));
+            reduce(rows, weights, reduction, avg_factor)?.mul_scalar(w)
+        };
+        let objectness_targets: Vec<usize> = labels.iter().map(|&y| usize::from(y == c)).collect();
+        let o = cls_score.slice([0..n, c..c + 2]);
+        let objectness = reduce(
+            cross_entropy_rows(o, &objectness_targets),
+            label_weights,
+            reduction,
+            avg_factor,
+        )?
+        .mul_scalar(w);
+        Ok(SeesawOutput {
+            loss_cls_classes: classes,
+            loss_cls_objectness: objectness,
+        })
+    }
+
+    /// `log S` added to the positive rows' class logits, `[P, C]` row-major, 0 at each row's
+    /// label. `z` is `[P, C]`, detached.
+    pub fn log_seesaw_weights(&self, z: Tensor<2>, labels: &[usize]) -> Result<Vec<f64>> {
+        let cfg = &self.config;
+        let c = cfg.num_classes;
+        let mut s = mitigation_factor(&self.cum_samples, labels, cfg.p);
+        if cfg.q > 0.0 {
+            let probs = host(softmax(z, 1))?;
+            let comp = compensation_factor(&probs, labels, cfg.q, cfg.eps);
+            for (a, b) in s.iter_mut().zip(comp) {
+                *a *= b;
+            }
+        }
+        for (n, &y) in labels.iter().enumerate() {
+            for j in 0..c {
+                let v = &mut s[n * c + j];
+                *v = if j == y { 0.0 } else { v.ln() };
+            }
+        }
+        Ok(s)
+    }
+
+    /// Test-time scores, `[N, C + 1]`: class softmax times P(object), then P(background).
+    pub fn get_activation(&self, cls_score: Tensor<2>) -> Result<Tensor<2>> {
+        let [n, _] = self.check_width(&cls_score)?;
+        let c = self.config.num_classes;
+        let classes = softmax(cls_score.clone().slice([0..n, 0..c]), 1);
+        let obj = softmax(cls_score.slice([0..n, c..c + 2]), 1);
+        let p_object = obj.clone().slice([0..n, 0..1]);
+        let p_background = obj.slice([0..n, 1..2]);
+        Ok(Tensor::cat(vec![classes * p_object, p_background], 1))
+    }
+
+    /// Top-1 accuracies in percent: (objectness over all rows, classes over positive rows);
+    /// 0 for an empty set.
+    pub fn get_accuracy(&self, cls_score: Tensor<2>, labels: &[usize]) -> Result<(f64, f64)> {
+        let [n, w] = self.check_width(&cls_score)?;
+        let c = self.config.num_classes;
+        let v = host(cls_score)?;
+        let argmax = |row: &[f64]| {
+            row.iter()
+                .enumerate()
+                .fold((0, f64::NEG_INFINITY), |best, (k, &x)| {
+                    if x > best.1 { (k, x) } else { best }
+                })
+                .0
+        };
+        let (mut obj_ok, mut cls_ok, mut pos) = (0usize, 0usize, 0usize);
+        for (k, &y) in labels.iter().enumerate().take(n) {
+            let row = &v[k * w..(k + 1) * w];
+            obj_ok += usize::from(argmax(&row[c..c + 2]) == usize::from(y == c));
+            if y < c {
+                pos += 1;
+                cls_ok += usize::from(argmax(&row[..c]) == y);
+            }
+        }
+        let pct = |ok: usize, all: usize| {
+            if all == 0 {
+                0.0
+            } else {
+                100.0 * ok as f64 / all as f64
+            }
+        };
+        Ok((pct(obj_ok, n), pct(cls_ok, pos)))
+    }
+}
