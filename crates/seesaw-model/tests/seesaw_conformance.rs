@@ -39,7 +39,7 @@ fn compare(file: &str, it: usize, field: &str, got: &[f64], want: &[f64]) -> Res
         )));
     }
     for (k, (g, w)) in got.iter().zip(want).enumerate() {
-        if !((g - w).abs() <= ATOL + RTOL * w.abs()) {
+        if g.is_nan() || (g - w).abs() > ATOL + RTOL * w.abs() {
             return Err(Mismatch(format!(
                 "{file}: iteration {it}: {field}[{k}]: got {g}, expected {w}"
             )));

@@ -305,10 +305,9 @@ impl SeesawLoss {
         let pos_labels: Vec<usize> = pos.iter().map(|&k| labels[k]).collect();
         let classes = if pos.is_empty() {
             // mmdetection returns `cls_score[pos].sum()`: zero, with a zero gradient.
-            let zero = cls_score.clone().sum().mul_scalar(0.0);
             match reduction {
-                Reduction::None => zero.slice([0..0]),
-                _ => zero,
+                Reduction::None => Tensor::zeros([0], &device),
+                _ => cls_score.clone().sum().mul_scalar(0.0),
             }
         } else {
             let z = cls_score
