@@ -1,8 +1,19 @@
 //! Classification losses for long-tailed detection: one file per loss.
 
+pub(crate) mod common;
+pub mod cross_entropy;
+pub mod eql;
+pub mod eqlv2;
+pub mod federated;
 pub mod seesaw;
+pub mod sigmoid_bce;
 
+pub use cross_entropy::CrossEntropyLoss;
+pub use eql::EqlLoss;
+pub use eqlv2::Eqlv2Loss;
+pub use federated::FederatedLoss;
 pub use seesaw::{SeesawLoss, SeesawLossConfig, SeesawOutput};
+pub use sigmoid_bce::SigmoidBceLoss;
 
 /// How per-row losses are reduced (mmdetection's `reduction`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -7,11 +7,12 @@
 //! [`compensation_factor`]), both constant with respect to the logits. The objectness loss is a
 //! plain softmax cross-entropy over all rows. See `shared/reference/seesaw-spec.md` §1.
 
-use burn::tensor::activation::{log_softmax, softmax};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::Tensor;
+use burn::tensor::activation::softmax;
 
 use crate::error::{ModelError, Result};
 use crate::losses::Reduction;
+use crate::losses::common::{cross_entropy_rows, float_tensor, host, index_tensor, reduce};
 
 /// Settings of [`SeesawLoss`]; the defaults are mmdetection's.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,63 +139,6 @@ pub fn compensation_factor(probs: &[f64], labels: &[usize], q: f64, eps: f64) ->
         }
     }
     out
-}
-
-/// Reads a float tensor back as f64 values.
-fn host(t: Tensor<2>) -> Result<Vec<f64>> {
-    t.into_data()
-        .convert::<f64>()
-        .try_to_vec::<f64>()
-        .map_err(|e| ModelError::Backend(format!("{e:?}")))
-}
-
-fn index_tensor(idx: &[usize], device: &Device) -> Tensor<1, Int> {
-    let v: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
-    Tensor::from_data(TensorData::new(v, [idx.len()]), device)
-}
-
-fn float_tensor<const D: usize>(v: Vec<f64>, shape: [usize; D], device: &Device) -> Tensor<D> {
-    let v: Vec<f32> = v.into_iter().map(|x| x as f32).collect();
-    Tensor::from_data(TensorData::new(v, shape), device)
-}
-
-/// `-log_softmax(logits)[n, target_n]`, `[N]`.
-fn cross_entropy_rows(logits: Tensor<2>, targets: &[usize]) -> Tensor<1> {
-    let device = logits.device();
-    let n = targets.len();
-    let idx = index_tensor(targets, &device).reshape([n, 1]);
-    log_softmax(logits, 1).gather(1, idx).reshape([n]).neg()
-}
-
-/// mmdetection's `weight_reduce_loss` on per-row losses `[R]`.
-fn reduce(
-    loss: Tensor<1>,
-    weights: Option<Tensor<1>>,
-    reduction: Reduction,
-    avg_factor: Option<f64>,
-) -> Result<Tensor<1>> {
-    let rows = loss.dims()[0];
-    let loss = match weights {
-        Some(w) => loss * w,
-        None => loss,
-    };
-    Ok(match (reduction, avg_factor) {
-        (Reduction::None, _) => loss,
-        (Reduction::Sum, None) => loss.sum(),
-        (Reduction::Sum, Some(_)) => {
-            return Err(ModelError::Input(
-                "avg_factor can not be used with reduction \"sum\"".into(),
-            ));
-        }
-        (Reduction::Mean, Some(a)) => loss.sum().div_scalar(a + f64::from(f32::EPSILON)),
-        (Reduction::Mean, None) => {
-            if rows == 0 {
-                loss.sum()
-            } else {
-                loss.mean()
-            }
-        }
-    })
 }
 
 impl SeesawLoss {
