@@ -8,3 +8,6 @@ pub mod layers;
 pub mod losses;
 
 pub use error::{ModelError, Result};
+
+/// The burn version every crate of Seesaw uses.
+pub use burn;

@@ -1,5 +1,6 @@
 //! `seesaw`: long-tailed instance segmentation from one binary.
 
+mod bench;
 mod data_cmd;
 mod demo;
 mod eval_cmd;
@@ -32,6 +33,11 @@ enum Command {
     Eval(eval_cmd::EvalArgs),
     /// The main job on built-in data, no download: see README.md.
     Demo(demo::DemoArgs),
+    /// Measurements for BENCHMARKS.md.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -49,6 +55,7 @@ fn main() -> ExitCode {
         Command::Data { command } => data_cmd::run(command),
         Command::Eval(args) => eval_cmd::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Bench { command } => bench::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -268,3 +268,69 @@ fn eval_writes_the_official_stats_and_names_bad_results() {
         assert!(x == 0.0 || x == -1.0, "{k} = {x}");
     }
 }
+
+/// The `| loss | rare | common | frequent | all |` rows of `bench long-tail-classify`.
+fn accuracy_rows(stdout: &str) -> std::collections::HashMap<String, Vec<f64>> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| loss"))
+        .map(|l| {
+            let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+            let values = cells[1..]
+                .iter()
+                .map(|v| v.parse::<f64>().unwrap())
+                .collect();
+            (cells[0].to_string(), values)
+        })
+        .collect()
+}
+
+#[test]
+fn long_tail_classify_shows_seesaw_lifting_rare_classes() {
+    let out = seesaw(&[
+        "bench",
+        "long-tail-classify",
+        "--iters",
+        "300",
+        "--losses",
+        "ce,seesaw",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows = accuracy_rows(&text(&out.stdout));
+    let (ce, ss) = (&rows["ce"], &rows["seesaw"]);
+    assert!(
+        ss[0] > ce[0] + 5.0,
+        "rare: seesaw {} vs ce {}",
+        ss[0],
+        ce[0]
+    );
+    assert!(ss[3] > ce[3], "all: seesaw {} vs ce {}", ss[3], ce[3]);
+
+    let out = seesaw(&["bench", "long-tail-classify", "--losses", "ce,nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("unknown loss \"nope\""),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn bench_loss_prints_one_row_per_class_count() {
+    let out = seesaw(&[
+        "bench",
+        "loss",
+        "--iters",
+        "2",
+        "--rows",
+        "64",
+        "--classes",
+        "5,9",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("| 64 | 5 |") && stdout.contains("| 64 | 9 |"),
+        "{stdout}"
+    );
+}

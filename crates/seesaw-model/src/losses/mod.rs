@@ -1,5 +1,6 @@
 //! Classification losses for long-tailed detection: one file per loss.
 
+pub mod any;
 pub(crate) mod common;
 pub mod cross_entropy;
 pub mod eql;
@@ -8,6 +9,7 @@ pub mod federated;
 pub mod seesaw;
 pub mod sigmoid_bce;
 
+pub use any::AnyLoss;
 pub use cross_entropy::CrossEntropyLoss;
 pub use eql::EqlLoss;
 pub use eqlv2::Eqlv2Loss;
@@ -38,5 +40,69 @@ impl std::str::FromStr for Reduction {
                 "unknown reduction {s:?} (expected none, mean or sum)"
             ))),
         }
+    }
+}
+
+/// The classification losses, by the names configs use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossKind {
+    /// `ce`: softmax cross-entropy, C + 1 logits.
+    CrossEntropy,
+    /// `bce`: sigmoid binary cross-entropy, C logits.
+    SigmoidBce,
+    /// `eql`: Equalization Loss, C logits.
+    Eql,
+    /// `eqlv2`: Equalization Loss v2, C + 1 logits.
+    Eqlv2,
+    /// `federated`: federated loss, C + 1 logits.
+    Federated,
+    /// `seesaw`: Seesaw Loss, C + 2 logits.
+    Seesaw,
+}
+
+impl LossKind {
+    /// Every loss, in the order benchmarks report them.
+    pub const ALL: [LossKind; 6] = [
+        LossKind::CrossEntropy,
+        LossKind::SigmoidBce,
+        LossKind::Eql,
+        LossKind::Eqlv2,
+        LossKind::Federated,
+        LossKind::Seesaw,
+    ];
+
+    /// The name configs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            LossKind::CrossEntropy => "ce",
+            LossKind::SigmoidBce => "bce",
+            LossKind::Eql => "eql",
+            LossKind::Eqlv2 => "eqlv2",
+            LossKind::Federated => "federated",
+            LossKind::Seesaw => "seesaw",
+        }
+    }
+
+    /// Classifier outputs the loss needs for `num_classes` classes.
+    pub fn cls_channels(self, num_classes: usize) -> usize {
+        match self {
+            LossKind::SigmoidBce | LossKind::Eql => num_classes,
+            LossKind::CrossEntropy | LossKind::Eqlv2 | LossKind::Federated => num_classes + 1,
+            LossKind::Seesaw => num_classes + 2,
+        }
+    }
+}
+
+impl std::str::FromStr for LossKind {
+    type Err = crate::error::ModelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        LossKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                crate::error::ModelError::Input(format!(
+                    "unknown loss {s:?} (expected one of ce, bce, eql, eqlv2, federated, seesaw)"
+                ))
+            })
     }
 }
