@@ -12,7 +12,9 @@ use burn::tensor::activation::softmax;
 
 use crate::error::{ModelError, Result};
 use crate::losses::Reduction;
-use crate::losses::common::{cross_entropy_rows, float_tensor, host, index_tensor, reduce};
+use crate::losses::common::{
+    cross_entropy_rows, float_tensor, host, index_tensor, one_hot, reduce,
+};
 
 /// Settings of [`SeesawLoss`]; the defaults are mmdetection's.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,26 +121,16 @@ pub fn mitigation_factor(counts: &[u64], labels: &[usize], p: f64) -> Vec<f64> {
     m
 }
 
-/// `C[n, j]`, `[P, C]`: `(σ_j / max(σ_i, eps))^q` where that ratio exceeds 1, else 1, with σ the
-/// softmax over the class logits of row n (detached) and i its label.
-///
-/// `probs` is `[P, C]`, row-major.
-pub fn compensation_factor(probs: &[f64], labels: &[usize], q: f64, eps: f64) -> Vec<f64> {
-    let mut out = vec![1.0; probs.len()];
-    if q <= 0.0 || labels.is_empty() {
-        return out;
-    }
-    let c = probs.len() / labels.len();
-    for (n, &i) in labels.iter().enumerate() {
-        let own = probs[n * c + i].max(eps);
-        for j in 0..c {
-            let ratio = probs[n * c + j] / own;
-            if ratio > 1.0 {
-                out[n * c + j] = ratio.powf(q);
-            }
-        }
-    }
-    out
+/// `C[n, j]`, `[P, C]`: `(σ_j / max(σ_i, eps))^q` where that ratio exceeds 1, else 1, with
+/// `probs` = σ `[P, C]` the softmax over the class logits of each positive row (detached) and i
+/// its label. Computed where `probs` lives.
+pub fn compensation_factor(probs: Tensor<2>, labels: &[usize], q: f64, eps: f64) -> Tensor<2> {
+    let p = labels.len();
+    let idx = index_tensor(labels, &probs.device()).reshape([p, 1]);
+    let own = probs.clone().gather(1, idx).clamp_min(eps);
+    let ratio = probs / own;
+    let not_above = ratio.clone().lower_equal_elem(1.0);
+    ratio.powf_scalar(q).mask_fill(not_above, 1.0)
 }
 
 impl SeesawLoss {
@@ -258,8 +250,8 @@ impl SeesawLoss {
                 .clone()
                 .select(0, index_tensor(&pos, &device))
                 .slice([0..pos.len(), 0..c]);
-            let log_s = self.log_seesaw_weights(z.clone().detach(), &pos_labels)?;
-            let adjusted = z + float_tensor(log_s, [pos.len(), c], &device);
+            let log_s = self.log_seesaw_tensor(z.clone().detach(), &pos_labels);
+            let adjusted = z + log_s;
             let rows = cross_entropy_rows(adjusted, &pos_labels);
             let weights = label_weights
                 .clone()
@@ -282,25 +274,30 @@ impl SeesawLoss {
     }
 
     /// `log S` added to the positive rows' class logits, `[P, C]` row-major, 0 at each row's
-    /// label. `z` is `[P, C]`, detached.
+    /// label, read back to the host. `z` is `[P, C]`, detached.
     pub fn log_seesaw_weights(&self, z: Tensor<2>, labels: &[usize]) -> Result<Vec<f64>> {
+        host(self.log_seesaw_tensor(z, labels))
+    }
+
+    /// `log S = log M + log C` as a tensor `[P, C]`: [`mitigation_factor`] from the counts
+    /// (host), [`compensation_factor`] from `softmax(z)` where `z` lives, so that no logits
+    /// travel back to the host.
+    fn log_seesaw_tensor(&self, z: Tensor<2>, labels: &[usize]) -> Tensor<2> {
         let cfg = &self.config;
         let c = cfg.num_classes;
-        let mut s = mitigation_factor(&self.cum_samples, labels, cfg.p);
+        let p = labels.len();
+        let device = z.device();
+        let mut log_m = mitigation_factor(&self.cum_samples, labels, cfg.p);
+        for v in &mut log_m {
+            *v = v.ln();
+        }
+        let mut log_s = float_tensor(log_m, [p, c], &device);
         if cfg.q > 0.0 {
-            let probs = host(softmax(z, 1))?;
-            let comp = compensation_factor(&probs, labels, cfg.q, cfg.eps);
-            for (a, b) in s.iter_mut().zip(comp) {
-                *a *= b;
-            }
+            log_s = log_s + compensation_factor(softmax(z, 1), labels, cfg.q, cfg.eps).log();
         }
-        for (n, &y) in labels.iter().enumerate() {
-            for j in 0..c {
-                let v = &mut s[n * c + j];
-                *v = if j == y { 0.0 } else { v.ln() };
-            }
-        }
-        Ok(s)
+        // The ground-truth column is never rescaled.
+        let keep = one_hot(labels, c, &device).neg().add_scalar(1.0);
+        log_s * keep
     }
 
     /// Test-time scores, `[N, C + 1]`: class softmax times P(object), then P(background).
@@ -345,5 +342,36 @@ impl SeesawLoss {
             }
         };
         Ok((pct(obj_ok, n), pct(cls_ok, pos)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, TensorData};
+
+    #[test]
+    fn mitigation_factor_by_hand() {
+        // Counts 100, 25, 0 (-> 1 in the ratio); label 0: (25/100)^0.5 and (1/100)^0.5.
+        let m = mitigation_factor(&[100, 25, 0, 7], &[0, 2], 0.5);
+        let want = [1.0, 0.5, 0.1, 1.0, 1.0, 1.0];
+        for (a, b) in m.iter().zip(want) {
+            assert!((a - b).abs() < 1e-12, "{m:?}");
+        }
+    }
+
+    #[test]
+    fn compensation_factor_by_hand() {
+        // σ = (0.5, 0.3, 0.2), label 2: ratios 2.5, 1.5, 1 -> 6.25, 2.25, 1 with q = 2.
+        // Label 0: ratios below 1 -> all 1.
+        let probs = Tensor::<2>::from_data(
+            TensorData::new(vec![0.5f32, 0.3, 0.2, 0.5, 0.3, 0.2], [2, 3]),
+            &Device::flex(),
+        );
+        let c = host(compensation_factor(probs, &[2, 0], 2.0, 1e-2)).unwrap();
+        let want = [6.25, 2.25, 1.0, 1.0, 1.0, 1.0];
+        for (a, b) in c.iter().zip(want) {
+            assert!((a - b).abs() < 1e-5, "{c:?}");
+        }
     }
 }
