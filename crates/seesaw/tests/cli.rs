@@ -178,6 +178,11 @@ fn quick_demo_writes_dataset_plot_and_samples() {
     assert!(out_dir.join("train_classes.png").is_file());
     let samples = std::fs::read_dir(out_dir.join("samples")).unwrap().count();
     assert_eq!(samples, 4);
+    let rows = accuracy_rows(&stdout);
+    assert!(
+        rows.contains_key("ce") && rows.contains_key("seesaw"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! `seesaw bench ...`: measurements that go into BENCHMARKS.md.
 
-mod long_tail;
+pub mod long_tail;
 mod loss;
 
 use anyhow::Result;
