@@ -279,13 +279,7 @@ impl Dataset {
         let t_parse = t0.elapsed();
         drop(bytes);
         ds.validate(file)?;
-        tracing::debug!(
-            "{}: read {:.2} s, parse {:.2} s, validate {:.2} s",
-            file.display(),
-            t_read.as_secs_f64(),
-            (t_parse - t_read).as_secs_f64(),
-            (t0.elapsed() - t_parse).as_secs_f64()
-        );
+        io::log_load_times(file, t0, t_read, t_parse);
         Ok(ds)
     }
 

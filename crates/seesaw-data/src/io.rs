@@ -60,6 +60,22 @@ pub fn parse_json<T: DeserializeOwned>(file: &Path, bytes: &[u8]) -> Result<T> {
     }
 }
 
+/// Logs (at debug level) where loading `file` spent its time: reading, parsing, checking.
+pub(crate) fn log_load_times(
+    file: &Path,
+    t0: std::time::Instant,
+    t_read: std::time::Duration,
+    t_parse: std::time::Duration,
+) {
+    tracing::debug!(
+        "{}: read {:.2} s, parse {:.2} s, validate {:.2} s",
+        file.display(),
+        t_read.as_secs_f64(),
+        (t_parse - t_read).as_secs_f64(),
+        (t0.elapsed() - t_parse).as_secs_f64()
+    );
+}
+
 /// Reads and parses `file` in one step.
 pub fn read_json<T: DeserializeOwned>(file: &Path) -> Result<T> {
     let bytes = read_bytes(file)?;

@@ -71,13 +71,7 @@ pub fn load_results_with(file: &Path, masks: bool) -> Result<Vec<Detection>> {
             m,
         ));
     }
-    tracing::debug!(
-        "{}: read {:.2} s, parse {:.2} s, validate {:.2} s",
-        file.display(),
-        t_read.as_secs_f64(),
-        (t_parse - t_read).as_secs_f64(),
-        (t0.elapsed() - t_parse).as_secs_f64()
-    );
+    io::log_load_times(file, t0, t_read, t_parse);
     Ok(dets)
 }
 

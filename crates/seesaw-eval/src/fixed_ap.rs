@@ -75,19 +75,11 @@ impl Evaluator {
             .map_err(|e| EvalError::Hotcoco(e.to_string()))?;
         ev.accumulate();
         ev.summarize_lines();
-        let keys = ev.metric_keys();
-        let values = ev.stats().unwrap_or_default();
-        let mut stats: Vec<(String, f64)> = keys
-            .iter()
-            .zip(values)
+        let mut stats: Vec<(String, f64)> = crate::summary(&ev)
+            .into_iter()
             .filter(|(k, _)| k.starts_with("AP"))
-            .map(|(k, &v)| (k.to_string(), v))
             .collect();
         stats.extend(self.pooled(&ev));
-        let per_class = match ev.accumulated() {
-            Some(acc) => self.per_class(acc),
-            None => Vec::new(),
-        };
         let table = stats
             .iter()
             .map(|(k, v)| format!(" {k:>13} = {v:0.3}"))
@@ -95,8 +87,8 @@ impl Evaluator {
         Ok(Evaluation {
             format: self.format,
             iou_type: iou,
+            per_class: self.per_class_of(&ev),
             stats,
-            per_class,
             table,
         })
     }

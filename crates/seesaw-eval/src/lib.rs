@@ -178,28 +178,25 @@ impl Evaluator {
             (t_match - t_prepare).as_secs_f64(),
             (t0.elapsed() - t_match).as_secs_f64()
         );
-        let keys = ev.metric_keys();
-        let values = ev.stats().unwrap_or_default();
-        let stats: Vec<(String, f64)> = keys
-            .iter()
-            .zip(values)
-            .map(|(k, &v)| (k.to_string(), v))
-            .collect();
+        let stats = summary(&ev);
         let table = match self.format {
             Format::Lvis => lvis_table(&stats, iou),
             Format::Coco => coco_table(&stats),
         };
-        let per_class = match ev.accumulated() {
-            Some(acc) => self.per_class(acc),
-            None => Vec::new(),
-        };
         Ok(Evaluation {
             format: self.format,
             iou_type: iou,
+            per_class: self.per_class_of(&ev),
             stats,
-            per_class,
             table,
         })
+    }
+
+    /// Per-class AP of an accumulated evaluation (empty before `accumulate`).
+    fn per_class_of(&self, ev: &hotcoco::COCOeval) -> Vec<ClassAp> {
+        ev.accumulated()
+            .map(|acc| self.per_class(acc))
+            .unwrap_or_default()
     }
 
     /// AP per category: precision at every IoU threshold and recall point, area "all", the
@@ -236,6 +233,15 @@ impl Evaluator {
             })
             .collect()
     }
+}
+
+/// The summary stats of a summarized evaluation, keyed and ordered as the official tool.
+fn summary(ev: &hotcoco::COCOeval) -> Vec<(String, f64)> {
+    ev.metric_keys()
+        .iter()
+        .zip(ev.stats().unwrap_or_default())
+        .map(|(k, &v)| (k.to_string(), v))
+        .collect()
 }
 
 /// The table pycocotools' `summarize` prints.
