@@ -48,3 +48,32 @@ fn the_valid_base_of_the_bad_files_loads() {
     .unwrap();
     Dataset::load(&ok).unwrap();
 }
+
+/// No file makes loading panic: every prefix of a valid file (truncation at every byte), and
+/// seeded random byte corruptions of it, give a value or an error.
+#[test]
+fn truncated_and_corrupted_files_never_panic() {
+    use rand::{Rng, SeedableRng};
+    let valid = std::fs::read(fixtures().join("eval/tiny/lvis_gt.json")).unwrap();
+    let head = &valid[..valid.len().min(6000)];
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("x.json");
+    let mut errors = 0;
+    for cut in 0..head.len() {
+        std::fs::write(&f, &head[..cut]).unwrap();
+        errors += usize::from(Dataset::load(&f).is_err());
+    }
+    // A prefix of a document is never a whole document.
+    assert_eq!(errors, head.len());
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    for _ in 0..300 {
+        let mut bytes = valid.clone();
+        for _ in 0..rng.random_range(1..8) {
+            let at = rng.random_range(0..bytes.len());
+            bytes[at] = rng.random();
+        }
+        std::fs::write(&f, &bytes).unwrap();
+        let _ = Dataset::load(&f);
+        let _ = seesaw_data::load_results(&f);
+    }
+}
