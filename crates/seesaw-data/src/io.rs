@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use flate2::Compression;
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
+use rayon::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -74,6 +75,94 @@ pub(crate) fn log_load_times(
         (t_parse - t_read).as_secs_f64(),
         (t0.elapsed() - t_parse).as_secs_f64()
     );
+}
+
+/// Below this size a result array is parsed on one thread: splitting would not pay.
+const PARALLEL_PARSE_MIN_BYTES: usize = 8 << 20;
+
+/// Parses a top-level JSON array of `T` (`file`'s content) on every core, with the errors of
+/// [`parse_json`].
+///
+/// The array is cut into chunks at element boundaries (`},` then `{`), each parsed on its own.
+/// A cut that is not a real boundary (inside a string or a nested array) leaves a chunk that is
+/// not valid JSON; any chunk that fails sends the whole document to the one-thread parse,
+/// which also produces the located error message.
+pub fn parse_json_array<T: DeserializeOwned + Send>(file: &Path, bytes: &[u8]) -> Result<Vec<T>> {
+    parse_json_array_above(file, bytes, PARALLEL_PARSE_MIN_BYTES)
+}
+
+pub(crate) fn parse_json_array_above<T: DeserializeOwned + Send>(
+    file: &Path,
+    bytes: &[u8],
+    min_bytes: usize,
+) -> Result<Vec<T>> {
+    let threads = rayon::current_num_threads();
+    if bytes.len() < min_bytes || threads < 2 {
+        return parse_json(file, bytes);
+    }
+    let Some(chunks) = split_array(bytes, threads * 4) else {
+        return parse_json(file, bytes);
+    };
+    let parsed: Option<Vec<Vec<T>>> = chunks
+        .par_iter()
+        .map(|chunk| {
+            let mut buf = Vec::with_capacity(chunk.len() + 2);
+            buf.push(b'[');
+            buf.extend_from_slice(chunk);
+            buf.push(b']');
+            serde_json::from_slice::<Vec<T>>(&buf).ok()
+        })
+        .collect();
+    match parsed {
+        Some(parts) => {
+            let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+            for p in parts {
+                out.extend(p);
+            }
+            Ok(out)
+        }
+        None => parse_json(file, bytes),
+    }
+}
+
+/// The elements of a top-level array cut into about `pieces` runs of whole elements (each run
+/// without its trailing comma), or `None` when the document is not a plain non-empty array.
+fn split_array(bytes: &[u8], pieces: usize) -> Option<Vec<&[u8]>> {
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace())?;
+    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace())?;
+    if bytes[start] != b'[' || bytes[end] != b']' || end <= start + 1 {
+        return None;
+    }
+    let inner = &bytes[start + 1..end];
+    let mut cuts = vec![0usize];
+    for i in 1..pieces {
+        let guess = (i * inner.len() / pieces).max(*cuts.last()?);
+        let mut from = guess;
+        while let Some(off) = find(&inner[from..], b"},") {
+            let comma = from + off + 1;
+            let next = inner[comma + 1..]
+                .iter()
+                .position(|b| !b.is_ascii_whitespace());
+            if let Some(n) = next
+                && inner[comma + 1 + n] == b'{'
+            {
+                cuts.push(comma + 1);
+                break;
+            }
+            from = comma;
+        }
+    }
+    cuts.dedup();
+    let mut chunks = Vec::with_capacity(cuts.len());
+    for (k, &a) in cuts.iter().enumerate() {
+        let b = cuts.get(k + 1).map_or(inner.len(), |&c| c - 1); // drop the comma
+        chunks.push(&inner[a..b]);
+    }
+    Some(chunks)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Reads and parses `file` in one step.
@@ -217,6 +306,36 @@ mod tests {
         assert_eq!(names.len(), 1);
         let back: String = read_json(&f).unwrap();
         assert_eq!(back, "again");
+    }
+
+    #[test]
+    fn parallel_array_parse_equals_the_plain_one_or_falls_back() {
+        let items: Vec<serde_json::Value> = (0..500)
+            .map(|i| {
+                serde_json::json!({"id": i, "s": format!("x}},{{y{i}"), "nested": [{"a": i}, {"b": [i, i]}]})
+            })
+            .collect();
+        let compact = serde_json::to_vec(&items).unwrap();
+        let pretty = serde_json::to_vec_pretty(&items).unwrap();
+        for bytes in [compact, pretty] {
+            let back: Vec<serde_json::Value> =
+                parse_json_array_above(Path::new("a.json"), &bytes, 0).unwrap();
+            assert_eq!(back, items);
+        }
+        // A bad element still gets its located message through the fallback.
+        let bad = b"[{\"id\": 1}, {\"id\": \"two\"}]";
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct R {
+            id: u64,
+        }
+        let err = parse_json_array_above::<R>(Path::new("r.json"), bad, 0).unwrap_err();
+        assert!(
+            err.to_string().starts_with("r.json: [1].id: invalid type"),
+            "{err}"
+        );
+        let empty: Vec<R> = parse_json_array_above(Path::new("e.json"), b" [ ] ", 0).unwrap();
+        assert!(empty.is_empty());
     }
 
     #[test]

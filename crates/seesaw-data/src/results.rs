@@ -49,9 +49,9 @@ pub fn load_results_with(file: &Path, masks: bool) -> Result<Vec<Detection>> {
     let bytes = io::read_bytes(file)?;
     let t_read = t0.elapsed();
     let dets: Vec<Detection> = if masks {
-        io::parse_json(file, &bytes)?
+        io::parse_json_array(file, &bytes)?
     } else {
-        io::parse_json::<Vec<BoxDetection>>(file, &bytes)?
+        io::parse_json_array::<BoxDetection>(file, &bytes)?
             .into_iter()
             .map(|d| Detection {
                 image_id: d.image_id,

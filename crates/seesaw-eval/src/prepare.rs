@@ -149,28 +149,33 @@ fn lvis_result_area(d: &Detection, boxes: bool) -> f64 {
 /// score; neither changes any result (evaluation sorts each image's and category's detections
 /// by score, stably), so the survivors keep their places here.
 fn lvis_cap(mut dets: Vec<Detection>) -> Vec<Detection> {
-    let mut per_image: HashMap<u64, Vec<usize>> = HashMap::new();
-    for (i, d) in dets.iter().enumerate() {
-        per_image.entry(d.image_id).or_default().push(i);
+    let mut per_image: HashMap<u64, usize> = HashMap::new();
+    for d in &dets {
+        *per_image.entry(d.image_id).or_default() += 1;
     }
-    let mut drop = vec![false; dets.len()];
-    let mut any = false;
-    for idx in per_image.values_mut() {
-        if idx.len() > LVIS_MAX_DETS_PER_IMAGE {
-            idx.sort_by(|&a, &b| dets[b].score.total_cmp(&dets[a].score));
-            for &i in &idx[LVIS_MAX_DETS_PER_IMAGE..] {
-                drop[i] = true;
-            }
-            any = true;
+    per_image.retain(|_, n| *n > LVIS_MAX_DETS_PER_IMAGE);
+    if per_image.is_empty() {
+        return dets;
+    }
+    // Only the images over the cap are sorted.
+    let mut over: HashMap<u64, Vec<usize>> = per_image.keys().map(|&id| (id, Vec::new())).collect();
+    for (i, d) in dets.iter().enumerate() {
+        if let Some(v) = over.get_mut(&d.image_id) {
+            v.push(i);
         }
     }
-    if any {
-        let mut k = 0;
-        dets.retain(|_| {
-            k += 1;
-            !drop[k - 1]
-        });
+    let mut drop = vec![false; dets.len()];
+    for idx in over.values_mut() {
+        idx.sort_by(|&a, &b| dets[b].score.total_cmp(&dets[a].score));
+        for &i in &idx[LVIS_MAX_DETS_PER_IMAGE..] {
+            drop[i] = true;
+        }
     }
+    let mut k = 0;
+    dets.retain(|_| {
+        k += 1;
+        !drop[k - 1]
+    });
     dets
 }
 
