@@ -6,6 +6,7 @@
 pub mod error;
 pub mod layers;
 pub mod losses;
+pub mod ops;
 
 pub use error::{ModelError, Result};
 

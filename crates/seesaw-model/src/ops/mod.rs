@@ -1,0 +1,11 @@
+//! Detection ops, one concept per file: box overlaps, non-maximum suppression, the box coder and
+//! the anchor generator so far.
+//! Semantics follow torchvision and mmdetection 3.x (boxes are `[x1, y1, x2, y2]`, no +1).
+
+pub mod anchors;
+pub mod box_coder;
+pub mod boxes;
+pub mod nms;
+
+/// A box `[x1, y1, x2, y2]` in pixels.
+pub type Box2 = [f32; 4];
