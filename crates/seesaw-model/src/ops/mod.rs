@@ -6,6 +6,7 @@ pub mod anchors;
 pub mod box_coder;
 pub mod boxes;
 pub mod nms;
+pub mod roi_align;
 
 /// A box `[x1, y1, x2, y2]` in pixels.
 pub type Box2 = [f32; 4];
