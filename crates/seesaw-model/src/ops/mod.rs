@@ -1,5 +1,5 @@
 //! Detection ops, one concept per file: box overlaps, non-maximum suppression, the box coder and
-//! the anchor generator so far.
+//! the anchor generator, RoIAlign and the multi-level RoI extractor so far.
 //! Semantics follow torchvision and mmdetection 3.x (boxes are `[x1, y1, x2, y2]`, no +1).
 
 pub mod anchors;
@@ -7,6 +7,7 @@ pub mod box_coder;
 pub mod boxes;
 pub mod nms;
 pub mod roi_align;
+pub mod roi_extractor;
 
 /// A box `[x1, y1, x2, y2]` in pixels.
 pub type Box2 = [f32; 4];
