@@ -2,6 +2,7 @@
 
 pub mod long_tail;
 mod loss;
+mod ops;
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -13,11 +14,14 @@ pub enum BenchCommand {
     /// Train a classifier on a synthetic long-tailed set once per loss and report top-1
     /// accuracy per frequency group on balanced test data.
     LongTailClassify(long_tail::LongTailArgs),
+    /// Speed of NMS (10k, 100k boxes) and RoIAlign forward + backward (512 RoIs, 4 FPN levels).
+    Ops(ops::OpsArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Loss(a) => loss::run(&a),
         BenchCommand::LongTailClassify(a) => long_tail::run(&a),
+        BenchCommand::Ops(a) => ops::run(&a),
     }
 }

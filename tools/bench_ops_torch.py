@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""torchvision peer of `seesaw bench ops`: the same boxes and RoIs (same formulas), NMS and
+RoIAlign forward + backward (4 FPN levels, mmdetection's level mapping), median of N runs,
+2 threads. pip install torch torchvision; python3 tools/bench_ops_torch.py [iters]"""
+import math, statistics, sys, time
+
+import torch
+from torchvision.ops import nms, roi_align
+
+torch.set_num_threads(2)
+iters = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+
+
+def bench_box(i):
+    cx, cy = float(i * 7919 % 1333), float(i * 104729 % 800)
+    w, h = 20.0 + i * 31 % 80, 20.0 + i * 17 % 80
+    score = ((i * 2654435761) % (1 << 64) % 1000) / 1000.0
+    return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], score
+
+
+def bench_roi(i):
+    x1, y1 = float(i * 7919 % 1200), float(i * 104729 % 700)
+    w, h = 16.0 + i * 37 % 400, 16.0 + i * 53 % 300
+    return [0.0, x1, y1, min(x1 + w, 1333.0), min(y1 + h, 800.0)]
+
+
+def median_ms(fn, setup=lambda: None):
+    fn(setup())
+    ts = []
+    for _ in range(iters):
+        arg = setup()
+        t0 = time.perf_counter()
+        fn(arg)
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts) * 1e3
+
+
+print("| op | size | torchvision (median) |")
+print("|---|---|---|")
+for n in (10000, 100000):
+    bs = [bench_box(i) for i in range(n)]
+    boxes = torch.tensor([b for b, _ in bs], dtype=torch.float32)
+    scores = torch.tensor([s for _, s in bs], dtype=torch.float32)
+    kept = len(nms(boxes, scores, 0.5))
+    print(f"| nms (IoU 0.5) | {n} boxes, {kept} kept | {median_ms(lambda _: nms(boxes, scores, 0.5)):.1f} ms |")
+
+sizes = [(200, 334), (100, 167), (50, 84), (25, 42)]
+strides = [4, 8, 16, 32]
+rois = torch.tensor([bench_roi(i) for i in range(512)], dtype=torch.float32)
+scale = torch.sqrt((rois[:, 3] - rois[:, 1]) * (rois[:, 4] - rois[:, 2]))
+levels = torch.floor(torch.log2(scale / 56 + 1e-6)).clamp(0, 3).long()
+for out in (7, 14):
+    def setup():
+        return [torch.rand(1, 256, h, w, requires_grad=True) for h, w in sizes]
+
+    def step(feats):
+        parts = []
+        for l, f in enumerate(feats):
+            sel = rois[levels == l]
+            if len(sel):
+                parts.append(roi_align(f, sel, (out, out), 1.0 / strides[l], 0, True))
+        torch.cat(parts).sum().backward()
+    print(f"| RoIAlign fwd+bwd, 4 FPN levels, 256 ch | 512 RoIs, {out}x{out} | {median_ms(step, setup):.1f} ms |")
