@@ -110,23 +110,50 @@ pub fn roi_align(
             }
         }
     }
-    let width = bins.iter().map(Vec::len).max().unwrap_or(0).max(1);
-    let n_bins = bins.len();
-    let mut idx = vec![0usize; n_bins * width];
-    let mut wts = vec![0f64; n_bins * width];
+    // Samples of one bin share pixels: merge them, so each bin gathers each pixel once.
+    for list in &mut bins {
+        list.sort_unstable_by_key(|&(i, _)| i);
+        list.dedup_by(|b, a| {
+            if a.0 == b.0 {
+                a.1 += b.1;
+                true
+            } else {
+                false
+            }
+        });
+    }
+    // Bins are gathered in groups of equal length, so that no bin is padded to the longest.
+    let mut by_len: std::collections::BTreeMap<usize, Vec<usize>> =
+        std::collections::BTreeMap::new();
     for (k, list) in bins.iter().enumerate() {
-        for (j, &(i, wt)) in list.iter().enumerate() {
-            idx[k * width + j] = i;
-            wts[k * width + j] = f64::from(wt);
-        }
+        by_len.entry(list.len().max(1)).or_default().push(k);
     }
     let table = features.permute([0, 2, 3, 1]).reshape([b * h * w, c]);
-    let gathered = table
-        .select(0, index_tensor(&idx, &device))
-        .reshape([n_bins, width, c]);
-    let weights = float_tensor(wts, [n_bins, width, 1], &device);
-    let pooled = (gathered * weights)
-        .sum_dim(1)
+    let mut parts = Vec::with_capacity(by_len.len());
+    let mut order = Vec::with_capacity(bins.len());
+    for (len, members) in &by_len {
+        let mut idx = vec![0usize; members.len() * len];
+        let mut wts = vec![0f64; members.len() * len];
+        for (m, &k) in members.iter().enumerate() {
+            for (j, &(i, wt)) in bins[k].iter().enumerate() {
+                idx[m * len + j] = i;
+                wts[m * len + j] = f64::from(wt);
+            }
+        }
+        let gathered = table
+            .clone()
+            .select(0, index_tensor(&idx, &device))
+            .reshape([members.len(), *len, c]);
+        let weights = float_tensor(wts, [members.len(), *len, 1], &device);
+        parts.push((gathered * weights).sum_dim(1).reshape([members.len(), c]));
+        order.extend_from_slice(members);
+    }
+    let mut inverse = vec![0usize; order.len()];
+    for (row, &k) in order.iter().enumerate() {
+        inverse[k] = row;
+    }
+    let pooled = Tensor::cat(parts, 0)
+        .select(0, index_tensor(&inverse, &device))
         .reshape([rois.len(), p, p, c]);
     Ok(pooled.permute([0, 3, 1, 2]))
 }

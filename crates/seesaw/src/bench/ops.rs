@@ -24,7 +24,10 @@ pub fn bench_box(i: usize) -> (Box2, f32) {
     let w = 20.0 + (i * 31 % 80) as f32;
     let h = 20.0 + (i * 17 % 80) as f32;
     let score = (i.wrapping_mul(2_654_435_761) % 1000) as f32 / 1000.0;
-    ([cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0], score)
+    (
+        [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0],
+        score,
+    )
 }
 
 /// RoI i of the shared benchmark set: 16-416 x 16-316 px inside an 800 x 1333 image.
@@ -55,7 +58,10 @@ pub fn run(a: &OpsArgs) -> Result<()> {
                 times.push(t0.elapsed().as_secs_f64());
             }
         }
-        println!("| nms (IoU 0.5) | {n} boxes, {kept} kept | {:.1} ms |", median(times) * 1e3);
+        println!(
+            "| nms (IoU 0.5) | {n} boxes, {kept} kept | {:.1} ms |",
+            median(times) * 1e3
+        );
     }
     let device = Device::flex().autodiff();
     let sizes = [(200, 334), (100, 167), (50, 84), (25, 42)];
@@ -70,14 +76,22 @@ pub fn run(a: &OpsArgs) -> Result<()> {
             let feats: Vec<Tensor<4>> = sizes
                 .iter()
                 .map(|&(h, w)| {
-                    Tensor::<4>::random([1, 256, h, w], seesaw_model::burn::tensor::Distribution::Default, &device)
-                        .require_grad()
+                    Tensor::<4>::random(
+                        [1, 256, h, w],
+                        seesaw_model::burn::tensor::Distribution::Default,
+                        &device,
+                    )
+                    .require_grad()
                 })
                 .collect();
             let t0 = Instant::now();
             let y = cfg.extract(&feats, &rois)?;
             let grads = y.sum().backward();
-            let g: Vec<_> = feats.iter().filter_map(|f| f.grad(&grads)).map(|g| g.into_data()).collect();
+            let g: Vec<_> = feats
+                .iter()
+                .filter_map(|f| f.grad(&grads))
+                .map(|g| g.into_data())
+                .collect();
             std::hint::black_box(g);
             if it > 0 {
                 times.push(t0.elapsed().as_secs_f64());
