@@ -1,6 +1,7 @@
 //! Classification losses for long-tailed detection: one file per loss.
 
 pub mod any;
+pub mod bbox;
 pub(crate) mod common;
 pub mod cross_entropy;
 pub mod eql;
