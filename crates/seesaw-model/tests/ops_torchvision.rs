@@ -93,3 +93,37 @@ fn empty_and_degenerate_inputs_are_defined() {
     let b = [[f32::NAN, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]];
     assert_eq!(nms(&b, &[0.9, 0.8], 0.5), vec![0, 1]);
 }
+
+#[test]
+fn mask_paste_matches_grid_sample() {
+    let p =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ops/mask_paste.json");
+    let f: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+    let (h, w, m) = (
+        f["h"].as_u64().unwrap() as usize,
+        f["w"].as_u64().unwrap() as usize,
+        f["m"].as_u64().unwrap() as usize,
+    );
+    for (k, c) in f["cases"].as_array().unwrap().iter().enumerate() {
+        let b: Vec<f32> = list(&c["box"], |x| x.as_f64().unwrap() as f32);
+        let mask: Vec<f32> = list(&c["mask"], |x| x.as_f64().unwrap() as f32);
+        let prob: Vec<f32> = list(&c["prob"], |x| x.as_f64().unwrap() as f32);
+        let got = seesaw_model::ops::mask_paste::paste_mask(
+            &mask,
+            m,
+            &[b[0], b[1], b[2], b[3]],
+            h,
+            w,
+            0.5,
+        );
+        let mut set = 0;
+        for (i, (&g, &p)) in got.iter().zip(&prob).enumerate() {
+            // Probabilities within float rounding of the threshold may go either way.
+            if (p - 0.5).abs() > 1e-5 {
+                assert_eq!(g == 1, p >= 0.5, "case {k}, pixel {i}: prob {p}");
+            }
+            set += usize::from(g == 1);
+        }
+        assert!(k == 4 || set > 0, "case {k} pasted nothing");
+    }
+}
