@@ -13,7 +13,7 @@ use burn::tensor::activation::softmax;
 use crate::error::{ModelError, Result};
 use crate::losses::Reduction;
 use crate::losses::common::{
-    cross_entropy_rows, float_tensor, host, index_tensor, one_hot, reduce,
+    check_input, cross_entropy_rows, float_tensor, host, index_tensor, one_hot, reduce,
 };
 
 /// Settings of [`SeesawLoss`]; the defaults are mmdetection's.
@@ -220,19 +220,9 @@ impl SeesawLoss {
         avg_factor: Option<f64>,
         reduction_override: Option<Reduction>,
     ) -> Result<SeesawOutput> {
-        let [n, _] = self.check_width(&cls_score)?;
-        if labels.len() != n {
-            return Err(ModelError::Input(format!(
-                "{} labels for {n} rows of cls_score",
-                labels.len()
-            )));
-        }
+        self.check_width(&cls_score)?;
         let c = self.config.num_classes;
-        if let Some((i, &y)) = labels.iter().enumerate().find(|(_, y)| **y > c) {
-            return Err(ModelError::Input(format!(
-                "labels[{i}] = {y}: labels must lie in 0..={c} ({c} is background)"
-            )));
-        }
+        let n = check_input("Seesaw Loss", &cls_score, labels, c, c + 2)?;
         let reduction = reduction_override.unwrap_or(self.config.reduction);
         let device = cls_score.device();
         let w = self.config.loss_weight;

@@ -24,30 +24,26 @@ pub struct RoiAlignConfig {
 /// One corner contribution: a row of the `[B * H * W, C]` feature matrix and its weight.
 type Corner = (usize, f32);
 
+/// The two neighbouring pixels of coordinate `v` on an axis of `n` pixels and the weight of
+/// the upper one, clamped to the axis as torchvision does.
+fn axis(v: f32, n: usize) -> (usize, usize, f32) {
+    let v = v.max(0.0);
+    let low = v as usize;
+    if low >= n - 1 {
+        (n - 1, n - 1, 0.0)
+    } else {
+        (low, low + 1, v - low as f32)
+    }
+}
+
 /// The four bilinear corners of (y, x) on an `h` x `w` map, torchvision's rules: points more
 /// than one pixel outside contribute nothing; coordinates are clamped to the map.
 fn corners(h: usize, w: usize, y: f32, x: f32, base: usize, out: &mut Vec<Corner>, scale: f32) {
     if y < -1.0 || y > h as f32 || x < -1.0 || x > w as f32 {
         return;
     }
-    let (mut y, mut x) = (y.max(0.0), x.max(0.0));
-    let mut y_low = y as usize;
-    let y_high = if y_low >= h - 1 {
-        y_low = h - 1;
-        y = y_low as f32;
-        y_low
-    } else {
-        y_low + 1
-    };
-    let mut x_low = x as usize;
-    let x_high = if x_low >= w - 1 {
-        x_low = w - 1;
-        x = x_low as f32;
-        x_low
-    } else {
-        x_low + 1
-    };
-    let (ly, lx) = (y - y_low as f32, x - x_low as f32);
+    let (y_low, y_high, ly) = axis(y, h);
+    let (x_low, x_high, lx) = axis(x, w);
     let (hy, hx) = (1.0 - ly, 1.0 - lx);
     out.push((base + y_low * w + x_low, hy * hx * scale));
     out.push((base + y_low * w + x_high, hy * lx * scale));
