@@ -6,7 +6,12 @@
 pub mod error;
 pub mod layers;
 pub mod losses;
+pub mod backbones;
+pub mod detectors;
+pub mod heads;
+pub mod necks;
 pub mod ops;
+pub mod structures;
 
 pub use error::{ModelError, Result};
 

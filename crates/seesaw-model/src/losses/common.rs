@@ -114,3 +114,11 @@ pub(crate) fn check_input(
     }
     Ok(n)
 }
+
+/// Reads any float tensor back as f32 values (row-major).
+pub(crate) fn host_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| ModelError::Backend(format!("{e:?}")))
+}

@@ -109,3 +109,46 @@ mod tests {
         assert!(mask_target(&square, 40, 40, &[f32::NAN, 0.0, 1.0, 1.0], 28).is_err());
     }
 }
+
+/// The `out x out` binary target of a full-image binary mask (`gt`, at the scale of `bbox`) for
+/// the RoI `bbox`: RoIAlign (aligned, adaptive sampling) of the mask, thresholded at 0.5, as
+/// mmdetection's `BitmapMasks.crop_and_resize`; computed on the host, one channel.
+pub fn mask_target_bitmap(gt: &crate::structures::GtMask, bbox: &Box2, out: usize) -> Vec<f32> {
+    let (h, w) = (gt.height, gt.width);
+    let mut t = vec![0f32; out * out];
+    if h == 0 || w == 0 || out == 0 || !bbox.iter().all(|v| v.is_finite()) {
+        return t;
+    }
+    let at = |y: f32, x: f32| -> f32 {
+        if y < -1.0 || y > h as f32 || x < -1.0 || x > w as f32 {
+            return 0.0;
+        }
+        let (y0, y1, ly) = super::roi_align::axis(y, h);
+        let (x0, x1, lx) = super::roi_align::axis(x, w);
+        let v = |yy: usize, xx: usize| f32::from(gt.data[yy * w + xx]);
+        (1.0 - ly) * (1.0 - lx) * v(y0, x0)
+            + (1.0 - ly) * lx * v(y0, x1)
+            + ly * (1.0 - lx) * v(y1, x0)
+            + ly * lx * v(y1, x1)
+    };
+    let (x1, y1) = (bbox[0] - 0.5, bbox[1] - 0.5);
+    let (rw, rh) = (bbox[2] - bbox[0], bbox[3] - bbox[1]);
+    let (bw, bh) = (rw / out as f32, rh / out as f32);
+    let gy = (rh / out as f32).ceil().max(1.0) as usize;
+    let gx = (rw / out as f32).ceil().max(1.0) as usize;
+    let count = (gy * gx) as f32;
+    for ph in 0..out {
+        for pw in 0..out {
+            let mut s = 0.0;
+            for iy in 0..gy {
+                let y = y1 + ph as f32 * bh + (iy as f32 + 0.5) * bh / gy as f32;
+                for ix in 0..gx {
+                    let x = x1 + pw as f32 * bw + (ix as f32 + 0.5) * bw / gx as f32;
+                    s += at(y, x);
+                }
+            }
+            t[ph * out + pw] = if s / count >= 0.5 { 1.0 } else { 0.0 };
+        }
+    }
+    t
+}

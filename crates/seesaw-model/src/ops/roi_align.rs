@@ -26,7 +26,7 @@ type Corner = (usize, f32);
 
 /// The two neighbouring pixels of coordinate `v` on an axis of `n` pixels and the weight of
 /// the upper one, clamped to the axis as torchvision does.
-fn axis(v: f32, n: usize) -> (usize, usize, f32) {
+pub(crate) fn axis(v: f32, n: usize) -> (usize, usize, f32) {
     let v = v.max(0.0);
     let low = v as usize;
     if low >= n - 1 {

@@ -1,0 +1,113 @@
+//! mmdetection's `FCNMaskHead`: 3x3 convs over the 14x14 RoI features, a 2x deconvolution to
+//! 28x28, and one mask logit map per class (a 1x1 conv, or a cosine `NormedConv2d`).
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::{Initializer, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
+use crate::heads::rpn_head::zero_bias;
+use crate::layers::{NormedConv2d, NormedConv2dConfig};
+
+/// Settings of [`MaskHead`]; defaults are mmdetection's (4 convs of 256 channels, 14x14 in).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaskHeadConfig {
+    pub num_convs: usize,
+    pub conv_channels: usize,
+    /// The "normed mask" variant: logits from a `NormedConv2d` (temperature 20).
+    pub normed: bool,
+}
+
+impl Default for MaskHeadConfig {
+    fn default() -> Self {
+        Self {
+            num_convs: 4,
+            conv_channels: 256,
+            normed: false,
+        }
+    }
+}
+
+fn kaiming() -> Initializer {
+    Initializer::KaimingNormal {
+        gain: 2f64.sqrt(),
+        fan_out_only: true,
+    }
+}
+
+impl MaskHeadConfig {
+    /// Builds the head over `in_channels` RoI features for `num_classes` classes.
+    pub fn init(&self, in_channels: usize, num_classes: usize, device: &Device) -> Result<MaskHead> {
+        if self.conv_channels == 0 || num_classes == 0 {
+            return Err(ModelError::Input(
+                "mask head: conv_channels and num_classes must be positive".into(),
+            ));
+        }
+        let c = self.conv_channels;
+        let convs = (0..self.num_convs)
+            .map(|i| {
+                zero_bias(
+                    Conv2dConfig::new([if i == 0 { in_channels } else { c }, c], [3, 3])
+                        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                        .with_initializer(kaiming())
+                        .init(device),
+                )
+            })
+            .collect();
+        let cin = if self.num_convs == 0 { in_channels } else { c };
+        let mut upsample = ConvTranspose2dConfig::new([cin, c], [2, 2])
+            .with_stride([2, 2])
+            .with_initializer(kaiming())
+            .init(device);
+        if let Some(b) = upsample.bias.take() {
+            upsample.bias = Some(b.map(|t| t.zeros_like()));
+        }
+        let (logits, logits_normed) = if self.normed {
+            (None, Some(NormedConv2dConfig::new(c, num_classes).init(device)))
+        } else {
+            (
+                Some(zero_bias(
+                    Conv2dConfig::new([c, num_classes], [1, 1])
+                        .with_initializer(kaiming())
+                        .init(device),
+                )),
+                None,
+            )
+        };
+        Ok(MaskHead {
+            convs,
+            upsample,
+            logits,
+            logits_normed,
+        })
+    }
+}
+
+/// The mask head.
+#[derive(Module, Debug)]
+pub struct MaskHead {
+    pub convs: Vec<Conv2d>,
+    pub upsample: ConvTranspose2d,
+    pub logits: Option<Conv2d>,
+    pub logits_normed: Option<NormedConv2d>,
+}
+
+impl MaskHead {
+    /// `rois` `[R, C, 14, 14]` -> mask logits `[R, num_classes, 28, 28]`.
+    pub fn forward(&self, rois: Tensor<4>) -> Tensor<4> {
+        let mut x = rois;
+        for c in &self.convs {
+            x = relu(c.forward(x));
+        }
+        let x = relu(self.upsample.forward(x));
+        match (&self.logits, &self.logits_normed) {
+            (_, Some(n)) => n.forward(x),
+            (Some(c), None) => c.forward(x),
+            (None, None) => x,
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Feature Pyramid Network (Lin et al. 2017) as mmdetection's `FPN` with
+//! `add_extra_convs=False`: 1x1 laterals, nearest 2x top-down sums, 3x3 outputs, and extra
+//! levels by max-pooling the last output (kernel 1, stride 2).
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{Initializer, PaddingConfig2d};
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
+
+/// Settings of [`Fpn`]; defaults are Mask R-CNN's (256 channels, 5 outputs P2-P6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FpnConfig {
+    pub out_channels: usize,
+    /// Output levels: the inputs' count plus max-pooled extras. Default 5.
+    pub num_outs: usize,
+}
+
+impl Default for FpnConfig {
+    fn default() -> Self {
+        Self {
+            out_channels: 256,
+            num_outs: 5,
+        }
+    }
+}
+
+impl FpnConfig {
+    /// Builds the neck over inputs of `in_channels` (Xavier-uniform convs, bias 0).
+    pub fn init(&self, in_channels: &[usize], device: &Device) -> Result<Fpn> {
+        if self.out_channels == 0 || self.num_outs < in_channels.len() || in_channels.is_empty() {
+            return Err(ModelError::Input(format!(
+                "neck: out_channels must be positive and num_outs ({}) at least the {} inputs",
+                self.num_outs,
+                in_channels.len()
+            )));
+        }
+        let c = self.out_channels;
+        let mk = |cin: usize, k: usize| {
+            Conv2dConfig::new([cin, c], [k, k])
+                .with_padding(PaddingConfig2d::Explicit(k / 2, k / 2, k / 2, k / 2))
+                .with_initializer(Initializer::XavierUniform { gain: 1.0 })
+                .init(device)
+        };
+        Ok(Fpn {
+            lateral_convs: in_channels.iter().map(|&cin| mk(cin, 1)).collect(),
+            fpn_convs: in_channels.iter().map(|_| mk(c, 3)).collect(),
+            pool: MaxPool2dConfig::new([1, 1]).with_strides([2, 2]).init(),
+            num_outs: self.num_outs,
+        })
+    }
+}
+
+/// The feature pyramid.
+#[derive(Module, Debug)]
+pub struct Fpn {
+    pub lateral_convs: Vec<Conv2d>,
+    pub fpn_convs: Vec<Conv2d>,
+    pub pool: MaxPool2d,
+    pub num_outs: usize,
+}
+
+/// Nearest-neighbour upsampling of `x` to `[h, w]` (2x, cropped when the target is odd).
+fn upsample_to(x: Tensor<4>, h: usize, w: usize) -> Tensor<4> {
+    let [b, c, xh, xw] = x.dims();
+    let up = x
+        .reshape([b, c, xh, 1, xw, 1])
+        .expand([b, c, xh, 2, xw, 2])
+        .reshape([b, c, xh * 2, xw * 2]);
+    if xh * 2 == h && xw * 2 == w {
+        up
+    } else {
+        up.slice([0..b, 0..c, 0..h.min(xh * 2), 0..w.min(xw * 2)])
+    }
+}
+
+impl Fpn {
+    /// `inputs`: the backbone maps, finest first -> `num_outs` maps `[B, C, H_l, W_l]`.
+    pub fn forward(&self, inputs: Vec<Tensor<4>>) -> Vec<Tensor<4>> {
+        let mut laterals: Vec<Tensor<4>> = self
+            .lateral_convs
+            .iter()
+            .zip(inputs)
+            .map(|(conv, x)| conv.forward(x))
+            .collect();
+        for i in (1..laterals.len()).rev() {
+            let [_, _, h, w] = laterals[i - 1].dims();
+            let up = upsample_to(laterals[i].clone(), h, w);
+            laterals[i - 1] = laterals[i - 1].clone() + up;
+        }
+        let mut outs: Vec<Tensor<4>> = self
+            .fpn_convs
+            .iter()
+            .zip(laterals)
+            .map(|(conv, x)| conv.forward(x))
+            .collect();
+        while outs.len() < self.num_outs {
+            let last = outs[outs.len() - 1].clone();
+            outs.push(self.pool.forward(last));
+        }
+        outs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pyramid_shapes_and_top_down_path() {
+        let device = Device::flex();
+        let fpn = FpnConfig::default()
+            .init(&[8, 16, 32, 64], &device)
+            .expect("config");
+        let ins = vec![
+            Tensor::<4>::ones([2, 8, 16, 20], &device),
+            Tensor::<4>::ones([2, 16, 8, 10], &device),
+            Tensor::<4>::ones([2, 32, 4, 5], &device),
+            Tensor::<4>::ones([2, 64, 2, 3], &device),
+        ];
+        let outs = fpn.forward(ins);
+        let dims: Vec<[usize; 4]> = outs.iter().map(|o| o.dims()).collect();
+        assert_eq!(
+            dims,
+            vec![
+                [2, 256, 16, 20],
+                [2, 256, 8, 10],
+                [2, 256, 4, 5],
+                [2, 256, 2, 3],
+                [2, 256, 1, 2]
+            ]
+        );
+        let up = upsample_to(
+            Tensor::<4>::from_data([[[[1.0f32, 2.0], [3.0, 4.0]]]], &device),
+            3,
+            4,
+        );
+        let v = up.into_data().to_vec::<f32>().expect("f32");
+        assert_eq!(v, vec![1., 1., 2., 2., 1., 1., 2., 2., 3., 3., 4., 4.]);
+    }
+}

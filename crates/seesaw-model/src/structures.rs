@@ -1,0 +1,68 @@
+//! What flows between the data pipeline and a detector: image metadata, ground truths at the
+//! network's input scale, and detections.
+
+use crate::ops::Box2;
+
+/// How an image was turned into network input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageMeta {
+    pub image_id: u64,
+    /// Original `(height, width)`.
+    pub ori_shape: (u32, u32),
+    /// `(height, width)` after resizing, before padding.
+    pub img_shape: (usize, usize),
+    /// Input pixels per original pixel, `(x, y)`.
+    pub scale: (f32, f32),
+    /// Flipped horizontally after resizing.
+    pub flip: bool,
+}
+
+impl ImageMeta {
+    /// A box at input scale mapped back onto the original image.
+    pub fn to_original(&self, b: &Box2) -> Box2 {
+        let (w, _) = (self.img_shape.1 as f32, self.img_shape.0 as f32);
+        let b = if self.flip {
+            [w - b[2], b[1], w - b[0], b[3]]
+        } else {
+            *b
+        };
+        [
+            b[0] / self.scale.0,
+            b[1] / self.scale.1,
+            b[2] / self.scale.0,
+            b[3] / self.scale.1,
+        ]
+    }
+}
+
+/// A binary mask, row-major, 0 or 1.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GtMask {
+    pub height: usize,
+    pub width: usize,
+    pub data: Vec<u8>,
+}
+
+/// Ground truths of one image, at input scale.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GtInstances {
+    pub boxes: Vec<Box2>,
+    /// Class indices `0..C`.
+    pub labels: Vec<usize>,
+    /// One per box (empty when masks are not trained).
+    pub masks: Vec<GtMask>,
+    /// Crowd regions: anchors and proposals they cover are ignored.
+    pub ignore: Vec<Box2>,
+}
+
+/// Detections of one image, at input scale.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Detections {
+    pub boxes: Vec<Box2>,
+    pub scores: Vec<f32>,
+    pub labels: Vec<usize>,
+    /// Per detection, the `m x m` mask probabilities of its class (row-major).
+    pub masks: Vec<Vec<f32>>,
+    /// Side of each mask.
+    pub mask_size: usize,
+}
