@@ -4,9 +4,14 @@ mod bench;
 mod data_cmd;
 mod demo;
 mod eval_cmd;
+mod train_cmd;
 mod viz;
 
 use std::process::ExitCode;
+
+// The default allocator maps and unmaps large tensors on every op; mimalloc keeps them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +36,12 @@ enum Command {
     },
     /// LVIS / COCO AP of a result file, equal to lvis-api and pycocotools.
     Eval(eval_cmd::EvalArgs),
+    /// Train a detector from a config (TOML): checkpoints, metrics, --resume.
+    Train(train_cmd::TrainArgs),
+    /// Run a checkpoint over the validation set: a result file, and the evaluation table.
+    Test(train_cmd::TestArgs),
+    /// Draw a checkpoint's detections on image files.
+    Infer(train_cmd::InferArgs),
     /// The main job on built-in data, no download: see README.md.
     Demo(demo::DemoArgs),
     /// Measurements for BENCHMARKS.md.
@@ -54,6 +65,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Data { command } => data_cmd::run(command),
         Command::Eval(args) => eval_cmd::run(&args),
+        Command::Train(args) => train_cmd::run_train(&args),
+        Command::Test(args) => train_cmd::run_test(&args),
+        Command::Infer(args) => train_cmd::run_infer(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Bench { command } => bench::run(command),
     };

@@ -171,31 +171,81 @@ pub fn draw_annotated(ds: &Dataset, image_id: u64, image_root: &Path, out: &Path
             im.height
         ));
     }
-    // Small images are enlarged so that names stay readable.
-    let k = (512 / im.width.max(im.height)).max(1);
-    let (w, h) = (im.width * k, im.height * k);
-    let mut buf =
-        image::imageops::resize(&pixels, w, h, image::imageops::FilterType::Nearest).into_raw();
-
     let names: std::collections::HashMap<u64, &str> = ds
         .categories
         .iter()
         .map(|c| (c.id, c.name.as_str()))
         .collect();
-    let anns: Vec<_> = ds
-        .annotations
-        .iter()
-        .filter(|a| a.image_id == image_id)
-        .collect();
-    for a in &anns {
-        let Some(seg) = &a.segmentation else { continue };
-        let m = mask::decode(seg, im.height, im.width)
-            .with_context(|| format!("annotation {}: cannot decode its mask", a.id))?;
+    let mut items = Vec::new();
+    for a in ds.annotations.iter().filter(|a| a.image_id == image_id) {
+        let mask = match &a.segmentation {
+            Some(seg) => Some(
+                mask::decode(seg, im.height, im.width)
+                    .with_context(|| format!("annotation {}: cannot decode its mask", a.id))?,
+            ),
+            None => None,
+        };
+        items.push(Item {
+            category_id: a.category_id,
+            bbox: a.bbox,
+            mask,
+            label: names.get(&a.category_id).copied().unwrap_or("?").to_string(),
+        });
+    }
+    render(pixels, &items, out)
+}
+
+/// One thing drawn on a picture: a box `[x, y, w, h]`, its mask and its label.
+pub struct Item {
+    pub category_id: u64,
+    pub bbox: [f64; 4],
+    pub mask: Option<mask::Bitmap>,
+    pub label: String,
+}
+
+/// Draws detections (`name score` labels) on the image at `path` into `out`.
+pub fn draw_detections(
+    path: &Path,
+    dets: &[seesaw_data::Detection],
+    names: &std::collections::HashMap<u64, String>,
+    out: &Path,
+) -> Result<()> {
+    ensure_font()?;
+    let pixels = image::open(path)
+        .with_context(|| format!("{}: cannot read the image", path.display()))?
+        .to_rgb8();
+    let (w, h) = pixels.dimensions();
+    let mut items = Vec::new();
+    for d in dets {
+        let mask = match &d.segmentation {
+            Some(seg) => Some(mask::decode(seg, h, w)?),
+            None => None,
+        };
+        let name = names.get(&d.category_id).map_or("?", String::as_str);
+        items.push(Item {
+            category_id: d.category_id,
+            bbox: d.bbox.unwrap_or([0.0; 4]),
+            mask,
+            label: format!("{name} {:.2}", d.score),
+        });
+    }
+    render(pixels, &items, out)
+}
+
+fn render(pixels: image::RgbImage, items: &[Item], out: &Path) -> Result<()> {
+    let (iw, ih) = pixels.dimensions();
+    // Small images are enlarged so that names stay readable.
+    let k = (512 / iw.max(ih)).max(1);
+    let (w, h) = (iw * k, ih * k);
+    let mut buf =
+        image::imageops::resize(&pixels, w, h, image::imageops::FilterType::Nearest).into_raw();
+    for a in items {
+        let Some(m) = &a.mask else { continue };
         let c = category_colour(a.category_id);
         for y in 0..h as usize {
             for x in 0..w as usize {
-                let src = (y / k as usize) * im.width as usize + x / k as usize;
-                if m.data[src] != 0 {
+                let src = (y / k as usize) * iw as usize + x / k as usize;
+                if m.data.get(src).is_some_and(|&v| v != 0) {
                     let p = (y * w as usize + x) * 3;
                     for ch in 0..3 {
                         buf[p + ch] = ((buf[p + ch] as u16 * 11 + c[ch] as u16 * 9) / 20) as u8;
@@ -207,7 +257,7 @@ pub fn draw_annotated(ds: &Dataset, image_id: u64, image_root: &Path, out: &Path
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         let font = (FONT, 15).into_font().color(&WHITE);
-        for a in &anns {
+        for a in items {
             let [c0, c1, c2] = category_colour(a.category_id);
             let colour = RGBColor(c0, c1, c2);
             let s = k as f64;
@@ -221,7 +271,7 @@ pub fn draw_annotated(ds: &Dataset, image_id: u64, image_root: &Path, out: &Path
                 colour.stroke_width(2),
             ))
             .map_err(plot_err)?;
-            let label = names.get(&a.category_id).copied().unwrap_or("?");
+            let label = a.label.as_str();
             let (tw, th) = root.estimate_text_size(label, &font).map_err(plot_err)?;
             let ty = (y0 - th as i32 - 2).max(0);
             root.draw(&Rectangle::new(

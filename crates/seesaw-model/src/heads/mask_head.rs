@@ -59,9 +59,14 @@ impl MaskHeadConfig {
             })
             .collect();
         let cin = if self.num_convs == 0 { in_channels } else { c };
+        // He-normal with fan-out (c * 2 * 2), written out: the transposed conv's initializer
+        // also draws its bias, which has no fan.
         let mut upsample = ConvTranspose2dConfig::new([cin, c], [2, 2])
             .with_stride([2, 2])
-            .with_initializer(kaiming())
+            .with_initializer(Initializer::Normal {
+                mean: 0.0,
+                std: (2.0 / (c * 4) as f64).sqrt(),
+            })
             .init(device);
         if let Some(b) = upsample.bias.take() {
             upsample.bias = Some(b.map(|t| t.zeros_like()));

@@ -1,0 +1,391 @@
+//! Run configs: TOML files in `configs/`, named after mmdetection's, with `--set a.b=value`
+//! overrides. Every key has a documented default; an unknown key is an error that lists the
+//! valid ones. The resolved config is what a work dir and a checkpoint keep.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use seesaw_model::detectors::MaskRcnnConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{EngineError, Result};
+
+/// Where the data is and how images become network input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Training annotations (LVIS / COCO JSON, plain or gz).
+    pub train_json: PathBuf,
+    /// Folder the training images' `file_name`s are relative to.
+    pub train_images: PathBuf,
+    pub val_json: PathBuf,
+    pub val_images: PathBuf,
+    /// Training scales `[short, long]`, one drawn per image (mmdetection's multi-scale
+    /// "value" mode). Default the LVIS recipe's 640-800 x 1333.
+    pub train_scales: Vec<[u32; 2]>,
+    /// Test scale `[short, long]`. Default 800 x 1333.
+    pub test_scale: [u32; 2],
+    /// Probability of a horizontal flip in training. Default 0.5.
+    pub flip_ratio: f64,
+    /// Per-channel RGB mean and std (ImageNet's, in 0-255).
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    /// Padded batches are multiples of this. Default 32.
+    pub size_divisor: usize,
+    /// "random" (uniform over images) or "rfs" (repeat-factor sampling).
+    pub sampler: String,
+    /// Repeat-factor threshold t of RFS. Default 1e-3.
+    pub rfs_threshold: f64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            train_json: "data/lvis_v1/annotations/lvis_v1_train.json".into(),
+            train_images: "data/coco".into(),
+            val_json: "data/lvis_v1/annotations/lvis_v1_val.json".into(),
+            val_images: "data/coco".into(),
+            train_scales: [640, 672, 704, 736, 768, 800]
+                .into_iter()
+                .map(|s| [s, 1333])
+                .collect(),
+            test_scale: [800, 1333],
+            flip_ratio: 0.5,
+            mean: [123.675, 116.28, 103.53],
+            std: [58.395, 57.12, 57.375],
+            size_divisor: 32,
+            sampler: "random".into(),
+            rfs_threshold: 1e-3,
+        }
+    }
+}
+
+/// The optimisation schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Seed of initial weights, data order, flips, scales and RoI sampling. Default 0.
+    pub seed: u64,
+    /// Images per iteration. Default 16 (8 GPUs x 2 in mmdetection).
+    pub batch_size: usize,
+    /// Iterations in all. Default: 24 epochs of LVIS v1 train (100,170 images) at 16.
+    pub iters: usize,
+    /// Base learning rate. Default 0.02.
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    /// Linear warm-up iterations and start ratio. Default 500 and 1e-3.
+    pub warmup_iters: usize,
+    pub warmup_ratio: f64,
+    /// "step" (x gamma at each of `steps`) or "cosine" (to 0 at `iters`).
+    pub schedule: String,
+    pub steps: Vec<usize>,
+    pub gamma: f64,
+    /// Clip each parameter's gradient to this L2 norm; 0 = off. Default 0.
+    pub grad_clip: f64,
+    /// Iterations between log lines (metrics.jsonl). Default 50.
+    pub log_every: usize,
+    /// Iterations between checkpoints; 0 = only the last. Default 5000.
+    pub checkpoint_every: usize,
+    /// Iterations between validations; 0 = none. Default 0.
+    pub eval_every: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            batch_size: 16,
+            iters: 150_264,
+            lr: 0.02,
+            momentum: 0.9,
+            weight_decay: 1e-4,
+            warmup_iters: 500,
+            warmup_ratio: 1e-3,
+            schedule: "step".into(),
+            steps: vec![100_176, 137_742],
+            gamma: 0.1,
+            grad_clip: 0.0,
+            log_every: 50,
+            checkpoint_every: 5000,
+            eval_every: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Learning rate at iteration `iter` (0-based): mmdetection's linear warm-up
+    /// `lr * (1 - (1 - iter / warmup) * (1 - ratio))`, then steps or cosine.
+    pub fn lr_at(&self, iter: usize) -> f64 {
+        let base = match self.schedule.as_str() {
+            "cosine" => {
+                let t = iter as f64 / self.iters.max(1) as f64;
+                self.lr * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
+            }
+            _ => {
+                let k = self.steps.iter().filter(|&&s| iter >= s).count();
+                self.lr * self.gamma.powi(k as i32)
+            }
+        };
+        if iter < self.warmup_iters {
+            let k = (1.0 - iter as f64 / self.warmup_iters as f64) * (1.0 - self.warmup_ratio);
+            base * (1.0 - k)
+        } else {
+            base
+        }
+    }
+}
+
+/// Inference over the validation set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TestConfig {
+    /// Images per forward pass. Default 1.
+    pub batch_size: usize,
+}
+
+impl Default for TestConfig {
+    fn default() -> Self {
+        Self { batch_size: 1 }
+    }
+}
+
+/// A whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub model: MaskRcnnConfig,
+    pub data: DataConfig,
+    pub train: TrainConfig,
+    pub test: TestConfig,
+}
+
+fn defaults_table() -> Result<toml::Table> {
+    toml::Table::try_from(Config::default())
+        .map_err(|e| EngineError::Request(format!("default config: {e}")))
+}
+
+/// Every settable key (`model.rpn.train.nms_pre`, ...), sorted.
+pub fn valid_keys() -> Result<Vec<String>> {
+    fn walk(t: &toml::Table, prefix: &str, out: &mut BTreeSet<String>) {
+        for (k, v) in t {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Table(sub) => walk(sub, &key, out),
+                _ => {
+                    out.insert(key);
+                }
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(&defaults_table()?, "", &mut out);
+    Ok(out.into_iter().collect())
+}
+
+/// Checks that every key of `user` exists in `defaults` (recursively).
+fn check_keys(
+    user: &toml::Table,
+    defaults: &toml::Table,
+    prefix: &str,
+    file: &Path,
+) -> Result<()> {
+    for (k, v) in user {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match (defaults.get(k), v) {
+            (None, _) => {
+                let valid: Vec<String> = valid_keys()?
+                    .into_iter()
+                    .filter(|x| prefix.is_empty() || x.starts_with(&format!("{prefix}.")))
+                    .collect();
+                return Err(EngineError::config(
+                    file,
+                    format!("unknown key `{key}`; valid keys: {}", valid.join(", ")),
+                ));
+            }
+            (Some(toml::Value::Table(d)), toml::Value::Table(u)) => {
+                check_keys(u, d, &key, file)?;
+            }
+            (Some(toml::Value::Table(_)), _) => {
+                return Err(EngineError::config(
+                    file,
+                    format!("`{key}` is a section; set its keys (`{key}.<name>`)"),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Applies one `a.b.c=value` override; `value` is read as TOML (`1e-3`, `[1, 2]`, `true`,
+/// `"x"`), or as a bare string when it is not TOML.
+pub fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
+    let here = Path::new("--set");
+    let (key, raw) = set
+        .split_once('=')
+        .ok_or_else(|| EngineError::config(here, format!("`{set}` is not key=value")))?;
+    let key = key.trim();
+    let value = match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(raw.into())),
+        Err(_) => toml::Value::String(raw.trim().to_string()),
+    };
+    let parts: Vec<&str> = key.split('.').collect();
+    let mut t = table;
+    for p in &parts[..parts.len() - 1] {
+        let entry = t
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = match entry {
+            toml::Value::Table(sub) => sub,
+            _ => {
+                return Err(EngineError::config(
+                    here,
+                    format!("`{key}`: `{p}` is not a section"),
+                ));
+            }
+        };
+    }
+    t.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
+impl Config {
+    /// Parses TOML text (named `file` in errors) with `sets` applied on top.
+    pub fn from_toml(text: &str, file: &Path, sets: &[String]) -> Result<Self> {
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| EngineError::config(file, e.to_string()))?;
+        let defaults = defaults_table()?;
+        check_keys(&table, &defaults, "", file)?;
+        for s in sets {
+            apply_set(&mut table, s)?;
+            check_keys(&table, &defaults, "", Path::new("--set"))?;
+        }
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| EngineError::config(file, e.to_string()))?;
+        cfg.check(file)?;
+        Ok(cfg)
+    }
+
+    /// Reads a config file and applies `sets`.
+    pub fn load(file: &Path, sets: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| EngineError::io(file, "cannot read the config", e))?;
+        Self::from_toml(&text, file, sets)
+    }
+
+    /// The resolved config as TOML.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|e| EngineError::Request(format!("config: {e}")))
+    }
+
+    /// Range checks serde cannot express.
+    pub fn check(&self, file: &Path) -> Result<()> {
+        let bad = |m: String| Err(EngineError::config(file, m));
+        let t = &self.train;
+        if t.batch_size == 0 || self.test.batch_size == 0 {
+            return bad("train.batch_size and test.batch_size must be positive".into());
+        }
+        if !(t.lr > 0.0 && t.lr.is_finite()) {
+            return bad(format!("train.lr must be positive (got {})", t.lr));
+        }
+        if !matches!(t.schedule.as_str(), "step" | "cosine") {
+            return bad(format!(
+                "train.schedule must be \"step\" or \"cosine\" (got {:?})",
+                t.schedule
+            ));
+        }
+        if !matches!(self.data.sampler.as_str(), "random" | "rfs") {
+            return bad(format!(
+                "data.sampler must be \"random\" or \"rfs\" (got {:?})",
+                self.data.sampler
+            ));
+        }
+        if self.data.train_scales.is_empty()
+            || self.data.train_scales.iter().any(|s| s[0] == 0 || s[1] == 0)
+        {
+            return bad("data.train_scales needs at least one positive [short, long]".into());
+        }
+        if self.data.size_divisor == 0 || self.data.std.iter().any(|&s| s <= 0.0) {
+            return bad("data.size_divisor and data.std must be positive".into());
+        }
+        if let Err(e) = self.model.loss_kind() {
+            return bad(format!("model.loss: {e}"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_unknown_keys_and_round_trip() {
+        let f = Path::new("x.toml");
+        let cfg = Config::from_toml(
+            "[train]\nlr = 0.04\n[model]\nnum_classes = 40\n",
+            f,
+            &["model.rpn.train.nms_pre=600".into(), "data.sampler=rfs".into()],
+        )
+        .expect("valid");
+        assert_eq!(cfg.train.lr, 0.04);
+        assert_eq!(cfg.model.num_classes, 40);
+        assert_eq!(cfg.model.rpn.train.nms_pre, 600);
+        assert_eq!(cfg.data.sampler, "rfs");
+        let again = Config::from_toml(&cfg.to_toml().expect("toml"), f, &[]).expect("again");
+        assert_eq!(again, cfg);
+
+        let e = Config::from_toml("[train]\nlrr = 1\n", f, &[])
+            .expect_err("unknown")
+            .to_string();
+        assert!(e.contains("unknown key `train.lrr`"), "{e}");
+        assert!(e.contains("train.lr,"), "{e}");
+        let e = Config::from_toml("", f, &["model.bogus=1".into()])
+            .expect_err("unknown")
+            .to_string();
+        assert!(e.contains("model.bogus") && e.contains("model.num_classes"), "{e}");
+        let e = Config::from_toml("[train]\nlr = \"fast\"\n", f, &[])
+            .expect_err("type")
+            .to_string();
+        assert!(e.contains("x.toml") && e.contains("lr"), "{e}");
+        let e = Config::from_toml("", f, &["model.loss=focal".into()])
+            .expect_err("loss")
+            .to_string();
+        assert!(e.contains("model.loss"), "{e}");
+    }
+
+    #[test]
+    fn warmup_then_steps_and_cosine() {
+        let t = TrainConfig {
+            lr: 0.02,
+            warmup_iters: 500,
+            warmup_ratio: 1e-3,
+            steps: vec![1000, 2000],
+            ..Default::default()
+        };
+        assert!((t.lr_at(0) - 0.02 * 1e-3).abs() < 1e-12);
+        assert!((t.lr_at(250) - 0.02 * (1.0 - 0.5 * 0.999)).abs() < 1e-12);
+        assert_eq!(t.lr_at(500), 0.02);
+        assert!((t.lr_at(1000) - 0.002).abs() < 1e-12);
+        assert!((t.lr_at(2500) - 0.0002).abs() < 1e-12);
+        let c = TrainConfig {
+            schedule: "cosine".into(),
+            warmup_iters: 0,
+            iters: 100,
+            ..t
+        };
+        assert!((c.lr_at(50) - 0.01).abs() < 1e-12);
+        assert!(c.lr_at(100).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,317 @@
+//! Training: SGD with momentum and weight decay, linear warm-up then step or cosine decay,
+//! JSONL metrics, a progress bar, periodic validation, and checkpoints from which `--resume`
+//! continues with exactly the losses an uninterrupted run would have had.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use seesaw_model::burn::module::Module;
+use seesaw_model::burn::optim::decay::WeightDecayConfig;
+use seesaw_model::burn::optim::momentum::MomentumConfig;
+use seesaw_model::burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use seesaw_model::burn::grad_clipping::GradientClippingConfig;
+use seesaw_model::burn::tensor::{Device, Tensor};
+use seesaw_model::detectors::{LossParts, MaskRcnn};
+use seesaw_model::losses::any::AnyLoss;
+use serde_json::json;
+
+use crate::checkpoint::{Checkpoint, CheckpointMeta, save};
+use crate::config::Config;
+use crate::data::{Split, TrainSampler, train_batch};
+use crate::error::{EngineError, Result};
+use crate::predict::{evaluate, predict_split, progress_bar};
+
+/// How a training run is driven (beyond its config).
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub work_dir: PathBuf,
+    /// Continue from `work_dir/latest.ckpt` when it exists.
+    pub resume: bool,
+    pub progress: bool,
+    /// Stop (with a checkpoint) after this many iterations in all, as an interruption would.
+    pub stop_at: Option<usize>,
+}
+
+/// What a run leaves.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    /// The last checkpoint written.
+    pub checkpoint: PathBuf,
+    /// `(iteration, total loss)` of every iteration this call ran.
+    pub losses: Vec<(usize, f64)>,
+    /// Training iterations per second this call (data loading included).
+    pub iters_per_sec: f64,
+}
+
+/// The classification loss of a run, from the training split's class statistics.
+pub fn build_loss(cfg: &Config, train: &Split) -> Result<AnyLoss> {
+    Ok(AnyLoss::new(
+        cfg.model.loss_kind()?,
+        &train.image_counts(),
+        train.dataset.images.len() as u64,
+        cfg.train.seed,
+    ))
+}
+
+/// The SGD optimizer of the config.
+pub fn build_optimizer(cfg: &Config) -> ModuleOptimizer {
+    let t = &cfg.train;
+    let mut sgd = SgdConfig::new()
+        .with_momentum(Some(
+            MomentumConfig::new()
+                .with_momentum(t.momentum)
+                .with_dampening(0.0),
+        ))
+        .with_weight_decay(Some(WeightDecayConfig::new(t.weight_decay as f32)));
+    if t.grad_clip > 0.0 {
+        sgd = sgd.with_gradient_clipping(Some(GradientClippingConfig::Norm(t.grad_clip as f32)));
+    }
+    sgd.init()
+}
+
+fn seesaw_counts(loss: &AnyLoss) -> Option<Vec<u64>> {
+    match loss {
+        AnyLoss::Seesaw(s) => Some(s.counts().to_vec()),
+        _ => None,
+    }
+}
+
+fn append_line(file: &Path, value: &serde_json::Value) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .map_err(|e| EngineError::io(file, "cannot open", e))?;
+    writeln!(f, "{value}").map_err(|e| EngineError::io(file, "cannot write", e))
+}
+
+/// Keeps the metrics of iterations up to `iter` (a resumed run rewrites what follows).
+fn truncate_metrics(file: &Path, iter: usize) -> Result<()> {
+    let Ok(text) = fs::read_to_string(file) else {
+        return Ok(());
+    };
+    let kept: String = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v.get("iter").and_then(|i| i.as_u64()))
+                .is_some_and(|i| i as usize <= iter)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    seesaw_data::io::write_atomic(file, |w| w.write_all(kept.as_bytes()))?;
+    Ok(())
+}
+
+/// Reads the loss parts back (one transfer).
+fn loss_values(parts: &LossParts) -> Result<Vec<f64>> {
+    let v = Tensor::cat(parts.to_vec(), 0).detach();
+    v.into_data()
+        .convert::<f64>()
+        .try_to_vec::<f64>()
+        .map_err(|e| EngineError::Request(format!("reading the loss: {e:?}")))
+}
+
+/// Trains `cfg` in `opts.work_dir`.
+pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
+    let wd = &opts.work_dir;
+    fs::create_dir_all(wd).map_err(|e| EngineError::io(wd, "cannot create the work dir", e))?;
+    let cfg_text = cfg.to_toml()?;
+    seesaw_data::io::write_atomic(&wd.join("config.toml"), |w| w.write_all(cfg_text.as_bytes()))?;
+    let train = Split::load(&cfg.data.train_json, &cfg.data.train_images)?;
+    if train.num_classes() != cfg.model.num_classes {
+        return Err(EngineError::config(
+            &cfg.data.train_json,
+            format!(
+                "has {} categories but model.num_classes is {}",
+                train.num_classes(),
+                cfg.model.num_classes
+            ),
+        ));
+    }
+    let val = if cfg.train.eval_every > 0 {
+        Some(Split::load(&cfg.data.val_json, &cfg.data.val_images)?)
+    } else {
+        None
+    };
+    let t = &cfg.train;
+    let device = Device::flex().autodiff();
+    device.seed(t.seed);
+    let mut model = cfg.model.init(&device)?;
+    let mut loss = build_loss(cfg, &train)?;
+    let mut optim = build_optimizer(cfg);
+    let latest = wd.join("latest.ckpt");
+    let metrics = wd.join("metrics.jsonl");
+    let mut start = 0;
+    if opts.resume && latest.exists() {
+        let ck = Checkpoint::load(&latest)?;
+        if ck.meta.config != cfg_text {
+            tracing::warn!(
+                "{} was written with a different config; resuming with the new one",
+                latest.display()
+            );
+        }
+        model = ck.load_model(&latest, model)?;
+        optim = ck.load_optimizer(&latest, optim)?;
+        if let (AnyLoss::Seesaw(s), Some(c)) = (&mut loss, ck.meta.seesaw_counts.clone()) {
+            s.set_counts(c)?;
+        }
+        start = ck.meta.iter;
+        truncate_metrics(&metrics, start)?;
+        tracing::info!("resuming from {} at iteration {start}", latest.display());
+    } else {
+        if opts.resume {
+            tracing::warn!("no {} to resume from; starting afresh", latest.display());
+        }
+        let _ = fs::remove_file(&metrics);
+    }
+    let sampler = TrainSampler::new(
+        train.train_indices(&cfg.data.sampler, cfg.data.rfs_threshold),
+        t.seed,
+        t.batch_size,
+    )?;
+    let end = opts.stop_at.map_or(t.iters, |s| s.min(t.iters));
+    let meta_for = |iter: usize, loss: &AnyLoss, last: Option<f64>| CheckpointMeta {
+        iter,
+        config: cfg_text.clone(),
+        class_names: train.class_names(),
+        category_ids: train.category_ids.clone(),
+        seesaw_counts: seesaw_counts(loss),
+        last_loss: last,
+    };
+    let mut last_ckpt = latest.clone();
+    let mut losses = Vec::new();
+    let pb = progress_bar(t.iters as u64, opts.progress, "train");
+    pb.set_position(start as u64);
+    let t0 = Instant::now();
+    let with_masks = cfg.model.with_mask;
+    for iter in start..end {
+        let lr = t.lr_at(iter);
+        let (batch, mut rng) = train_batch(
+            &train,
+            &sampler,
+            iter,
+            t.seed,
+            &cfg.data,
+            with_masks,
+            &device,
+        )?;
+        let parts = model.forward_train(batch.images, &batch.metas, &batch.gts, &mut loss, &mut rng)?;
+        let values = loss_values(&parts)?;
+        let total: f64 = values.iter().sum();
+        if !total.is_finite() {
+            let named: Vec<String> = LossParts::NAMES
+                .iter()
+                .zip(&values)
+                .map(|(n, v)| format!("{n} {v}"))
+                .collect();
+            return Err(EngineError::Diverged(format!(
+                "the loss is {total} at iteration {} ({}); stopped. The last good checkpoint is {} \
+                 (lower train.lr or set train.grad_clip)",
+                iter + 1,
+                named.join(", "),
+                if last_ckpt.exists() {
+                    last_ckpt.display().to_string()
+                } else {
+                    "none (none was written yet)".into()
+                }
+            )));
+        }
+        let grads = GradientsParams::from_grads(parts.total().backward(), &model);
+        model = optim.step(lr, model, grads);
+        losses.push((iter + 1, total));
+        let done = iter + 1;
+        if done % t.log_every.max(1) == 0 || done == end || iter == start {
+            let mut line = json!({"iter": done, "lr": lr, "loss": total});
+            for (n, v) in LossParts::NAMES.iter().zip(&values) {
+                line[*n] = json!(v);
+            }
+            line["sec_per_iter"] = json!(t0.elapsed().as_secs_f64() / (iter + 1 - start) as f64);
+            append_line(&metrics, &line)?;
+        }
+        pb.set_message(format!(
+            "loss {total:.3} (rpn {:.3}/{:.3} cls {:.3} bbox {:.3} mask {:.3}) lr {lr:.2e}",
+            values[0], values[1], values[2], values[3], values[4]
+        ));
+        pb.inc(1);
+        let ckpt_due = t.checkpoint_every > 0 && done % t.checkpoint_every == 0;
+        if ckpt_due || done == end {
+            let file = wd.join(format!("iter_{done:06}.ckpt"));
+            save(&file, &meta_for(done, &loss, Some(total)), &model, Some(&optim))?;
+            link_latest(&file, &latest)?;
+            last_ckpt = file;
+        }
+        if let Some(val) = &val
+            && done % t.eval_every == 0
+        {
+            let m = model.valid();
+            let dets = predict_split(&m, &loss, val, cfg, false)?;
+            let (bbox, segm) = evaluate(&val.dataset, dets, with_masks)?;
+            let mut line = json!({"iter": done, "val": {"bbox": bbox.to_json()["stats"]}});
+            if let Some(s) = segm {
+                line["val"]["segm"] = s.to_json()["stats"].clone();
+            }
+            append_line(&metrics, &line)?;
+        }
+    }
+    pb.finish_and_clear();
+    let ran = end.saturating_sub(start);
+    Ok(TrainOutcome {
+        checkpoint: last_ckpt,
+        losses,
+        iters_per_sec: ran as f64 / t0.elapsed().as_secs_f64().max(1e-9),
+    })
+}
+
+/// Points `latest` at `file`: a hard link renamed into place (a copy where links fail).
+fn link_latest(file: &Path, latest: &Path) -> Result<()> {
+    let tmp = latest.with_extension("ckpt.tmp-link");
+    let _ = fs::remove_file(&tmp);
+    if fs::hard_link(file, &tmp).is_err() {
+        fs::copy(file, &tmp).map_err(|e| EngineError::io(&tmp, "cannot copy the checkpoint", e))?;
+    }
+    fs::rename(&tmp, latest).map_err(|e| EngineError::io(latest, "cannot rename onto", e))
+}
+
+/// A trained model for inference (no autodiff), with its loss and class mapping, from a
+/// checkpoint; `cfg` is the checkpoint's own config unless one is given.
+pub struct Loaded {
+    pub model: MaskRcnn,
+    pub loss: AnyLoss,
+    pub config: Config,
+    pub meta: CheckpointMeta,
+}
+
+pub fn load_for_inference(file: &Path, cfg: Option<&Config>) -> Result<Loaded> {
+    let ck = Checkpoint::load(file)?;
+    let config = match cfg {
+        Some(c) => c.clone(),
+        None => Config::from_toml(&ck.meta.config, file, &[])?,
+    };
+    if ck.meta.class_names.len() != config.model.num_classes {
+        return Err(EngineError::checkpoint(
+            file,
+            format!(
+                "holds {} classes but the config's model.num_classes is {}",
+                ck.meta.class_names.len(),
+                config.model.num_classes
+            ),
+        ));
+    }
+    let device = Device::flex();
+    let model = ck.load_model(file, config.model.init(&device)?)?;
+    let c = config.model.num_classes;
+    let mut loss = AnyLoss::new(config.model.loss_kind()?, &vec![1; c], 1, config.train.seed);
+    if let (AnyLoss::Seesaw(s), Some(counts)) = (&mut loss, ck.meta.seesaw_counts.clone()) {
+        s.set_counts(counts)?;
+    }
+    Ok(Loaded {
+        model,
+        loss,
+        config,
+        meta: ck.meta,
+    })
+}

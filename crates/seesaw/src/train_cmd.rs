@@ -1,0 +1,167 @@
+//! `seesaw train`, `seesaw test` and `seesaw infer`: the engine behind flags.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow};
+use clap::Args;
+use seesaw_engine::data::Split;
+use seesaw_engine::predict::{evaluate, predict_file, predict_split, to_results};
+use seesaw_engine::train::{TrainOptions, load_for_inference, train};
+use seesaw_engine::Config;
+
+use crate::viz;
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// A run config (TOML), e.g. configs/demo_mask_rcnn_seesaw.toml.
+    pub config: PathBuf,
+    /// Where checkpoints, metrics.jsonl and the resolved config.toml go
+    /// (default work_dirs/<config name>).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// Continue from <work-dir>/latest.ckpt.
+    #[arg(long)]
+    pub resume: bool,
+    /// Override a config key: --set train.lr=0.01 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args)]
+pub struct TestArgs {
+    /// The run config (its data.val_json is tested).
+    pub config: PathBuf,
+    pub checkpoint: PathBuf,
+    /// COCO/LVIS result file to write (.json or .json.gz).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Evaluate the results against data.val_json and print the table.
+    #[arg(long)]
+    pub eval: bool,
+    /// Write the evaluation stats (keys of `seesaw eval --json`) here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args)]
+pub struct InferArgs {
+    /// A checkpoint written by `seesaw train` (it carries its config and class names).
+    pub checkpoint: PathBuf,
+    /// Image files.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    #[arg(long)]
+    pub out_dir: PathBuf,
+    /// Detections drawn have at least this score.
+    #[arg(long, default_value_t = 0.3)]
+    pub score_thr: f64,
+}
+
+pub fn run_train(a: &TrainArgs) -> Result<()> {
+    let cfg = Config::load(&a.config, &a.sets)?;
+    let work_dir = a.work_dir.clone().unwrap_or_else(|| {
+        PathBuf::from("work_dirs").join(a.config.file_stem().unwrap_or_default())
+    });
+    let out = train(
+        &cfg,
+        &TrainOptions {
+            work_dir: work_dir.clone(),
+            resume: a.resume,
+            progress: !a.quiet && std::io::stderr().is_terminal(),
+            stop_at: None,
+        },
+    )?;
+    let last = out.losses.last().map_or(f64::NAN, |l| l.1);
+    println!(
+        "trained {} iterations ({:.2} it/s), last loss {last:.4}; checkpoint {}, metrics {}",
+        out.losses.len(),
+        out.iters_per_sec,
+        out.checkpoint.display(),
+        work_dir.join("metrics.jsonl").display()
+    );
+    Ok(())
+}
+
+pub fn run_test(a: &TestArgs) -> Result<()> {
+    let cfg = Config::load(&a.config, &a.sets)?;
+    let loaded = load_for_inference(&a.checkpoint, Some(&cfg))?;
+    let val = Split::load(&cfg.data.val_json, &cfg.data.val_images)?;
+    if val.category_ids != loaded.meta.category_ids {
+        return Err(anyhow!(
+            "{}: its categories differ from the checkpoint's ({} against {})",
+            cfg.data.val_json.display(),
+            val.category_ids.len(),
+            loaded.meta.category_ids.len()
+        ));
+    }
+    let t0 = std::time::Instant::now();
+    let dets = predict_split(
+        &loaded.model,
+        &loaded.loss,
+        &val,
+        &cfg,
+        !a.quiet && std::io::stderr().is_terminal(),
+    )?;
+    let secs = t0.elapsed().as_secs_f64();
+    seesaw_data::save_results(&a.out, &dets)?;
+    println!(
+        "{} detections on {} images ({:.1} images/s) -> {}",
+        dets.len(),
+        val.dataset.images.len(),
+        val.dataset.images.len() as f64 / secs.max(1e-9),
+        a.out.display()
+    );
+    if a.eval || a.json.is_some() {
+        let (bbox, segm) = evaluate(&val.dataset, dets, cfg.model.with_mask)?;
+        let mut all = vec![bbox];
+        all.extend(segm);
+        for ev in &all {
+            crate::eval_cmd::print_table(ev);
+        }
+        if let Some(j) = &a.json {
+            let v: Vec<serde_json::Value> = all.iter().map(|e| e.to_json()).collect();
+            seesaw_data::io::write_json(j, &v)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn run_infer(a: &InferArgs) -> Result<()> {
+    let loaded = load_for_inference(&a.checkpoint, None)?;
+    std::fs::create_dir_all(&a.out_dir)
+        .with_context(|| format!("{}: cannot create", a.out_dir.display()))?;
+    let names: HashMap<u64, String> = loaded
+        .meta
+        .category_ids
+        .iter()
+        .copied()
+        .zip(loaded.meta.class_names.iter().cloned())
+        .collect();
+    for path in &a.images {
+        let (dets, meta) = predict_file(&loaded.model, &loaded.loss, path, &loaded.config)?;
+        let results = to_results(
+            &dets,
+            &meta,
+            &loaded.meta.category_ids,
+            loaded.config.model.roi.test.mask_thr,
+        )?;
+        let shown: Vec<_> = results
+            .into_iter()
+            .filter(|d| d.score >= a.score_thr)
+            .collect();
+        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+        let out = a.out_dir.join(format!("{stem}.png"));
+        viz::draw_detections(path, &shown, &names, &out)?;
+        println!("{}: {} detections drawn -> {}", path.display(), shown.len(), out.display());
+    }
+    Ok(())
+}
