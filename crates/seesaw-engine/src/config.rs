@@ -226,6 +226,17 @@ fn check_keys(
     Ok(())
 }
 
+fn merge(dst: &mut toml::Table, src: toml::Table) {
+    for (k, v) in src {
+        match (dst.get_mut(&k), v) {
+            (Some(toml::Value::Table(d)), toml::Value::Table(s)) => merge(d, s),
+            (_, v) => {
+                dst.insert(k, v);
+            }
+        }
+    }
+}
+
 /// Applies one `a.b.c=value` override; `value` is read as TOML (`1e-3`, `[1, 2]`, `true`,
 /// `"x"`), or as a bare string when it is not TOML.
 pub fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
@@ -270,7 +281,11 @@ impl Config {
             apply_set(&mut table, s)?;
             check_keys(&table, &defaults, "", Path::new("--set"))?;
         }
-        let cfg: Config = toml::Value::Table(table)
+        // Keys not given keep their defaults, at any depth (`model.rpn.train.nms_pre` alone
+        // leaves the rest of `model.rpn.train` as it was).
+        let mut merged = defaults;
+        merge(&mut merged, table);
+        let cfg: Config = toml::Value::Table(merged)
             .try_into()
             .map_err(|e: toml::de::Error| EngineError::config(file, e.to_string()))?;
         cfg.check(file)?;

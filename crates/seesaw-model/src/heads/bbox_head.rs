@@ -10,6 +10,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
+use crate::heads::rpn_head::zeros_param;
 use crate::layers::{NormedLinear, NormedLinearConfig};
 
 /// Settings of [`BBoxHead`]; defaults are mmdetection's (1024-d FCs, 7x7 RoIs).
@@ -59,9 +60,7 @@ impl BBoxHeadConfig {
         let xavier = Initializer::XavierUniform { gain: 1.0 };
         let linear = |i: usize, o: usize, init: Initializer| {
             let mut l = LinearConfig::new(i, o).with_initializer(init).init(device);
-            if let Some(b) = l.bias.take() {
-                l.bias = Some(b.map(|t| t.zeros_like()));
-            }
+            l.bias = l.bias.take().map(zeros_param);
             l
         };
         let (cls, cls_normed) = if self.normed_classifier {

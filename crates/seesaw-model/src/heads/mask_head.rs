@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
-use crate::heads::rpn_head::zero_bias;
+use crate::heads::rpn_head::{zero_bias, zeros_param};
 use crate::layers::{NormedConv2d, NormedConv2dConfig};
 
 /// Settings of [`MaskHead`]; defaults are mmdetection's (4 convs of 256 channels, 14x14 in).
@@ -68,9 +68,7 @@ impl MaskHeadConfig {
                 std: (2.0 / (c * 4) as f64).sqrt(),
             })
             .init(device);
-        if let Some(b) = upsample.bias.take() {
-            upsample.bias = Some(b.map(|t| t.zeros_like()));
-        }
+        upsample.bias = upsample.bias.take().map(zeros_param);
         let (logits, logits_normed) = if self.normed {
             (None, Some(NormedConv2dConfig::new(c, num_classes).init(device)))
         } else {

@@ -1,7 +1,7 @@
 //! The region proposal network (mmdetection's `RPNHead`): a shared 3x3 conv, then per anchor
 //! one objectness logit and four box deltas; its loss over sampled anchors, and its proposals.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, PaddingConfig2d};
 use burn::tensor::activation::relu;
@@ -126,10 +126,15 @@ impl RpnConfig {
 }
 
 pub(crate) fn zero_bias(mut c: Conv2d) -> Conv2d {
-    if let Some(b) = c.bias.take() {
-        c.bias = Some(b.map(|t| t.zeros_like()));
-    }
+    c.bias = c.bias.take().map(zeros_param);
     c
+}
+
+/// A trainable zero parameter of `p`'s shape and device (mmdetection's bias init). Mapping the
+/// value instead would drop its gradient flag.
+pub(crate) fn zeros_param(p: Param<Tensor<1>>) -> Param<Tensor<1>> {
+    let [n] = p.shape().dims();
+    Param::from_tensor(Tensor::zeros([n], &p.lazy_device()))
 }
 
 /// The RPN head.

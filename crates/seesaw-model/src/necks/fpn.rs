@@ -139,7 +139,7 @@ mod tests {
             3,
             4,
         );
-        let v = up.into_data().to_vec::<f32>().expect("f32");
+        let v = up.into_data().try_to_vec::<f32>().expect("f32");
         assert_eq!(v, vec![1., 1., 2., 2., 1., 1., 2., 2., 3., 3., 4., 4.]);
     }
 }
