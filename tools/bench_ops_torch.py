@@ -61,3 +61,26 @@ for out in (7, 14):
                 parts.append(roi_align(f, sel, (out, out), 1.0 / strides[l], 0, True))
         torch.cat(parts).sum().backward()
     print(f"| RoIAlign fwd+bwd, 4 FPN levels, 256 ch | 512 RoIs, {out}x{out} | {median_ms(step, setup):.1f} ms |")
+
+# Mask paste: 300 masks of 28x28 probabilities into an 800x1333 image (mmdetection's
+# grid-sample paste, align_corners=False, one batched call), threshold 0.5.
+import torch.nn.functional as F
+
+masks = torch.tensor([[((k * 31 + p * 7) % 100) / 100.0 for p in range(28 * 28)] for k in range(300)])
+masks = masks.reshape(300, 1, 28, 28)
+pboxes = torch.tensor([bench_roi(k)[1:] for k in range(300)])
+
+
+def paste(_):
+    x0, y0, x1, y1 = [pboxes[:, i:i + 1] for i in range(4)]
+    ys = torch.arange(800, dtype=torch.float32) + 0.5
+    xs = torch.arange(1333, dtype=torch.float32) + 0.5
+    gy = (ys[None, :] - y0) / (y1 - y0) * 2 - 1
+    gx = (xs[None, :] - x0) / (x1 - x0) * 2 - 1
+    grid = torch.stack([gx[:, None, :].expand(300, 800, 1333), gy[:, :, None].expand(300, 800, 1333)], 3)
+    out = F.grid_sample(masks, grid, align_corners=False) >= 0.5
+    return int(out.sum())
+
+
+area = paste(None)
+print(f"| mask paste | 300 masks 28x28 into 800x1333 ({area} px set) | {median_ms(paste):.1f} ms |")

@@ -59,7 +59,9 @@ pub fn save(
         .into_bytes()
         .map_err(|e| fail(format!("model: {e}")))?;
     let optim = match optimizer {
-        Some(o) => o.into_bytes().map_err(|e| fail(format!("optimizer: {e}")))?,
+        Some(o) => o
+            .into_bytes()
+            .map_err(|e| fail(format!("optimizer: {e}")))?,
         None => Bytes::from_bytes_vec(Vec::new()),
     };
     seesaw_data::io::write_atomic(file, |w| {
@@ -77,8 +79,8 @@ pub fn save(
 impl Checkpoint {
     /// Reads and checks a checkpoint file's structure.
     pub fn load(file: &Path) -> Result<Self> {
-        let bytes =
-            std::fs::read(file).map_err(|e| EngineError::io(file, "cannot read the checkpoint", e))?;
+        let bytes = std::fs::read(file)
+            .map_err(|e| EngineError::io(file, "cannot read the checkpoint", e))?;
         let fail = |m: String| EngineError::checkpoint(file, m);
         if bytes.len() < 12 || &bytes[..8] != MAGIC {
             return Err(fail(
@@ -109,7 +111,10 @@ impl Checkpoint {
             at += len;
         }
         if at != bytes.len() {
-            return Err(fail(format!("{} unexpected bytes at the end", bytes.len() - at)));
+            return Err(fail(format!(
+                "{} unexpected bytes at the end",
+                bytes.len() - at
+            )));
         }
         let optimizer = parts.pop().unwrap_or_default();
         let model = parts.pop().unwrap_or_default();

@@ -188,12 +188,7 @@ pub fn valid_keys() -> Result<Vec<String>> {
 }
 
 /// Checks that every key of `user` exists in `defaults` (recursively).
-fn check_keys(
-    user: &toml::Table,
-    defaults: &toml::Table,
-    prefix: &str,
-    file: &Path,
-) -> Result<()> {
+fn check_keys(user: &toml::Table, defaults: &toml::Table, prefix: &str, file: &Path) -> Result<()> {
     for (k, v) in user {
         let key = if prefix.is_empty() {
             k.clone()
@@ -327,7 +322,11 @@ impl Config {
             ));
         }
         if self.data.train_scales.is_empty()
-            || self.data.train_scales.iter().any(|s| s[0] == 0 || s[1] == 0)
+            || self
+                .data
+                .train_scales
+                .iter()
+                .any(|s| s[0] == 0 || s[1] == 0)
         {
             return bad("data.train_scales needs at least one positive [short, long]".into());
         }
@@ -351,7 +350,10 @@ mod tests {
         let cfg = Config::from_toml(
             "[train]\nlr = 0.04\n[model]\nnum_classes = 40\n",
             f,
-            &["model.rpn.train.nms_pre=600".into(), "data.sampler=rfs".into()],
+            &[
+                "model.rpn.train.nms_pre=600".into(),
+                "data.sampler=rfs".into(),
+            ],
         )
         .expect("valid");
         assert_eq!(cfg.train.lr, 0.04);
@@ -369,7 +371,10 @@ mod tests {
         let e = Config::from_toml("", f, &["model.bogus=1".into()])
             .expect_err("unknown")
             .to_string();
-        assert!(e.contains("model.bogus") && e.contains("model.num_classes"), "{e}");
+        assert!(
+            e.contains("model.bogus") && e.contains("model.num_classes"),
+            "{e}"
+        );
         let e = Config::from_toml("[train]\nlr = \"fast\"\n", f, &[])
             .expect_err("type")
             .to_string();
@@ -402,5 +407,51 @@ mod tests {
         };
         assert!((c.lr_at(50) - 0.01).abs() < 1e-12);
         assert!(c.lr_at(100).abs() < 1e-12);
+    }
+}
+
+#[cfg(test)]
+mod shipped {
+    use super::*;
+
+    #[test]
+    fn every_shipped_config_parses_and_names_its_recipe() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("configs/") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            let cfg = Config::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            let seesaw = name.contains("seesaw");
+            assert_eq!(cfg.model.loss == "seesaw", seesaw, "{name}");
+            assert_eq!(cfg.model.bbox_head.normed_classifier, seesaw, "{name}");
+            if name.contains("lvis") {
+                assert_eq!(cfg.model.num_classes, 1203, "{name}");
+                assert_eq!(cfg.model.roi.test.max_per_img, 300, "{name}");
+                assert_eq!(
+                    cfg.model.backbone.depth,
+                    if name.contains("r101") { 101 } else { 50 }
+                );
+                assert_eq!(
+                    cfg.data.sampler,
+                    if name.contains("rfs") {
+                        "rfs"
+                    } else {
+                        "random"
+                    }
+                );
+                assert_eq!(cfg.model.mask_head.normed, name.contains("normed_mask"));
+                assert_eq!((cfg.train.lr, cfg.train.warmup_iters), (0.02, 500));
+            }
+            seen += 1;
+        }
+        assert!(seen >= 7, "{seen} configs");
     }
 }

@@ -211,7 +211,14 @@ impl Split {
                         ann.id
                     ))
                 })?;
-                gt.masks.push(resize_mask(&full.data, h0 as usize, w0 as usize, h, w, flip));
+                gt.masks.push(resize_mask(
+                    &full.data,
+                    h0 as usize,
+                    w0 as usize,
+                    h,
+                    w,
+                    flip,
+                ));
             }
             gt.boxes.push(b);
             gt.labels.push(class);
@@ -286,9 +293,20 @@ fn resize_mask(data: &[u8], h0: usize, w0: usize, h: usize, w: usize, flip: bool
 
 /// Pads samples to a common size (a multiple of `divisor`) into one tensor on `device`.
 pub fn collate(samples: Vec<Sample>, divisor: usize, device: &Device) -> Batch {
-    let ph = samples.iter().map(|s| s.meta.img_shape.0).max().unwrap_or(1);
-    let pw = samples.iter().map(|s| s.meta.img_shape.1).max().unwrap_or(1);
-    let (ph, pw) = (ph.div_ceil(divisor) * divisor, pw.div_ceil(divisor) * divisor);
+    let ph = samples
+        .iter()
+        .map(|s| s.meta.img_shape.0)
+        .max()
+        .unwrap_or(1);
+    let pw = samples
+        .iter()
+        .map(|s| s.meta.img_shape.1)
+        .max()
+        .unwrap_or(1);
+    let (ph, pw) = (
+        ph.div_ceil(divisor) * divisor,
+        pw.div_ceil(divisor) * divisor,
+    );
     let b = samples.len();
     let mut data = vec![0f32; b * 3 * ph * pw];
     let mut metas = Vec::with_capacity(b);
@@ -412,7 +430,10 @@ mod tests {
 
     #[test]
     fn rescale_keeps_ratio_within_both_sides() {
-        assert_eq!(rescale(480, 640, [800, 1333]), (800, 1067, 1067.0 / 640.0, 800.0 / 480.0));
+        assert_eq!(
+            rescale(480, 640, [800, 1333]),
+            (800, 1067, 1067.0 / 640.0, 800.0 / 480.0)
+        );
         assert_eq!(rescale(128, 128, [128, 128]).0, 128);
         let (h, w, _, _) = rescale(100, 1000, [800, 1333]);
         assert_eq!((h, w), (133, 1333));
@@ -426,7 +447,12 @@ mod tests {
         let mut e0 = first[..10].to_vec();
         e0.sort_unstable();
         assert_eq!(e0, (0..10).collect::<Vec<_>>());
-        assert_eq!(s.batch(3), TrainSampler::new((0..10).collect(), 3, 4).expect("s").batch(3));
+        assert_eq!(
+            s.batch(3),
+            TrainSampler::new((0..10).collect(), 3, 4)
+                .expect("s")
+                .batch(3)
+        );
         assert_ne!(first[..10], first[10..20]);
     }
 

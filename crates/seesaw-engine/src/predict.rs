@@ -54,14 +54,8 @@ pub fn to_results(
             ];
             let segmentation = match dets.masks.get(k) {
                 Some(m) if !m.is_empty() => {
-                    let data = paste_mask(
-                        m,
-                        dets.mask_size,
-                        &b,
-                        oh as usize,
-                        ow as usize,
-                        mask_thr,
-                    );
+                    let data =
+                        paste_mask(m, dets.mask_size, &b, oh as usize, ow as usize, mask_thr);
                     let rle = Bitmap {
                         height: oh,
                         width: ow,
@@ -134,20 +128,13 @@ pub fn predict_file(
     let batch = collate(
         vec![Sample {
             pixels,
-            meta,
+            meta: meta.clone(),
             gt: Default::default(),
         }],
         cfg.data.size_divisor,
         &device,
     );
     let mut dets = model.predict(batch.images, &batch.metas, loss)?;
-    let meta = batch.metas.into_iter().next().unwrap_or_else(|| ImageMeta {
-        image_id: 0,
-        ori_shape: (0, 0),
-        img_shape: (0, 0),
-        scale: (1.0, 1.0),
-        flip: false,
-    });
     Ok((dets.pop().unwrap_or_default(), meta))
 }
 

@@ -7,11 +7,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use seesaw_model::burn::grad_clipping::GradientClippingConfig;
 use seesaw_model::burn::module::Module;
 use seesaw_model::burn::optim::decay::WeightDecayConfig;
 use seesaw_model::burn::optim::momentum::MomentumConfig;
 use seesaw_model::burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
-use seesaw_model::burn::grad_clipping::GradientClippingConfig;
 use seesaw_model::burn::tensor::{Device, Tensor};
 use seesaw_model::detectors::{LossParts, MaskRcnn};
 use seesaw_model::losses::any::AnyLoss;
@@ -120,7 +120,9 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
     let wd = &opts.work_dir;
     fs::create_dir_all(wd).map_err(|e| EngineError::io(wd, "cannot create the work dir", e))?;
     let cfg_text = cfg.to_toml()?;
-    seesaw_data::io::write_atomic(&wd.join("config.toml"), |w| w.write_all(cfg_text.as_bytes()))?;
+    seesaw_data::io::write_atomic(&wd.join("config.toml"), |w| {
+        w.write_all(cfg_text.as_bytes())
+    })?;
     let train = Split::load(&cfg.data.train_json, &cfg.data.train_images)?;
     if train.num_classes() != cfg.model.num_classes {
         return Err(EngineError::config(
@@ -188,19 +190,22 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
     pb.set_position(start as u64);
     let t0 = Instant::now();
     let with_masks = cfg.model.with_mask;
+    // Seconds spent loading data, in the forward pass (with the losses read back), and in the
+    // backward pass and the SGD step, summed over this call.
+    let mut phase = [0f64; 3];
     for iter in start..end {
         let lr = t.lr_at(iter);
+        let tick = Instant::now();
         let (batch, mut rng) = train_batch(
-            &train,
-            &sampler,
-            iter,
-            t.seed,
-            &cfg.data,
-            with_masks,
-            &device,
+            &train, &sampler, iter, t.seed, &cfg.data, with_masks, &device,
         )?;
-        let parts = model.forward_train(batch.images, &batch.metas, &batch.gts, &mut loss, &mut rng)?;
+        phase[0] += tick.elapsed().as_secs_f64();
+        let tick = Instant::now();
+        let parts =
+            model.forward_train(batch.images, &batch.metas, &batch.gts, &mut loss, &mut rng)?;
         let values = loss_values(&parts)?;
+        phase[1] += tick.elapsed().as_secs_f64();
+        let tick = Instant::now();
         let total: f64 = values.iter().sum();
         if !total.is_finite() {
             let named: Vec<String> = LossParts::NAMES
@@ -222,6 +227,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         }
         let grads = GradientsParams::from_grads(parts.total().backward(), &model);
         model = optim.step(lr, model, grads);
+        phase[2] += tick.elapsed().as_secs_f64();
         losses.push((iter + 1, total));
         let done = iter + 1;
         if done % t.log_every.max(1) == 0 || done == end || iter == start {
@@ -229,7 +235,11 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
             for (n, v) in LossParts::NAMES.iter().zip(&values) {
                 line[*n] = json!(v);
             }
-            line["sec_per_iter"] = json!(t0.elapsed().as_secs_f64() / (iter + 1 - start) as f64);
+            let n = (iter + 1 - start) as f64;
+            line["sec_per_iter"] = json!(t0.elapsed().as_secs_f64() / n);
+            line["data_sec"] = json!(phase[0] / n);
+            line["forward_sec"] = json!(phase[1] / n);
+            line["backward_step_sec"] = json!(phase[2] / n);
             append_line(&metrics, &line)?;
         }
         pb.set_message(format!(
@@ -240,7 +250,12 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         let ckpt_due = t.checkpoint_every > 0 && done % t.checkpoint_every == 0;
         if ckpt_due || done == end {
             let file = wd.join(format!("iter_{done:06}.ckpt"));
-            save(&file, &meta_for(done, &loss, Some(total)), &model, Some(&optim))?;
+            save(
+                &file,
+                &meta_for(done, &loss, Some(total)),
+                &model,
+                Some(&optim),
+            )?;
             link_latest(&file, &latest)?;
             last_ckpt = file;
         }

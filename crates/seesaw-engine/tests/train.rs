@@ -29,23 +29,27 @@ fn setup(dir: &Path, images: usize, size: u32, loss: &str) -> Config {
         &dir.join("data"),
     )
     .expect("synth");
-    let mut cfg = Config::from_toml(DEMO, Path::new("demo.toml"), &[
-        "model.num_classes=3".into(),
-        "model.backbone.base_width=16".into(),
-        "model.neck.out_channels=32".into(),
-        "model.bbox_head.fc_channels=64".into(),
-        "model.mask_head.conv_channels=32".into(),
-        "model.mask_head.num_convs=1".into(),
-        "model.rpn.anchor_scales=[2.0, 4.0]".into(),
-        "train.batch_size=2".into(),
-        "train.warmup_iters=10".into(),
-        "train.lr=0.02".into(),
-        "train.log_every=1".into(),
-        format!("data.train_scales=[[{size}, {size}]]"),
-        format!("data.test_scale=[{size}, {size}]"),
-        format!("model.loss={loss}"),
-        format!("model.bbox_head.normed_classifier={}", loss == "seesaw"),
-    ])
+    let mut cfg = Config::from_toml(
+        DEMO,
+        Path::new("demo.toml"),
+        &[
+            "model.num_classes=3".into(),
+            "model.backbone.base_width=16".into(),
+            "model.neck.out_channels=32".into(),
+            "model.bbox_head.fc_channels=64".into(),
+            "model.mask_head.conv_channels=32".into(),
+            "model.mask_head.num_convs=1".into(),
+            "model.rpn.anchor_scales=[2.0, 4.0]".into(),
+            "train.batch_size=2".into(),
+            "train.warmup_iters=10".into(),
+            "train.lr=0.02".into(),
+            "train.log_every=1".into(),
+            format!("data.train_scales=[[{size}, {size}]]"),
+            format!("data.test_scale=[{size}, {size}]"),
+            format!("model.loss={loss}"),
+            format!("model.bbox_head.normed_classifier={}", loss == "seesaw"),
+        ],
+    )
     .expect("config");
     cfg.data.train_json = out.train_json.clone();
     cfg.data.val_json = out.train_json;
@@ -72,14 +76,21 @@ fn overfitting_a_few_images_drives_the_loss_down_and_finds_them_again() {
     cfg.data.flip_ratio = 0.0;
     let out = train(&cfg, &opts(&tmp.path().join("work"), None, false)).expect("train");
     let first: f64 = out.losses[..5].iter().map(|l| l.1).sum::<f64>() / 5.0;
-    let last: f64 = out.losses[out.losses.len() - 5..].iter().map(|l| l.1).sum::<f64>() / 5.0;
+    let last: f64 = out.losses[out.losses.len() - 5..]
+        .iter()
+        .map(|l| l.1)
+        .sum::<f64>()
+        / 5.0;
     assert!(last < 0.5 * first, "loss {first} -> {last}");
     let loaded = load_for_inference(&out.checkpoint, Some(&cfg)).expect("load");
     let split = Split::load(&cfg.data.val_json, &cfg.data.val_images).expect("split");
     let dets = predict_split(&loaded.model, &loaded.loss, &split, &cfg, false).expect("predict");
     let (bbox, segm) = evaluate(&split.dataset, dets, true).expect("eval");
     let segm = segm.expect("segm");
-    let (b, m) = (bbox.stat("AP").unwrap_or(0.0), segm.stat("AP").unwrap_or(0.0));
+    let (b, m) = (
+        bbox.stat("AP").unwrap_or(0.0),
+        segm.stat("AP").unwrap_or(0.0),
+    );
     eprintln!("memorised images: box AP {b:.3}, mask AP {m:.3}");
     assert!(b > 0.7 && m > 0.7, "box AP {b}, mask AP {m}");
 }
@@ -103,7 +114,14 @@ fn resume_repeats_the_uninterrupted_loss_sequence_exactly() {
     assert_eq!(joined.len(), whole.losses.len());
     for (x, y) in joined.iter().zip(&whole.losses) {
         assert_eq!(x.0, y.0);
-        assert_eq!(x.1.to_bits(), y.1.to_bits(), "iteration {}: {} vs {}", x.0, x.1, y.1);
+        assert_eq!(
+            x.1.to_bits(),
+            y.1.to_bits(),
+            "iteration {}: {} vs {}",
+            x.0,
+            x.1,
+            y.1
+        );
     }
     // The metrics of the resumed run continue the first part's.
     let metrics = std::fs::read_to_string(b.join("metrics.jsonl")).expect("metrics");
@@ -120,8 +138,19 @@ fn cross_entropy_trains_too_and_a_nan_stops_the_run() {
     let tmp = tempfile::tempdir().expect("tmp");
     let mut cfg = setup(tmp.path(), 4, 64, "ce");
     cfg.train.iters = 2;
+    cfg.train.eval_every = 2;
     let out = train(&cfg, &opts(&tmp.path().join("ce"), None, false)).expect("ce");
     assert!(out.losses.iter().all(|l| l.1.is_finite()));
+    // Periodic validation writes the evaluator's stats into the metrics.
+    let metrics = std::fs::read_to_string(tmp.path().join("ce/metrics.jsonl")).expect("metrics");
+    let val: serde_json::Value = metrics
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v.get("val").is_some())
+        .expect("a validation line");
+    assert_eq!(val["iter"], 2);
+    assert!(val["val"]["bbox"]["APr"].is_number() && val["val"]["segm"]["AP"].is_number());
+    cfg.train.eval_every = 0;
     // A learning rate this large overflows within a few steps.
     cfg.train.lr = 1e30;
     cfg.train.warmup_iters = 0;
@@ -130,7 +159,10 @@ fn cross_entropy_trains_too_and_a_nan_stops_the_run() {
     let err = train(&cfg, &opts(&tmp.path().join("nan"), None, false))
         .expect_err("diverges")
         .to_string();
-    assert!(err.contains("the loss is") && err.contains("last good checkpoint"), "{err}");
+    assert!(
+        err.contains("the loss is") && err.contains("last good checkpoint"),
+        "{err}"
+    );
     assert!(tmp.path().join("nan/latest.ckpt").exists());
     Checkpoint::load(&tmp.path().join("nan/latest.ckpt")).expect("last good checkpoint readable");
 }
@@ -143,14 +175,22 @@ fn bad_checkpoints_are_refused_with_the_file_and_the_reason() {
     let out = train(&cfg, &opts(&tmp.path().join("w"), None, false)).expect("train");
     let good = std::fs::read(&out.checkpoint).expect("read");
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("garbage.ckpt", b"PK\x03\x04 not ours".to_vec(), "not a Seesaw checkpoint"),
+        (
+            "garbage.ckpt",
+            b"PK\x03\x04 not ours".to_vec(),
+            "not a Seesaw checkpoint",
+        ),
         ("short.ckpt", good[..good.len() / 2].to_vec(), "truncated"),
         ("long.ckpt", [&good[..], b"xx"].concat(), "unexpected bytes"),
-        ("meta.ckpt", {
-            let mut b = good.clone();
-            b[20] = b'#';
-            b
-        }, "meta section"),
+        (
+            "meta.ckpt",
+            {
+                let mut b = good.clone();
+                b[20] = b'#';
+                b
+            },
+            "meta section",
+        ),
     ];
     for (name, bytes, want) in cases {
         let f = tmp.path().join(name);

@@ -3,12 +3,12 @@
 //! Tensors are burn 0.22 `Tensor<D>`; the backend travels in the [`burn::tensor::Device`]
 //! (`Device::flex()` on CPU, `.autodiff()` for training).
 
-pub mod error;
-pub mod layers;
-pub mod losses;
 pub mod backbones;
 pub mod detectors;
+pub mod error;
 pub mod heads;
+pub mod layers;
+pub mod losses;
 pub mod necks;
 pub mod ops;
 pub mod structures;

@@ -111,7 +111,11 @@ fn every_stage_has_the_documented_shape_and_the_losses_are_finite() {
             .iter()
             .zip(parts.to_vec())
         {
-            let v = t.into_data().convert::<f64>().try_to_vec::<f64>().expect("v")[0];
+            let v = t
+                .into_data()
+                .convert::<f64>()
+                .try_to_vec::<f64>()
+                .expect("v")[0];
             assert!(v.is_finite() && v >= 0.0, "{loss_name} {name} = {v}");
         }
         let grads = parts.total().backward();
@@ -121,11 +125,7 @@ fn every_stage_has_the_documented_shape_and_the_losses_are_finite() {
             ("rpn", model.rpn_head.cls.weight.grad(&grads)),
             (
                 "mask",
-                model
-                    .mask_head
-                    .as_ref()
-                    .expect("mask head")
-                    .convs[0]
+                model.mask_head.as_ref().expect("mask head").convs[0]
                     .weight
                     .grad(&grads),
             ),

@@ -235,7 +235,10 @@ pub fn run(a: &DemoArgs) -> Result<()> {
             viz::draw_detections(&path, &shown, &names, &file)?;
         }
     }
-    println!("wrote predictions of both runs on {SAMPLES} validation images into {}", pred_dir.display());
+    println!(
+        "wrote predictions of both runs on {SAMPLES} validation images into {}",
+        pred_dir.display()
+    );
     Ok(())
 }
 

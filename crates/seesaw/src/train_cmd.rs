@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
+use seesaw_engine::Config;
 use seesaw_engine::data::Split;
 use seesaw_engine::predict::{evaluate, predict_file, predict_split, to_results};
 use seesaw_engine::train::{TrainOptions, load_for_inference, train};
-use seesaw_engine::Config;
 
 use crate::viz;
 
@@ -161,7 +161,12 @@ pub fn run_infer(a: &InferArgs) -> Result<()> {
         let stem = path.file_stem().unwrap_or_default().to_string_lossy();
         let out = a.out_dir.join(format!("{stem}.png"));
         viz::draw_detections(path, &shown, &names, &out)?;
-        println!("{}: {} detections drawn -> {}", path.display(), shown.len(), out.display());
+        println!(
+            "{}: {} detections drawn -> {}",
+            path.display(),
+            shown.len(),
+            out.display()
+        );
     }
     Ok(())
 }

@@ -189,7 +189,11 @@ pub fn draw_annotated(ds: &Dataset, image_id: u64, image_root: &Path, out: &Path
             category_id: a.category_id,
             bbox: a.bbox,
             mask,
-            label: names.get(&a.category_id).copied().unwrap_or("?").to_string(),
+            label: names
+                .get(&a.category_id)
+                .copied()
+                .unwrap_or("?")
+                .to_string(),
         });
     }
     render(pixels, &items, out)

@@ -166,23 +166,227 @@ fn stats_reads_a_reference_coco_file() {
 }
 
 #[test]
-fn quick_demo_writes_dataset_plot_and_samples() {
+fn quick_demo_trains_both_losses_and_writes_summary_plots_and_pictures() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("demo");
-    let out = seesaw(&["demo", "--quick", "--out", out_dir.to_str().unwrap()]);
+    let out = seesaw(&[
+        "demo",
+        "--quick",
+        "--iters",
+        "3",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("wrote 200 train +"), "{stdout}");
     assert!(out_dir.join("data/train.json").is_file());
-    assert!(out_dir.join("data/val.json").is_file());
     assert!(out_dir.join("train_classes.png").is_file());
-    let samples = std::fs::read_dir(out_dir.join("samples")).unwrap().count();
-    assert_eq!(samples, 4);
-    let rows = accuracy_rows(&stdout);
+    assert_eq!(
+        std::fs::read_dir(out_dir.join("samples")).unwrap().count(),
+        4
+    );
+    // One table row per loss, and summary.json with the stats of `seesaw eval --json`.
     assert!(
-        rows.contains_key("ce") && rows.contains_key("seesaw"),
+        stdout.contains("\nce       |") && stdout.contains("\nseesaw   |"),
         "{stdout}"
     );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+            .unwrap();
+    let runs = summary["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["loss"], "ce");
+    assert_eq!(runs[1]["loss"], "seesaw");
+    for r in runs {
+        for iou in ["bbox", "segm"] {
+            for k in ["AP", "APr", "APc", "APf", "AR@300"] {
+                assert!(r[iou][k].is_number(), "{iou} {k}: {r}");
+            }
+        }
+    }
+    assert!(out_dir.join("ap_vs_frequency_bbox.png").is_file());
+    assert!(out_dir.join("ap_vs_frequency_segm.png").is_file());
+    assert_eq!(
+        std::fs::read_dir(out_dir.join("predictions"))
+            .unwrap()
+            .count(),
+        8
+    );
+    assert!(out_dir.join("work/seesaw/latest.ckpt").is_file());
+    assert!(out_dir.join("work/ce/metrics.jsonl").is_file());
+}
+
+#[test]
+fn train_test_and_infer_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("data");
+    let out = seesaw(&[
+        "data",
+        "synth",
+        "--out",
+        data.to_str().unwrap(),
+        "--classes",
+        "3",
+        "--train-images",
+        "4",
+        "--val-images",
+        "2",
+        "--size",
+        "64",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let config =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/demo_mask_rcnn_seesaw.toml");
+    let sets: Vec<String> = [
+        "model.num_classes=3".to_string(),
+        format!("data.train_json={}", data.join("train.json").display()),
+        format!("data.val_json={}", data.join("val.json").display()),
+        format!("data.train_images={}", data.display()),
+        format!("data.val_images={}", data.display()),
+        "data.train_scales=[[64, 64]]".into(),
+        "data.test_scale=[64, 64]".into(),
+        "train.batch_size=2".into(),
+        "train.iters=2".into(),
+    ]
+    .into_iter()
+    .flat_map(|s| ["--set".to_string(), s])
+    .collect();
+    let work = d.join("work");
+    let mut args = vec![
+        "train",
+        config.to_str().unwrap(),
+        "--work-dir",
+        work.to_str().unwrap(),
+    ];
+    args.extend(sets.iter().map(String::as_str));
+    let out = seesaw(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("trained 2 iterations"),
+        "{}",
+        text(&out.stdout)
+    );
+    let resolved = std::fs::read_to_string(work.join("config.toml")).unwrap();
+    assert!(resolved.contains("num_classes = 3"), "{resolved}");
+    assert_eq!(
+        std::fs::read_to_string(work.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+
+    let ckpt = work.join("latest.ckpt");
+    let results = d.join("results.json");
+    let stats = d.join("stats.json");
+    let mut args = vec![
+        "test",
+        config.to_str().unwrap(),
+        ckpt.to_str().unwrap(),
+        "--out",
+        results.to_str().unwrap(),
+        "--eval",
+        "--json",
+        stats.to_str().unwrap(),
+    ];
+    args.extend(sets.iter().map(String::as_str));
+    let out = seesaw(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("LVIS bbox evaluation") && stdout.contains("LVIS segm evaluation"),
+        "{stdout}"
+    );
+    let dets = seesaw_data::load_results(&results).unwrap();
+    assert!(
+        dets.iter()
+            .all(|d| d.segmentation.is_some() && d.score > 1e-4)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert_eq!(v[1]["iou_type"], "segm");
+
+    let pics = d.join("pics");
+    let image = data
+        .join("val")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let out = seesaw(&[
+        "infer",
+        ckpt.to_str().unwrap(),
+        image.to_str().unwrap(),
+        "--out-dir",
+        pics.to_str().unwrap(),
+        "--score-thr",
+        "0",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let png = pics.join(format!(
+        "{}.png",
+        image.file_stem().unwrap().to_string_lossy()
+    ));
+    assert!(image::open(&png).is_ok(), "{}", png.display());
+
+    // Resuming a finished run trains nothing more; a longer schedule continues it.
+    let mut args = vec![
+        "train",
+        config.to_str().unwrap(),
+        "--work-dir",
+        work.to_str().unwrap(),
+        "--resume",
+    ];
+    args.extend(sets.iter().map(String::as_str));
+    args.extend(["--set", "train.iters=3"]);
+    let out = seesaw(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("trained 1 iterations"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn bad_configs_and_checkpoints_fail_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[train]\nlearning_rate = 0.1\n").unwrap();
+    let out = seesaw(&["train", bad.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("bad.toml") && err.contains("unknown key `train.learning_rate`"),
+        "{err}"
+    );
+    assert!(err.contains("train.lr"), "valid keys listed: {err}");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/demo_mask_rcnn_ce.toml");
+    let out = seesaw(&[
+        "train",
+        config.to_str().unwrap(),
+        "--set",
+        "train.schedule=linear",
+    ]);
+    let err = text(&out.stderr);
+    assert!(err.contains("train.schedule"), "{err}");
+    let garbage = dir.path().join("model.ckpt");
+    std::fs::write(&garbage, b"not a checkpoint at all").unwrap();
+    let out = seesaw(&[
+        "infer",
+        garbage.to_str().unwrap(),
+        "x.png",
+        "--out-dir",
+        "/tmp",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("model.ckpt: not a Seesaw checkpoint"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]

@@ -86,7 +86,7 @@ impl ResNetConfig {
     pub fn out_channels(&self) -> Result<[usize; 4]> {
         let (block, _) = self.resolved()?;
         let e = if block == BlockKind::Bottleneck { 4 } else { 1 };
-        Ok(std::array::from_fn(|i| self.base_width * e << i))
+        Ok(std::array::from_fn(|i| (self.base_width * e) << i))
     }
 
     /// Builds the network (He-normal convs, BN weight 1 and bias 0).

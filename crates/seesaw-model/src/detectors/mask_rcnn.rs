@@ -12,9 +12,9 @@ use crate::backbones::{ResNet, ResNetConfig};
 use crate::error::{ModelError, Result};
 use crate::heads::rpn_head::{RpnOutput, level_anchors};
 use crate::heads::{BBoxHead, BBoxHeadConfig, MaskHead, MaskHeadConfig, RpnConfig, RpnHead};
+use crate::losses::LossKind;
 use crate::losses::any::AnyLoss;
 use crate::losses::common::{bce_with_logits, float_tensor, host_f32, index_tensor};
-use crate::losses::LossKind;
 use crate::necks::{Fpn, FpnConfig};
 use crate::ops::Box2;
 use crate::ops::assigner::MaxIouAssigner;
@@ -149,9 +149,12 @@ impl MaskRcnnConfig {
         let neck = self.neck.init(&self.backbone.out_channels()?, device)?;
         let c = self.neck.out_channels;
         let rpn_head = self.rpn.init(c, device)?;
-        let bbox_head =
-            self.bbox_head
-                .init(c * 49, self.num_classes, kind.cls_channels(self.num_classes), device)?;
+        let bbox_head = self.bbox_head.init(
+            c * 49,
+            self.num_classes,
+            kind.cls_channels(self.num_classes),
+            device,
+        )?;
         let mask_head = if self.with_mask {
             Some(self.mask_head.init(c, self.num_classes, device)?)
         } else {
@@ -296,7 +299,8 @@ impl MaskRcnn {
                     .iter()
                     .map(|&row| row * c + s.labels[row])
                     .collect();
-                reg.reshape([r * c, 4]).select(0, index_tensor(&idx, &device))
+                reg.reshape([r * c, 4])
+                    .select(0, index_tensor(&idx, &device))
             };
             (pred - float_tensor(s.targets.clone(), [p, 4], &device))
                 .abs()
@@ -423,7 +427,11 @@ impl MaskRcnn {
             .proposals(&out, &anchors, &starts, metas, &cfg.rpn.test)?;
         let mut rois = Vec::new();
         for (i, props) in proposals.iter().enumerate() {
-            rois.extend(props.iter().map(|(b, _)| [i as f32, b[0], b[1], b[2], b[3]]));
+            rois.extend(
+                props
+                    .iter()
+                    .map(|(b, _)| [i as f32, b[0], b[1], b[2], b[3]]),
+            );
         }
         let mut dets = vec![Detections::default(); metas.len()];
         if rois.is_empty() {
@@ -451,7 +459,7 @@ impl MaskRcnn {
                 let reference = [roi[1], roi[2], roi[3], roi[4]];
                 for k in 0..c {
                     let s = scores[r * c + k];
-                    if !(s > t.score_thr) {
+                    if s.is_nan() || s <= t.score_thr {
                         continue;
                     }
                     let j = if per_roi == 1 { 0 } else { k };
@@ -498,7 +506,8 @@ impl MaskRcnn {
                 for d in &mut dets {
                     d.mask_size = m;
                     for _ in 0..d.boxes.len() {
-                        d.masks.push(chunks.next().map(<[f32]>::to_vec).unwrap_or_default());
+                        d.masks
+                            .push(chunks.next().map(<[f32]>::to_vec).unwrap_or_default());
                     }
                 }
             }

@@ -41,7 +41,12 @@ fn kaiming() -> Initializer {
 
 impl MaskHeadConfig {
     /// Builds the head over `in_channels` RoI features for `num_classes` classes.
-    pub fn init(&self, in_channels: usize, num_classes: usize, device: &Device) -> Result<MaskHead> {
+    pub fn init(
+        &self,
+        in_channels: usize,
+        num_classes: usize,
+        device: &Device,
+    ) -> Result<MaskHead> {
         if self.conv_channels == 0 || num_classes == 0 {
             return Err(ModelError::Input(
                 "mask head: conv_channels and num_classes must be positive".into(),
@@ -70,7 +75,10 @@ impl MaskHeadConfig {
             .init(device);
         upsample.bias = upsample.bias.take().map(zeros_param);
         let (logits, logits_normed) = if self.normed {
-            (None, Some(NormedConv2dConfig::new(c, num_classes).init(device)))
+            (
+                None,
+                Some(NormedConv2dConfig::new(c, num_classes).init(device)),
+            )
         } else {
             (
                 Some(zero_bias(

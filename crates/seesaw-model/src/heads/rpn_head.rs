@@ -185,7 +185,10 @@ impl RpnHead {
 }
 
 /// All anchors of the levels in `sizes`, in the RPN's output order, and where each level starts.
-pub fn level_anchors(generator: &AnchorGenerator, sizes: &[(usize, usize)]) -> (Vec<Box2>, Vec<usize>) {
+pub fn level_anchors(
+    generator: &AnchorGenerator,
+    sizes: &[(usize, usize)],
+) -> (Vec<Box2>, Vec<usize>) {
     let mut all = Vec::new();
     let mut starts = Vec::new();
     for (l, &(h, w)) in sizes.iter().enumerate() {
@@ -291,18 +294,14 @@ impl RpnConfig {
                 let mut idx: Vec<usize> = (starts[l]..starts[l + 1]).collect();
                 let score = |a: usize| logits[i * n + a];
                 if idx.len() > cfg.nms_pre {
-                    idx.select_nth_unstable_by(cfg.nms_pre, |&x, &y| {
-                        score(y).total_cmp(&score(x))
-                    });
+                    idx.select_nth_unstable_by(cfg.nms_pre, |&x, &y| score(y).total_cmp(&score(x)));
                     idx.truncate(cfg.nms_pre);
                 }
                 for a in idx {
                     let d: [f32; 4] = std::array::from_fn(|k| deltas[(i * n + a) * 4 + k]);
                     let bx = coder.decode(&anchors[a], &d, max_shape);
                     let s = 1.0 / (1.0 + (-score(a)).exp());
-                    if bx[2] - bx[0] > cfg.min_size
-                        && bx[3] - bx[1] > cfg.min_size
-                        && s.is_finite()
+                    if bx[2] - bx[0] > cfg.min_size && bx[3] - bx[1] > cfg.min_size && s.is_finite()
                     {
                         boxes.push(bx);
                         scores.push(s);

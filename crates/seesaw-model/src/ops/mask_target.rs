@@ -75,41 +75,6 @@ fn rasterise(polys: &[Vec<f64>], out: usize) -> Result<Vec<u8>> {
     Ok(m.data)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn polygon_and_rle_targets_by_hand() {
-        // A 20 x 20 square whose left half is inside the RoI's left half.
-        let square =
-            Segmentation::Polygons(vec![vec![10.0, 10.0, 30.0, 10.0, 30.0, 30.0, 10.0, 30.0]]);
-        let t = mask_target(&square, 40, 40, &[10.0, 10.0, 30.0, 30.0], 28).unwrap();
-        assert!(
-            t.iter().filter(|&&v| v == 1).count() >= 27 * 27,
-            "the RoI is the square"
-        );
-        let t = mask_target(&square, 40, 40, &[0.0, 10.0, 40.0, 30.0], 28).unwrap();
-        // Columns of the RoI 0..40 map to 0..28: the square is columns 7..21.
-        assert_eq!(t[14 * 28 + 3], 0);
-        assert_eq!(t[14 * 28 + 14], 1);
-        assert_eq!(t[14 * 28 + 25], 0);
-        // The same square as RLE gives the same picture.
-        let mut bits = seesaw_data::mask::Bitmap::zeros(40, 40);
-        for y in 10..30 {
-            for x in 10..30 {
-                bits.data[y * 40 + x] = 1;
-            }
-        }
-        let rle = Segmentation::Rle(bits.to_rle().unwrap());
-        let r = mask_target(&rle, 40, 40, &[0.0, 10.0, 40.0, 30.0], 28).unwrap();
-        assert_eq!(r[14 * 28 + 3], 0);
-        assert_eq!(r[14 * 28 + 14], 1);
-        assert_eq!(r[14 * 28 + 25], 0);
-        assert!(mask_target(&square, 40, 40, &[f32::NAN, 0.0, 1.0, 1.0], 28).is_err());
-    }
-}
-
 /// The `out x out` binary target of a full-image binary mask (`gt`, at the scale of `bbox`) for
 /// the RoI `bbox`: RoIAlign (aligned, adaptive sampling) of the mask, thresholded at 0.5, as
 /// mmdetection's `BitmapMasks.crop_and_resize`; computed on the host, one channel.
@@ -151,4 +116,69 @@ pub fn mask_target_bitmap(gt: &crate::structures::GtMask, bbox: &Box2, out: usiz
         }
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polygon_and_rle_targets_by_hand() {
+        // A 20 x 20 square whose left half is inside the RoI's left half.
+        let square =
+            Segmentation::Polygons(vec![vec![10.0, 10.0, 30.0, 10.0, 30.0, 30.0, 10.0, 30.0]]);
+        let t = mask_target(&square, 40, 40, &[10.0, 10.0, 30.0, 30.0], 28).unwrap();
+        assert!(
+            t.iter().filter(|&&v| v == 1).count() >= 27 * 27,
+            "the RoI is the square"
+        );
+        let t = mask_target(&square, 40, 40, &[0.0, 10.0, 40.0, 30.0], 28).unwrap();
+        // Columns of the RoI 0..40 map to 0..28: the square is columns 7..21.
+        assert_eq!(t[14 * 28 + 3], 0);
+        assert_eq!(t[14 * 28 + 14], 1);
+        assert_eq!(t[14 * 28 + 25], 0);
+        // The same square as RLE gives the same picture.
+        let mut bits = seesaw_data::mask::Bitmap::zeros(40, 40);
+        for y in 10..30 {
+            for x in 10..30 {
+                bits.data[y * 40 + x] = 1;
+            }
+        }
+        let rle = Segmentation::Rle(bits.to_rle().unwrap());
+        let r = mask_target(&rle, 40, 40, &[0.0, 10.0, 40.0, 30.0], 28).unwrap();
+        assert_eq!(r[14 * 28 + 3], 0);
+        assert_eq!(r[14 * 28 + 14], 1);
+        assert_eq!(r[14 * 28 + 25], 0);
+        assert!(mask_target(&square, 40, 40, &[f32::NAN, 0.0, 1.0, 1.0], 28).is_err());
+    }
+
+    #[test]
+    fn bitmap_targets_crop_and_resize_the_mask() {
+        // Left half of a 20x20 image set.
+        let mut data = vec![0u8; 400];
+        for y in 0..20 {
+            for x in 0..10 {
+                data[y * 20 + x] = 1;
+            }
+        }
+        let gt = crate::structures::GtMask {
+            height: 20,
+            width: 20,
+            data,
+        };
+        let t = mask_target_bitmap(&gt, &[0.0, 0.0, 20.0, 20.0], 4);
+        assert_eq!(t, [1., 1., 0., 0.].repeat(4));
+        assert_eq!(
+            mask_target_bitmap(&gt, &[0.0, 5.0, 8.0, 15.0], 2),
+            vec![1.0; 4]
+        );
+        assert_eq!(
+            mask_target_bitmap(&gt, &[12.0, 0.0, 20.0, 8.0], 2),
+            vec![0.0; 4]
+        );
+        assert_eq!(
+            mask_target_bitmap(&gt, &[f32::NAN, 0.0, 1.0, 1.0], 2),
+            vec![0.0; 4]
+        );
+    }
 }

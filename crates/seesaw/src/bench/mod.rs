@@ -3,6 +3,7 @@
 pub mod long_tail;
 mod loss;
 mod ops;
+mod step;
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -16,6 +17,9 @@ pub enum BenchCommand {
     LongTailClassify(long_tail::LongTailArgs),
     /// Speed of NMS (10k, 100k boxes) and RoIAlign forward + backward (512 RoIs, 4 FPN levels).
     Ops(ops::OpsArgs),
+    /// One training iteration and one inference of a detector (default: Mask R-CNN R50-FPN at
+    /// 800x1333, batch 1) on a synthetic batch; peak memory.
+    Step(step::StepArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> Result<()> {
@@ -23,5 +27,6 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Loss(a) => loss::run(&a),
         BenchCommand::LongTailClassify(a) => long_tail::run(&a),
         BenchCommand::Ops(a) => ops::run(&a),
+        BenchCommand::Step(a) => step::run(&a),
     }
 }

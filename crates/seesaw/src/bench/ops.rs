@@ -5,8 +5,11 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
+use rayon::prelude::*;
+use seesaw_data::mask::Bitmap;
 use seesaw_model::burn::tensor::{Device, Tensor};
 use seesaw_model::ops::Box2;
+use seesaw_model::ops::mask_paste::paste_mask;
 use seesaw_model::ops::nms::nms;
 use seesaw_model::ops::roi_extractor::RoiExtractorConfig;
 
@@ -102,5 +105,53 @@ pub fn run(a: &OpsArgs) -> Result<()> {
             median(times) * 1e3
         );
     }
+    // Mask paste: 300 masks of 28x28 probabilities into an 800x1333 image, threshold 0.5.
+    let masks: Vec<Vec<f32>> = (0..300).map(bench_mask).collect();
+    let boxes: Vec<Box2> = (0..300)
+        .map(|k| {
+            let r = bench_roi(k);
+            [r[1], r[2], r[3], r[4]]
+        })
+        .collect();
+    for encode in [false, true] {
+        let mut times = Vec::new();
+        let mut area = 0u64;
+        for it in 0..=a.iters {
+            let t0 = Instant::now();
+            area = masks
+                .par_iter()
+                .zip(&boxes)
+                .map(|(m, b)| {
+                    let pasted = paste_mask(m, 28, b, 800, 1333, 0.5);
+                    let a = pasted.iter().map(|&v| u64::from(v)).sum::<u64>();
+                    if encode {
+                        let rle = Bitmap {
+                            height: 800,
+                            width: 1333,
+                            data: pasted,
+                        }
+                        .to_rle();
+                        std::hint::black_box(rle.is_ok());
+                    }
+                    a
+                })
+                .sum();
+            if it > 0 {
+                times.push(t0.elapsed().as_secs_f64());
+            }
+        }
+        println!(
+            "| mask paste{} | 300 masks 28x28 into 800x1333 ({area} px set) | {:.1} ms |",
+            if encode { " + RLE encode" } else { "" },
+            median(times) * 1e3
+        );
+    }
     Ok(())
+}
+
+/// Mask k of the shared benchmark set: 28 x 28 probabilities from a formula.
+pub fn bench_mask(k: usize) -> Vec<f32> {
+    (0..28 * 28)
+        .map(|p| ((k * 31 + p * 7) % 100) as f32 / 100.0)
+        .collect()
 }

@@ -1,0 +1,175 @@
+//! `seesaw bench step`: one training iteration (forward, backward, SGD step) of a detector from
+//! a config, on a synthetic batch of the given size, and its inference; peak memory at the end.
+//! `tools/bench_maskrcnn_torch.py` is the torchvision peer (`maskrcnn_resnet50_fpn`).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Result, anyhow};
+use clap::Args;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use seesaw_engine::Config;
+use seesaw_engine::train::build_optimizer;
+use seesaw_model::burn::module::Module;
+use seesaw_model::burn::optim::GradientsParams;
+use seesaw_model::burn::tensor::{Device, Distribution, Tensor};
+use seesaw_model::losses::any::AnyLoss;
+use seesaw_model::structures::{GtInstances, GtMask, ImageMeta};
+
+#[derive(Args)]
+pub struct StepArgs {
+    /// The detector's config.
+    #[arg(long, default_value = "configs/mask_rcnn_r50_fpn_seesaw_2x_lvis.toml")]
+    pub config: PathBuf,
+    /// Input height and width (padded to a multiple of 32).
+    #[arg(long, default_value_t = 800)]
+    pub height: usize,
+    #[arg(long, default_value_t = 1333)]
+    pub width: usize,
+    /// Images per batch.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Timed iterations (after one warm-up).
+    #[arg(long, default_value_t = 3)]
+    pub iters: usize,
+    /// Override config keys, e.g. --set model.num_classes=90 --set model.loss=ce.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in MiB.
+pub fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Ground truths of the synthetic batch: a few boxes of several sizes with box-shaped masks.
+fn synthetic_gts(h: usize, w: usize, classes: usize) -> GtInstances {
+    let boxes: Vec<[f32; 4]> = [
+        [0.1, 0.1, 0.4, 0.5],
+        [0.5, 0.2, 0.9, 0.8],
+        [0.3, 0.6, 0.45, 0.75],
+        [0.05, 0.7, 0.12, 0.8],
+    ]
+    .iter()
+    .map(|b| {
+        [
+            b[0] * w as f32,
+            b[1] * h as f32,
+            b[2] * w as f32,
+            b[3] * h as f32,
+        ]
+    })
+    .collect();
+    let masks = boxes
+        .iter()
+        .map(|b| {
+            let mut data = vec![0u8; h * w];
+            for y in b[1] as usize..b[3] as usize {
+                data[y * w + b[0] as usize..y * w + b[2] as usize].fill(1);
+            }
+            GtMask {
+                height: h,
+                width: w,
+                data,
+            }
+        })
+        .collect();
+    GtInstances {
+        labels: (0..boxes.len()).map(|i| (i * 7) % classes).collect(),
+        boxes,
+        masks,
+        ignore: vec![],
+    }
+}
+
+pub fn run(a: &StepArgs) -> Result<()> {
+    let cfg = Config::load(&a.config, &a.sets)?;
+    if a.iters == 0 || a.batch == 0 {
+        return Err(anyhow!("--iters and --batch must be positive"));
+    }
+    let device = Device::flex().autodiff();
+    device.seed(0);
+    let mut model = cfg.model.init(&device)?;
+    let c = cfg.model.num_classes;
+    let mut loss = AnyLoss::new(cfg.model.loss_kind()?, &vec![10; c], 100, 0);
+    let mut optim = build_optimizer(&cfg);
+    let (ph, pw) = (a.height.div_ceil(32) * 32, a.width.div_ceil(32) * 32);
+    let metas: Vec<ImageMeta> = (0..a.batch)
+        .map(|i| ImageMeta {
+            image_id: i as u64,
+            ori_shape: (a.height as u32, a.width as u32),
+            img_shape: (a.height, a.width),
+            scale: (1.0, 1.0),
+            flip: false,
+        })
+        .collect();
+    let gts: Vec<GtInstances> = (0..a.batch)
+        .map(|_| synthetic_gts(a.height, a.width, c))
+        .collect();
+    let images = Tensor::<4>::random(
+        [a.batch, 3, ph, pw],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut step_times = Vec::new();
+    let mut fwd_times = Vec::new();
+    for i in 0..=a.iters {
+        let t0 = Instant::now();
+        let parts = model.forward_train(images.clone(), &metas, &gts, &mut loss, &mut rng)?;
+        let total = parts.total();
+        let _ = total.clone().into_data();
+        let t_fwd = t0.elapsed().as_secs_f64();
+        let grads = GradientsParams::from_grads(total.backward(), &model);
+        model = optim.step(0.001, model, grads);
+        let t = t0.elapsed().as_secs_f64();
+        if i > 0 {
+            step_times.push(t);
+            fwd_times.push(t_fwd);
+        }
+    }
+    let plain = model.valid();
+    let test_images = Tensor::<4>::random(
+        [a.batch, 3, ph, pw],
+        Distribution::Normal(0.0, 1.0),
+        &Device::flex(),
+    );
+    let mut infer_times = Vec::new();
+    for i in 0..=a.iters {
+        let t0 = Instant::now();
+        let _ = plain.predict(test_images.clone(), &metas, &loss)?;
+        if i > 0 {
+            infer_times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "{}: batch {} at {}x{} (padded {ph}x{pw}), {} classes, loss {}, {threads} threads",
+        a.config.display(),
+        a.batch,
+        a.height,
+        a.width,
+        c,
+        cfg.model.loss
+    );
+    println!(
+        "train step (forward + backward + SGD): median {:.3} s of {} (forward {:.3} s)",
+        median(step_times),
+        a.iters,
+        median(fwd_times)
+    );
+    println!("inference: median {:.3} s per batch", median(infer_times));
+    if let Some(m) = peak_rss_mib() {
+        println!("peak resident memory: {m:.0} MiB");
+    }
+    Ok(())
+}
