@@ -10,8 +10,11 @@ use seesaw_data::{Dataset, Detection, Segmentation};
 use seesaw_eval::{Evaluation, Evaluator, IouType};
 use seesaw_model::burn::tensor::Device;
 use seesaw_model::detectors::MaskRcnn;
+use seesaw_model::detectors::mask_rcnn::select_detections;
 use seesaw_model::losses::any::AnyLoss;
+use seesaw_model::ops::Box2;
 use seesaw_model::ops::mask_paste::paste_mask;
+use seesaw_model::ops::nms::nms;
 use seesaw_model::structures::{Detections, ImageMeta};
 
 use crate::config::Config;
@@ -152,4 +155,202 @@ pub fn evaluate(
         None
     };
     Ok((bbox, segm))
+}
+
+/// Test-time augmentation: every scale, each with and without a horizontal flip if asked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tta {
+    /// `[short, long]` scales.
+    pub scales: Vec<[u32; 2]>,
+    pub flip: bool,
+}
+
+impl Tta {
+    /// Parses `flip,scales=1200,1400,...` (a scale `N` is `[N, N x long / short]` of the test
+    /// scale; `NxM` gives both sides); with no scales, the test scale alone.
+    pub fn parse(spec: &str, test_scale: [u32; 2]) -> Result<Self> {
+        let mut tta = Tta {
+            scales: vec![],
+            flip: false,
+        };
+        let mut in_scales = false;
+        for tok in spec.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let value = if tok == "flip" {
+                tta.flip = true;
+                in_scales = false;
+                continue;
+            } else if let Some(v) = tok.strip_prefix("scales=") {
+                in_scales = true;
+                v
+            } else if in_scales {
+                tok
+            } else {
+                return Err(crate::error::EngineError::Request(format!(
+                    "--tta: unknown item {tok:?} (expected flip or scales=N,N,...)"
+                )));
+            };
+            let bad = || {
+                crate::error::EngineError::Request(format!(
+                    "--tta: scale {value:?} is not N or NxM (positive pixels)"
+                ))
+            };
+            let scale = match value.split_once('x') {
+                Some((a, b)) => [a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?],
+                None => {
+                    let n: u32 = value.parse().map_err(|_| bad())?;
+                    let long = (f64::from(n) * f64::from(test_scale[1])
+                        / f64::from(test_scale[0].max(1)))
+                    .round() as u32;
+                    [n, long]
+                }
+            };
+            if scale[0] == 0 || scale[1] == 0 {
+                return Err(bad());
+            }
+            tta.scales.push(scale);
+        }
+        if tta.scales.is_empty() {
+            tta.scales.push(test_scale);
+        }
+        Ok(tta)
+    }
+
+    fn augmentations(&self) -> Vec<([u32; 2], bool)> {
+        let flips: &[bool] = if self.flip { &[false, true] } else { &[false] };
+        self.scales
+            .iter()
+            .flat_map(|&s| flips.iter().map(move |&f| (s, f)))
+            .collect()
+    }
+}
+
+/// mmdetection's `aug_test` for one image of `split`: proposals of every augmentation mapped to
+/// the original image, merged and NMSed; the box head run per augmentation on the merged
+/// proposals, boxes mapped back and averaged with the scores; masks of every augmentation
+/// (flipped back) averaged before thresholding. Detections on the original image.
+pub fn predict_image_tta(
+    model: &MaskRcnn,
+    loss: &AnyLoss,
+    split: &Split,
+    index: usize,
+    cfg: &Config,
+    tta: &Tta,
+) -> Result<(Detections, ImageMeta)> {
+    let device = Device::flex();
+    let c = cfg.model.num_classes;
+    let mut views = Vec::new();
+    for (scale, flip) in tta.augmentations() {
+        let sample = split.sample(index, scale, flip, &cfg.data, false)?;
+        let batch = collate(vec![sample], cfg.data.size_divisor, &device);
+        let feats = model.features(batch.images);
+        views.push((feats, batch.metas));
+    }
+    let mut merged: Vec<(Box2, f32)> = Vec::new();
+    for (feats, metas) in &views {
+        let props = model.proposals(feats, metas)?;
+        merged.extend(
+            props
+                .into_iter()
+                .flatten()
+                .map(|(b, s)| (metas[0].to_original(&b), s)),
+        );
+    }
+    if views.len() > 1 {
+        let (b, s): (Vec<Box2>, Vec<f32>) = merged.iter().copied().unzip();
+        let t = &cfg.model.rpn.test;
+        merged = nms(&b, &s, t.nms_iou)
+            .into_iter()
+            .take(t.max_per_img)
+            .map(|k| merged[k])
+            .collect();
+    }
+    let r = merged.len();
+    let mut scores = vec![0f32; r * c];
+    let mut boxes = vec![[0f32; 4]; r * c];
+    for (feats, metas) in &views {
+        let meta = &metas[0];
+        let rois: Vec<[f32; 5]> = merged
+            .iter()
+            .map(|(b, _)| {
+                let b = meta.to_input(b);
+                [0.0, b[0], b[1], b[2], b[3]]
+            })
+            .collect();
+        let (s, b) = model.box_predictions(feats, &rois, metas, loss)?;
+        for k in 0..s.len() {
+            scores[k] += s[k];
+            let o = meta.to_original(&b[k]);
+            for j in 0..4 {
+                boxes[k][j] += o[j];
+            }
+        }
+    }
+    let n = views.len() as f32;
+    for k in 0..r * c {
+        scores[k] /= n;
+        boxes[k] = boxes[k].map(|v| v / n);
+    }
+    let mut dets = select_detections(&scores, &boxes, c, &cfg.model.roi.test);
+    let mut sum: Vec<Vec<f32>> = Vec::new();
+    for (feats, metas) in &views {
+        let meta = &metas[0];
+        let wanted: Vec<(usize, Box2, usize)> = dets
+            .boxes
+            .iter()
+            .zip(&dets.labels)
+            .map(|(b, &l)| (0, meta.to_input(b), l))
+            .collect();
+        let (masks, m) = model.mask_probs(feats, &wanted)?;
+        dets.mask_size = m;
+        for (k, mut mask) in masks.into_iter().enumerate() {
+            if meta.flip {
+                for row in mask.chunks_exact_mut(m) {
+                    row.reverse();
+                }
+            }
+            match sum.get_mut(k) {
+                Some(acc) => acc.iter_mut().zip(&mask).for_each(|(a, v)| *a += v),
+                None => sum.push(mask),
+            }
+        }
+    }
+    dets.masks = sum
+        .into_iter()
+        .map(|m| m.into_iter().map(|v| v / n).collect())
+        .collect();
+    let first = &views[0].1[0];
+    let meta = ImageMeta {
+        image_id: first.image_id,
+        ori_shape: first.ori_shape,
+        img_shape: (first.ori_shape.0 as usize, first.ori_shape.1 as usize),
+        scale: (1.0, 1.0),
+        flip: false,
+    };
+    Ok((dets, meta))
+}
+
+/// [`predict_split`] with test-time augmentation, one image at a time.
+pub fn predict_split_tta(
+    model: &MaskRcnn,
+    loss: &AnyLoss,
+    split: &Split,
+    cfg: &Config,
+    tta: &Tta,
+    show_progress: bool,
+) -> Result<Vec<Detection>> {
+    let n = split.dataset.images.len();
+    let pb = progress_bar(n as u64, show_progress, "test (TTA)");
+    let mut out = Vec::new();
+    for i in 0..n {
+        let (d, meta) = predict_image_tta(model, loss, split, i, cfg, tta)?;
+        out.extend(to_results(
+            &d,
+            &meta,
+            &split.category_ids,
+            cfg.model.roi.test.mask_thr,
+        )?);
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    Ok(out)
 }

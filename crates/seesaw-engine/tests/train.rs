@@ -8,7 +8,7 @@ use seesaw_data::synth::{SynthConfig, generate};
 use seesaw_engine::Config;
 use seesaw_engine::checkpoint::Checkpoint;
 use seesaw_engine::data::Split;
-use seesaw_engine::predict::{evaluate, predict_split};
+use seesaw_engine::predict::{Tta, evaluate, predict_split, predict_split_tta};
 use seesaw_engine::train::{TrainOptions, load_for_inference, train};
 
 const DEMO: &str = include_str!("../../../configs/demo_mask_rcnn_seesaw.toml");
@@ -123,6 +123,28 @@ fn resume_repeats_the_uninterrupted_loss_sequence_exactly() {
             y.1
         );
     }
+    // Test-time augmentation with only the identity equals plain testing; with flips and a
+    // second scale it still gives valid detections.
+    let loaded = load_for_inference(&whole.checkpoint, Some(&cfg)).expect("load");
+    let split = Split::load(&cfg.data.val_json, &cfg.data.val_images).expect("split");
+    let plain = predict_split(&loaded.model, &loaded.loss, &split, &cfg, false).expect("plain");
+    let identity = Tta::parse("", cfg.data.test_scale).expect("tta");
+    let same = predict_split_tta(&loaded.model, &loaded.loss, &split, &cfg, &identity, false)
+        .expect("tta");
+    assert!(!plain.is_empty());
+    assert_eq!(plain, same);
+    let tta = Tta::parse("flip,scales=64,80", cfg.data.test_scale).expect("tta");
+    assert_eq!(tta.scales, vec![[64, 64], [80, 80]]);
+    let aug =
+        predict_split_tta(&loaded.model, &loaded.loss, &split, &cfg, &tta, false).expect("tta");
+    assert!(!aug.is_empty());
+    for d in &aug {
+        let b = d.bbox.expect("box");
+        assert!(b[0] >= 0.0 && b[1] >= 0.0 && b[0] + b[2] <= 64.0 + 1e-3 && b[3] > 0.0);
+        assert!(d.segmentation.is_some());
+    }
+    assert!(Tta::parse("flip,sideways", [64, 64]).is_err());
+    assert!(Tta::parse("scales=0", [64, 64]).is_err());
     // The metrics of the resumed run continue the first part's.
     let metrics = std::fs::read_to_string(b.join("metrics.jsonl")).expect("metrics");
     let iters: Vec<u64> = metrics

@@ -20,7 +20,7 @@ pub struct ImageMeta {
 impl ImageMeta {
     /// A box at input scale mapped back onto the original image.
     pub fn to_original(&self, b: &Box2) -> Box2 {
-        let (w, _) = (self.img_shape.1 as f32, self.img_shape.0 as f32);
+        let w = self.img_shape.1 as f32;
         let b = if self.flip {
             [w - b[2], b[1], w - b[0], b[3]]
         } else {
@@ -32,6 +32,24 @@ impl ImageMeta {
             b[2] / self.scale.0,
             b[3] / self.scale.1,
         ]
+    }
+}
+
+impl ImageMeta {
+    /// A box on the original image mapped onto the input (the inverse of `to_original`).
+    pub fn to_input(&self, b: &Box2) -> Box2 {
+        let b = [
+            b[0] * self.scale.0,
+            b[1] * self.scale.1,
+            b[2] * self.scale.0,
+            b[3] * self.scale.1,
+        ];
+        if self.flip {
+            let w = self.img_shape.1 as f32;
+            [w - b[2], b[1], w - b[0], b[3]]
+        } else {
+            b
+        }
     }
 }
 

@@ -8,7 +8,9 @@ use anyhow::{Context, Result, anyhow};
 use clap::Args;
 use seesaw_engine::Config;
 use seesaw_engine::data::Split;
-use seesaw_engine::predict::{evaluate, predict_file, predict_split, to_results};
+use seesaw_engine::predict::{
+    Tta, evaluate, predict_file, predict_split, predict_split_tta, to_results,
+};
 use seesaw_engine::train::{TrainOptions, load_for_inference, train};
 
 use crate::viz;
@@ -46,6 +48,10 @@ pub struct TestArgs {
     /// Write the evaluation stats (keys of `seesaw eval --json`) here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Test-time augmentation: `flip`, `scales=N,N,...` (short sides; `NxM` for both) or both,
+    /// e.g. `--tta flip,scales=1200,1400,1600` (mmdetection's aug_test).
+    #[arg(long)]
+    pub tta: Option<String>,
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
     #[arg(long)]
@@ -104,13 +110,14 @@ pub fn run_test(a: &TestArgs) -> Result<()> {
         ));
     }
     let t0 = std::time::Instant::now();
-    let dets = predict_split(
-        &loaded.model,
-        &loaded.loss,
-        &val,
-        &cfg,
-        !a.quiet && std::io::stderr().is_terminal(),
-    )?;
+    let show = !a.quiet && std::io::stderr().is_terminal();
+    let dets = match &a.tta {
+        Some(spec) => {
+            let tta = Tta::parse(spec, cfg.data.test_scale)?;
+            predict_split_tta(&loaded.model, &loaded.loss, &val, &cfg, &tta, show)?
+        }
+        None => predict_split(&loaded.model, &loaded.loss, &val, &cfg, show)?,
+    };
     let secs = t0.elapsed().as_secs_f64();
     seesaw_data::save_results(&a.out, &dets)?;
     println!(

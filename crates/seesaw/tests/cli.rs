@@ -308,6 +308,20 @@ fn train_test_and_infer_from_the_cli() {
         serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
     assert_eq!(v[1]["iou_type"], "segm");
 
+    let mut args = vec![
+        "test",
+        config.to_str().unwrap(),
+        ckpt.to_str().unwrap(),
+        "--out",
+        results.to_str().unwrap(),
+        "--tta",
+        "flip,scales=64,80",
+    ];
+    args.extend(sets.iter().map(String::as_str));
+    let out = seesaw(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(seesaw_data::load_results(&results).is_ok());
+
     let pics = d.join("pics");
     let image = data
         .join("val")

@@ -409,6 +409,96 @@ impl MaskRcnn {
         s
     }
 
+    /// Test-time proposals of each image (at input scale), best first.
+    pub fn proposals(
+        &self,
+        feats: &[Tensor<4>],
+        metas: &[ImageMeta],
+    ) -> Result<Vec<Vec<(Box2, f32)>>> {
+        let (out, anchors, starts) = self.rpn(feats);
+        let cfg = self.config();
+        cfg.rpn
+            .proposals(&out, &anchors, &starts, metas, &cfg.rpn.test)
+    }
+
+    /// The box head on `rois` (`[image, x1, y1, x2, y2]` at input scale): class scores
+    /// (`[R * C]`, row-major) and, per RoI and class, the decoded box clipped to its image
+    /// (`[R * C]`; the same box for every class when regression is class-agnostic).
+    pub fn box_predictions(
+        &self,
+        feats: &[Tensor<4>],
+        rois: &[[f32; 5]],
+        metas: &[ImageMeta],
+        loss: &AnyLoss,
+    ) -> Result<(Vec<f32>, Vec<Box2>)> {
+        let cfg = self.config();
+        let c = cfg.num_classes;
+        if rois.is_empty() {
+            return Ok((vec![], vec![]));
+        }
+        let pooled = cfg
+            .extractor(7)
+            .extract(&feats[..cfg.roi.strides.len()], rois)?;
+        let (cls_score, reg) = self.bbox_head.forward(pooled);
+        let scores = host_f32(loss.class_scores(cls_score, c)?)?;
+        let deltas = host_f32(reg)?;
+        let per_roi = if cfg.bbox_head.class_agnostic { 1 } else { c };
+        let coder = DeltaXywhCoder {
+            stds: cfg.bbox_head.target_stds,
+            ..Default::default()
+        };
+        let mut boxes = Vec::with_capacity(rois.len() * c);
+        for (r, roi) in rois.iter().enumerate() {
+            let meta = metas.get(roi[0] as usize).ok_or_else(|| {
+                ModelError::Input(format!(
+                    "rois[{r}] names image {} of {}",
+                    roi[0],
+                    metas.len()
+                ))
+            })?;
+            let max_shape = Some((meta.img_shape.0 as f32, meta.img_shape.1 as f32));
+            let reference = [roi[1], roi[2], roi[3], roi[4]];
+            for k in 0..c {
+                let o = (r * per_roi + if per_roi == 1 { 0 } else { k }) * 4;
+                let d = [deltas[o], deltas[o + 1], deltas[o + 2], deltas[o + 3]];
+                boxes.push(coder.decode(&reference, &d, max_shape));
+            }
+        }
+        Ok((scores, boxes))
+    }
+
+    /// Mask probabilities (`m x m`, row-major) of each `(image, box at input scale, class)`.
+    pub fn mask_probs(
+        &self,
+        feats: &[Tensor<4>],
+        dets: &[(usize, Box2, usize)],
+    ) -> Result<(Vec<Vec<f32>>, usize)> {
+        let cfg = self.config();
+        let Some(head) = &self.mask_head else {
+            return Ok((vec![], 0));
+        };
+        if dets.is_empty() {
+            return Ok((vec![], 28));
+        }
+        let rois: Vec<[f32; 5]> = dets
+            .iter()
+            .map(|(i, b, _)| [*i as f32, b[0], b[1], b[2], b[3]])
+            .collect();
+        let pooled = cfg
+            .extractor(14)
+            .extract(&feats[..cfg.roi.strides.len()], &rois)?;
+        let logits = head.forward(pooled);
+        let [n, cc, m, _] = logits.dims();
+        let idx: Vec<usize> = dets.iter().enumerate().map(|(k, d)| k * cc + d.2).collect();
+        let device = logits.device();
+        let probs = host_f32(sigmoid(
+            logits
+                .reshape([n * cc, m * m])
+                .select(0, index_tensor(&idx, &device)),
+        ))?;
+        Ok((probs.chunks_exact(m * m).map(<[f32]>::to_vec).collect(), m))
+    }
+
     /// Detections of a batch (boxes at input scale), best first per image: `score_thr`,
     /// class-wise NMS and `max_per_img` of `roi.test`; with masks, each detection's mask
     /// probabilities (28 x 28) of its class.
@@ -419,12 +509,8 @@ impl MaskRcnn {
         loss: &AnyLoss,
     ) -> Result<Vec<Detections>> {
         let cfg = self.config();
-        let device = images.device();
         let feats = self.features(images);
-        let (out, anchors, starts) = self.rpn(&feats);
-        let proposals = cfg
-            .rpn
-            .proposals(&out, &anchors, &starts, metas, &cfg.rpn.test)?;
+        let proposals = self.proposals(&feats, metas)?;
         let mut rois = Vec::new();
         for (i, props) in proposals.iter().enumerate() {
             rois.extend(
@@ -433,85 +519,59 @@ impl MaskRcnn {
                     .map(|(b, _)| [i as f32, b[0], b[1], b[2], b[3]]),
             );
         }
-        let mut dets = vec![Detections::default(); metas.len()];
-        if rois.is_empty() {
-            return Ok(dets);
-        }
-        let roi_feats = &feats[..cfg.roi.strides.len()];
-        let pooled = cfg.extractor(7).extract(roi_feats, &rois)?;
-        let (cls_score, reg) = self.bbox_head.forward(pooled);
+        let (scores, boxes) = self.box_predictions(&feats, &rois, metas, loss)?;
         let c = cfg.num_classes;
-        let scores = host_f32(loss.class_scores(cls_score, c)?)?;
-        let deltas = host_f32(reg)?;
-        let per_roi = if cfg.bbox_head.class_agnostic { 1 } else { c };
-        let coder = DeltaXywhCoder {
-            stds: cfg.bbox_head.target_stds,
-            ..Default::default()
-        };
-        let t = &cfg.roi.test;
+        let mut dets = Vec::with_capacity(metas.len());
         let mut start = 0;
-        for (i, props) in proposals.iter().enumerate() {
-            let meta = &metas[i];
-            let max_shape = Some((meta.img_shape.0 as f32, meta.img_shape.1 as f32));
-            let (mut boxes, mut sc, mut labels) = (vec![], vec![], vec![]);
-            for r in start..start + props.len() {
-                let roi = &rois[r];
-                let reference = [roi[1], roi[2], roi[3], roi[4]];
-                for k in 0..c {
-                    let s = scores[r * c + k];
-                    if s.is_nan() || s <= t.score_thr {
-                        continue;
-                    }
-                    let j = if per_roi == 1 { 0 } else { k };
-                    let o = (r * per_roi + j) * 4;
-                    let d = [deltas[o], deltas[o + 1], deltas[o + 2], deltas[o + 3]];
-                    let bx = coder.decode(&reference, &d, max_shape);
-                    if bx[2] > bx[0] && bx[3] > bx[1] {
-                        boxes.push(bx);
-                        sc.push(s);
-                        labels.push(k);
-                    }
-                }
-            }
-            start += props.len();
-            let keep = batched_nms(&boxes, &sc, &labels, t.nms_iou);
-            let d = &mut dets[i];
-            for k in keep.into_iter().take(t.max_per_img) {
-                d.boxes.push(boxes[k]);
-                d.scores.push(sc[k]);
-                d.labels.push(labels[k]);
-            }
+        for props in &proposals {
+            let rows = start..start + props.len();
+            dets.push(select_detections(
+                &scores[rows.start * c..rows.end * c],
+                &boxes[rows.start * c..rows.end * c],
+                c,
+                &cfg.roi.test,
+            ));
+            start = rows.end;
         }
-        if let Some(head) = &self.mask_head {
-            let mut mrois = Vec::new();
-            for (i, d) in dets.iter().enumerate() {
-                mrois.extend(d.boxes.iter().map(|b| [i as f32, b[0], b[1], b[2], b[3]]));
-            }
-            if !mrois.is_empty() {
-                let pooled = cfg.extractor(14).extract(roi_feats, &mrois)?;
-                let logits = head.forward(pooled);
-                let [n, cc, m, _] = logits.dims();
-                let idx: Vec<usize> = dets
-                    .iter()
-                    .flat_map(|d| d.labels.iter().copied())
-                    .enumerate()
-                    .map(|(k, l)| k * cc + l)
-                    .collect();
-                let probs = host_f32(sigmoid(
-                    logits
-                        .reshape([n * cc, m * m])
-                        .select(0, index_tensor(&idx, &device)),
-                ))?;
-                let mut chunks = probs.chunks_exact(m * m);
-                for d in &mut dets {
-                    d.mask_size = m;
-                    for _ in 0..d.boxes.len() {
-                        d.masks
-                            .push(chunks.next().map(<[f32]>::to_vec).unwrap_or_default());
-                    }
-                }
-            }
+        let wanted: Vec<(usize, Box2, usize)> = dets
+            .iter()
+            .enumerate()
+            .flat_map(|(i, d)| d.boxes.iter().zip(&d.labels).map(move |(b, &l)| (i, *b, l)))
+            .collect();
+        let (masks, m) = self.mask_probs(&feats, &wanted)?;
+        let mut masks = masks.into_iter();
+        for d in &mut dets {
+            d.mask_size = m;
+            d.masks = masks.by_ref().take(d.boxes.len()).collect();
         }
         Ok(dets)
     }
+}
+
+/// mmdetection's `multiclass_nms` over one image's RoIs: every (RoI, class) scoring above
+/// `score_thr` with a non-empty box, class-wise NMS, the best `max_per_img`. `scores` and
+/// `boxes` are `[R * C]`.
+pub fn select_detections(
+    scores: &[f32],
+    boxes: &[Box2],
+    num_classes: usize,
+    t: &RcnnTestConfig,
+) -> Detections {
+    let (mut bx, mut sc, mut labels) = (vec![], vec![], vec![]);
+    for (j, (&s, b)) in scores.iter().zip(boxes).enumerate() {
+        if s.is_nan() || s <= t.score_thr || !(b[2] > b[0] && b[3] > b[1]) {
+            continue;
+        }
+        bx.push(*b);
+        sc.push(s);
+        labels.push(j % num_classes);
+    }
+    let keep = batched_nms(&bx, &sc, &labels, t.nms_iou);
+    let mut d = Detections::default();
+    for k in keep.into_iter().take(t.max_per_img) {
+        d.boxes.push(bx[k]);
+        d.scores.push(sc[k]);
+        d.labels.push(labels[k]);
+    }
+    d
 }
