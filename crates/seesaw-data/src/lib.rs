@@ -9,6 +9,7 @@ pub mod error;
 pub mod io;
 pub mod mask;
 pub mod results;
+pub mod sampling;
 pub mod stats;
 pub mod synth;
 mod validate;

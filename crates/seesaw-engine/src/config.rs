@@ -36,6 +36,9 @@ pub struct DataConfig {
     pub sampler: String,
     /// Repeat-factor threshold t of RFS. Default 1e-3.
     pub rfs_threshold: f64,
+    /// "ceil" (mmdetection: ⌈r⌉ repeats) or "stochastic" (LVIS paper, detectron2: ⌊r⌋ plus one
+    /// more with probability r - ⌊r⌋, redrawn each epoch). Default "ceil".
+    pub rfs_rounding: String,
 }
 
 impl Default for DataConfig {
@@ -56,6 +59,7 @@ impl Default for DataConfig {
             size_divisor: 32,
             sampler: "random".into(),
             rfs_threshold: 1e-3,
+            rfs_rounding: "ceil".into(),
         }
     }
 }
@@ -319,6 +323,12 @@ impl Config {
             return bad(format!(
                 "data.sampler must be \"random\" or \"rfs\" (got {:?})",
                 self.data.sampler
+            ));
+        }
+        if !matches!(self.data.rfs_rounding.as_str(), "ceil" | "stochastic") {
+            return bad(format!(
+                "data.rfs_rounding must be \"ceil\" or \"stochastic\" (got {:?})",
+                self.data.rfs_rounding
             ));
         }
         if self.data.train_scales.is_empty()

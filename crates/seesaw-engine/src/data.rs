@@ -12,6 +12,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use seesaw_data::Dataset;
+use seesaw_data::sampling::{self, Rounding};
 use seesaw_model::burn::tensor::{Device, Tensor, TensorData};
 use seesaw_model::structures::{GtInstances, GtMask, ImageMeta};
 
@@ -123,30 +124,27 @@ impl Split {
             .collect()
     }
 
-    /// The training index list: each trainable image once ("random"), or ⌈r(I)⌉ times with
-    /// r(I) = max over its classes of max(1, sqrt(t / f(c))) ("rfs", mmdetection's
-    /// `ClassBalancedDataset`).
-    pub fn train_indices(&self, sampler: &str, threshold: f64) -> Vec<usize> {
-        let images = self.trainable_images();
-        if sampler != "rfs" {
-            return images;
-        }
-        let total = self.dataset.images.len().max(1) as f64;
-        let counts = self.image_counts();
-        let class_rf: Vec<f64> = counts
-            .iter()
-            .map(|&n| (threshold / (n as f64 / total).max(1e-12)).sqrt().max(1.0))
-            .collect();
-        let mut out = Vec::new();
-        for i in images {
-            let r = self.anns_of[i]
-                .iter()
-                .filter_map(|&a| self.class_of.get(&self.dataset.annotations[a].category_id))
-                .map(|&c| class_rf[c])
-                .fold(1.0, f64::max);
-            out.extend(std::iter::repeat_n(i, r.ceil() as usize));
-        }
-        out
+    /// The training sampler of a config: every trainable image once an epoch ("random"), or
+    /// repeated by its repeat factor ("rfs"; `rounding` "ceil" as mmdetection, "stochastic" as
+    /// the LVIS paper and detectron2).
+    pub fn train_sampler(
+        &self,
+        sampler: &str,
+        threshold: f64,
+        rounding: &str,
+        seed: u64,
+        batch_size: usize,
+    ) -> Result<TrainSampler> {
+        let factors = if sampler == "rfs" {
+            let rounding: Rounding = rounding.parse().map_err(EngineError::Request)?;
+            Some((
+                sampling::image_repeat_factors(&self.dataset, threshold),
+                rounding,
+            ))
+        } else {
+            None
+        };
+        TrainSampler::new(self.trainable_images(), factors, seed, batch_size)
     }
 
     /// Loads image `index`, resized to `scale` (`[short, long]`, keep ratio), flipped if asked,
@@ -330,41 +328,60 @@ pub fn collate(samples: Vec<Sample>, divisor: usize, device: &Device) -> Batch {
     }
 }
 
-/// The training order: epochs of a shuffled index list, every choice a function of
-/// (seed, iteration).
+/// The training order: epochs of a shuffled index list (with repeat factors, redrawn each
+/// epoch when rounding is stochastic), every choice a function of (seed, epoch).
 #[derive(Debug, Clone)]
 pub struct TrainSampler {
-    indices: Vec<usize>,
+    images: Vec<usize>,
+    factors: Option<(Vec<f64>, Rounding)>,
     seed: u64,
     batch_size: usize,
+    /// Where each epoch generated so far starts, in samples, and the last epoch's order.
+    starts: Vec<usize>,
+    current: (u64, Vec<usize>),
 }
 
 impl TrainSampler {
-    pub fn new(indices: Vec<usize>, seed: u64, batch_size: usize) -> Result<Self> {
-        if indices.is_empty() {
+    pub fn new(
+        images: Vec<usize>,
+        factors: Option<(Vec<f64>, Rounding)>,
+        seed: u64,
+        batch_size: usize,
+    ) -> Result<Self> {
+        if images.is_empty() || batch_size == 0 {
             return Err(EngineError::Request(
                 "the training set has no image with a usable annotation".into(),
             ));
         }
-        Ok(Self {
-            indices,
+        let mut s = Self {
+            images,
+            factors,
             seed,
             batch_size,
-        })
+            starts: vec![0],
+            current: (u64::MAX, vec![]),
+        };
+        let first = s.epoch_order(0);
+        s.starts.push(first.len());
+        s.current = (0, first);
+        Ok(s)
     }
 
-    pub fn len(&self) -> usize {
-        self.indices.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.indices.is_empty()
+    /// Samples in the first epoch.
+    pub fn epoch_len(&self) -> usize {
+        self.starts[1]
     }
 
     fn epoch_order(&self, epoch: u64) -> Vec<usize> {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        rng.set_stream(0x0EB0C << 20 | epoch);
-        let mut order = self.indices.clone();
+        rng.set_stream((0x0EB0C << 20) | epoch);
+        let mut order = match &self.factors {
+            Some((f, rounding)) => sampling::epoch_indices(&self.images, f, *rounding, &mut rng),
+            None => self.images.clone(),
+        };
+        if order.is_empty() {
+            order = self.images.clone();
+        }
         for i in (1..order.len()).rev() {
             let j = rng.random_range(0..=i);
             order.swap(i, j);
@@ -372,20 +389,28 @@ impl TrainSampler {
         order
     }
 
+    /// The epoch holding sample `k`, generating epochs as needed.
+    fn locate(&mut self, k: usize) -> (u64, usize) {
+        while *self.starts.last().unwrap_or(&0) <= k {
+            let e = (self.starts.len() - 1) as u64;
+            let len = self.epoch_order(e).len();
+            let end = self.starts.last().copied().unwrap_or(0) + len;
+            self.starts.push(end);
+        }
+        let e = self.starts.partition_point(|&s| s <= k) - 1;
+        (e as u64, k - self.starts[e])
+    }
+
     /// Image indices of iteration `iter`.
-    pub fn batch(&self, iter: usize) -> Vec<usize> {
-        let n = self.indices.len();
+    pub fn batch(&mut self, iter: usize) -> Vec<usize> {
         let start = iter * self.batch_size;
         let mut out = Vec::with_capacity(self.batch_size);
-        let mut epoch = u64::MAX;
-        let mut order = Vec::new();
         for k in start..start + self.batch_size {
-            let e = (k / n) as u64;
-            if e != epoch {
-                epoch = e;
-                order = self.epoch_order(e);
+            let (e, pos) = self.locate(k);
+            if self.current.0 != e {
+                self.current = (e, self.epoch_order(e));
             }
-            out.push(order[k % n]);
+            out.push(self.current.1[pos]);
         }
         out
     }
@@ -401,7 +426,7 @@ pub fn iteration_rng(seed: u64, iter: usize) -> ChaCha8Rng {
 /// Loads the training batch of iteration `iter` (images in parallel).
 pub fn train_batch(
     split: &Split,
-    sampler: &TrainSampler,
+    sampler: &mut TrainSampler,
     iter: usize,
     seed: u64,
     cfg: &DataConfig,
@@ -441,19 +466,39 @@ mod tests {
 
     #[test]
     fn sampler_is_a_function_of_seed_and_iteration() {
-        let s = TrainSampler::new((0..10).collect(), 3, 4).expect("sampler");
+        let mut s = TrainSampler::new((0..10).collect(), None, 3, 4).expect("sampler");
         let first: Vec<usize> = (0..5).flat_map(|i| s.batch(i)).collect();
         // Two epochs: each a permutation of all indices.
         let mut e0 = first[..10].to_vec();
         e0.sort_unstable();
         assert_eq!(e0, (0..10).collect::<Vec<_>>());
-        assert_eq!(
-            s.batch(3),
-            TrainSampler::new((0..10).collect(), 3, 4)
-                .expect("s")
-                .batch(3)
-        );
         assert_ne!(first[..10], first[10..20]);
+        let mut fresh = TrainSampler::new((0..10).collect(), None, 3, 4).expect("s");
+        assert_eq!(fresh.batch(3), first[12..16]);
+
+        // Stochastic repeat factors: image 0 has r = 2.5 (2 or 3 a time), the rest 1; epochs
+        // differ in length, and a sampler asked for iteration 40 first agrees with one that
+        // walked there.
+        let mut factors = vec![1.0; 10];
+        factors[0] = 2.5;
+        let mk = || {
+            TrainSampler::new(
+                (0..10).collect(),
+                Some((factors.clone(), Rounding::Stochastic)),
+                5,
+                4,
+            )
+            .expect("rfs")
+        };
+        let mut walked = mk();
+        let seq: Vec<Vec<usize>> = (0..41).map(|i| walked.batch(i)).collect();
+        assert_eq!(mk().batch(40), seq[40]);
+        let lens: Vec<usize> = walked.starts.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(lens.iter().all(|&l| l == 11 || l == 12), "{lens:?}");
+        assert!(lens.contains(&11) && lens.contains(&12), "{lens:?}");
+        let ceil = TrainSampler::new((0..10).collect(), Some((factors, Rounding::Ceil)), 5, 4)
+            .expect("ceil");
+        assert_eq!(ceil.epoch_len(), 12);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use serde_json::json;
 
 use crate::checkpoint::{Checkpoint, CheckpointMeta, save};
 use crate::config::Config;
-use crate::data::{Split, TrainSampler, train_batch};
+use crate::data::{Split, train_batch};
 use crate::error::{EngineError, Result};
 use crate::predict::{evaluate, predict_split, progress_bar};
 
@@ -170,8 +170,10 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         }
         let _ = fs::remove_file(&metrics);
     }
-    let sampler = TrainSampler::new(
-        train.train_indices(&cfg.data.sampler, cfg.data.rfs_threshold),
+    let mut sampler = train.train_sampler(
+        &cfg.data.sampler,
+        cfg.data.rfs_threshold,
+        &cfg.data.rfs_rounding,
         t.seed,
         t.batch_size,
     )?;
@@ -197,7 +199,13 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         let lr = t.lr_at(iter);
         let tick = Instant::now();
         let (batch, mut rng) = train_batch(
-            &train, &sampler, iter, t.seed, &cfg.data, with_masks, &device,
+            &train,
+            &mut sampler,
+            iter,
+            t.seed,
+            &cfg.data,
+            with_masks,
+            &device,
         )?;
         phase[0] += tick.elapsed().as_secs_f64();
         let tick = Instant::now();

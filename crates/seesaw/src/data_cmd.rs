@@ -17,6 +17,18 @@ pub enum DataCommand {
     Stats(StatsArgs),
     /// Draw one image with its masks, boxes and category names.
     Show(ShowArgs),
+    /// What repeat-factor sampling does to a training set: epoch size and images per
+    /// frequency group, with mmdetection's ceil and the LVIS paper's stochastic rounding.
+    Rfs(RfsArgs),
+}
+
+#[derive(Args)]
+pub struct RfsArgs {
+    /// A training annotation file (LVIS or COCO).
+    pub file: PathBuf,
+    /// The threshold t of r(c) = max(1, sqrt(t / f(c))).
+    #[arg(long, default_value_t = 1e-3)]
+    pub thr: f64,
 }
 
 #[derive(Args, Clone)]
@@ -90,6 +102,26 @@ pub fn run(cmd: DataCommand) -> Result<()> {
                 let title = format!("{}: images per class", file_label(&a.file));
                 viz::plot_class_histogram(&stats, &title, out)?;
                 tracing::info!("wrote {}", out.display());
+            }
+            Ok(())
+        }
+        DataCommand::Rfs(a) => {
+            if !(a.thr > 0.0 && a.thr.is_finite()) {
+                anyhow::bail!("--thr must be positive (got {})", a.thr);
+            }
+            let ds = Dataset::load(&a.file)?;
+            let s = seesaw_data::sampling::summarize(&ds, a.thr);
+            println!(
+                "{}: repeat-factor sampling at t = {}: {} images -> epoch of {} (ceil, mmdetection) or {:.1} expected (stochastic, LVIS / detectron2)",
+                a.file.display(),
+                a.thr,
+                s.images,
+                s.epoch_ceil,
+                s.epoch_stochastic
+            );
+            println!("  group            images  after ceil  after stochastic (expected)");
+            for (g, n, ceil, stoch) in &s.groups {
+                println!("  {:<14} {n:>8} {ceil:>11} {stoch:>17.1}", format!("{g}"));
             }
             Ok(())
         }

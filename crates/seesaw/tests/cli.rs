@@ -367,6 +367,31 @@ fn train_test_and_infer_from_the_cli() {
 }
 
 #[test]
+fn rfs_reports_epoch_size_and_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = seesaw(&[
+        "data",
+        "synth",
+        "--out",
+        data.to_str().unwrap(),
+        "--train-images",
+        "200",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let train = data.join("train.json");
+    let out = seesaw(&["data", "rfs", train.to_str().unwrap(), "--thr", "0.1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("200 images -> epoch of"), "{stdout}");
+    for g in ["rare", "common", "frequent"] {
+        assert!(stdout.contains(g), "{stdout}");
+    }
+    let out = seesaw(&["data", "rfs", train.to_str().unwrap(), "--thr", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
 fn bad_configs_and_checkpoints_fail_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
