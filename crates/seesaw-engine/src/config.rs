@@ -39,6 +39,8 @@ pub struct DataConfig {
     /// "ceil" (mmdetection: ⌈r⌉ repeats) or "stochastic" (LVIS paper, detectron2: ⌊r⌋ plus one
     /// more with probability r - ⌊r⌋, redrawn each epoch). Default "ceil".
     pub rfs_rounding: String,
+    /// Training batches loaded ahead on a worker thread while the model computes. Default 2.
+    pub prefetch: usize,
 }
 
 impl Default for DataConfig {
@@ -60,6 +62,7 @@ impl Default for DataConfig {
             sampler: "random".into(),
             rfs_threshold: 1e-3,
             rfs_rounding: "ceil".into(),
+            prefetch: 2,
         }
     }
 }

@@ -423,16 +423,16 @@ pub fn iteration_rng(seed: u64, iter: usize) -> ChaCha8Rng {
     rng
 }
 
-/// Loads the training batch of iteration `iter` (images in parallel).
-pub fn train_batch(
+/// Loads the training samples of iteration `iter` (images in parallel), with the generator
+/// that goes on to draw the iteration's anchors and RoIs.
+pub fn train_samples(
     split: &Split,
     sampler: &mut TrainSampler,
     iter: usize,
     seed: u64,
     cfg: &DataConfig,
     with_masks: bool,
-    device: &Device,
-) -> Result<(Batch, ChaCha8Rng)> {
+) -> Result<(Vec<Sample>, ChaCha8Rng)> {
     let mut rng = iteration_rng(seed, iter);
     let plan: Vec<(usize, [u32; 2], bool)> = sampler
         .batch(iter)
@@ -446,7 +446,7 @@ pub fn train_batch(
         .par_iter()
         .map(|&(i, s, f)| split.sample(i, s, f, cfg, with_masks))
         .collect::<Result<Vec<_>>>()?;
-    Ok((collate(samples, cfg.size_divisor, device), rng))
+    Ok((samples, rng))
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use serde_json::json;
 
 use crate::checkpoint::{Checkpoint, CheckpointMeta, save};
 use crate::config::Config;
-use crate::data::{Split, train_batch};
+use crate::data::{Split, collate, train_samples};
 use crate::error::{EngineError, Result};
 use crate::predict::{evaluate, predict_split, progress_bar};
 
@@ -195,91 +195,112 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
     // Seconds spent loading data, in the forward pass (with the losses read back), and in the
     // backward pass and the SGD step, summed over this call.
     let mut phase = [0f64; 3];
-    for iter in start..end {
-        let lr = t.lr_at(iter);
-        let tick = Instant::now();
-        let (batch, mut rng) = train_batch(
-            &train,
-            &mut sampler,
-            iter,
-            t.seed,
-            &cfg.data,
-            with_masks,
-            &device,
-        )?;
-        phase[0] += tick.elapsed().as_secs_f64();
-        let tick = Instant::now();
-        let parts =
-            model.forward_train(batch.images, &batch.metas, &batch.gts, &mut loss, &mut rng)?;
-        let values = loss_values(&parts)?;
-        phase[1] += tick.elapsed().as_secs_f64();
-        let tick = Instant::now();
-        let total: f64 = values.iter().sum();
-        if !total.is_finite() {
-            let named: Vec<String> = LossParts::NAMES
-                .iter()
-                .zip(&values)
-                .map(|(n, v)| format!("{n} {v}"))
-                .collect();
-            return Err(EngineError::Diverged(format!(
-                "the loss is {total} at iteration {} ({}); stopped. The last good checkpoint is {} \
-                 (lower train.lr or set train.grad_clip)",
-                iter + 1,
-                named.join(", "),
-                if last_ckpt.exists() {
-                    last_ckpt.display().to_string()
-                } else {
-                    "none (none was written yet)".into()
+    // Batches are loaded ahead on a worker thread; each is a function of its iteration alone,
+    // so prefetching changes nothing in what is trained.
+    let (tx, rx) = std::sync::mpsc::sync_channel(cfg.data.prefetch.max(1));
+    let producer_split = &train;
+    let data_cfg = &cfg.data;
+    std::thread::scope(|scope| -> Result<()> {
+        // Owned here so that an early return drops it and frees a producer blocked on a full queue.
+        let rx = rx;
+        scope.spawn(move || {
+            for iter in start..end {
+                let item = train_samples(
+                    producer_split,
+                    &mut sampler,
+                    iter,
+                    t.seed,
+                    data_cfg,
+                    with_masks,
+                );
+                let failed = item.is_err();
+                if tx.send(item).is_err() || failed {
+                    break;
                 }
-            )));
-        }
-        let grads = GradientsParams::from_grads(parts.total().backward(), &model);
-        model = optim.step(lr, model, grads);
-        phase[2] += tick.elapsed().as_secs_f64();
-        losses.push((iter + 1, total));
-        let done = iter + 1;
-        if done % t.log_every.max(1) == 0 || done == end || iter == start {
-            let mut line = json!({"iter": done, "lr": lr, "loss": total});
-            for (n, v) in LossParts::NAMES.iter().zip(&values) {
-                line[*n] = json!(v);
             }
-            let n = (iter + 1 - start) as f64;
-            line["sec_per_iter"] = json!(t0.elapsed().as_secs_f64() / n);
-            line["data_sec"] = json!(phase[0] / n);
-            line["forward_sec"] = json!(phase[1] / n);
-            line["backward_step_sec"] = json!(phase[2] / n);
-            append_line(&metrics, &line)?;
-        }
-        pb.set_message(format!(
-            "loss {total:.3} (rpn {:.3}/{:.3} cls {:.3} bbox {:.3} mask {:.3}) lr {lr:.2e}",
-            values[0], values[1], values[2], values[3], values[4]
-        ));
-        pb.inc(1);
-        let ckpt_due = t.checkpoint_every > 0 && done % t.checkpoint_every == 0;
-        if ckpt_due || done == end {
-            let file = wd.join(format!("iter_{done:06}.ckpt"));
-            save(
-                &file,
-                &meta_for(done, &loss, Some(total)),
-                &model,
-                Some(&optim),
-            )?;
-            link_latest(&file, &latest)?;
-            last_ckpt = file;
-        }
-        if let Some(val) = &val
-            && done % t.eval_every == 0
-        {
-            let m = model.valid();
-            let dets = predict_split(&m, &loss, val, cfg, false)?;
-            let (bbox, segm) = evaluate(&val.dataset, dets, with_masks)?;
-            let mut line = json!({"iter": done, "val": {"bbox": bbox.to_json()["stats"]}});
-            if let Some(s) = segm {
-                line["val"]["segm"] = s.to_json()["stats"].clone();
+        });
+        for iter in start..end {
+            let lr = t.lr_at(iter);
+            let tick = Instant::now();
+            let (samples, mut rng) = rx
+                .recv()
+                .map_err(|_| EngineError::Request("the data loader stopped".into()))??;
+            let batch = collate(samples, cfg.data.size_divisor, &device);
+            phase[0] += tick.elapsed().as_secs_f64();
+            let tick = Instant::now();
+            let parts =
+                model.forward_train(batch.images, &batch.metas, &batch.gts, &mut loss, &mut rng)?;
+            let values = loss_values(&parts)?;
+            phase[1] += tick.elapsed().as_secs_f64();
+            let tick = Instant::now();
+            let total: f64 = values.iter().sum();
+            if !total.is_finite() {
+                let named: Vec<String> = LossParts::NAMES
+                    .iter()
+                    .zip(&values)
+                    .map(|(n, v)| format!("{n} {v}"))
+                    .collect();
+                return Err(EngineError::Diverged(format!(
+                    "the loss is {total} at iteration {} ({}); stopped. The last good checkpoint is {} \
+                 (lower train.lr or set train.grad_clip)",
+                    iter + 1,
+                    named.join(", "),
+                    if last_ckpt.exists() {
+                        last_ckpt.display().to_string()
+                    } else {
+                        "none (none was written yet)".into()
+                    }
+                )));
             }
-            append_line(&metrics, &line)?;
+            let grads = GradientsParams::from_grads(parts.total().backward(), &model);
+            model = optim.step(lr, model, grads);
+            phase[2] += tick.elapsed().as_secs_f64();
+            losses.push((iter + 1, total));
+            let done = iter + 1;
+            if done % t.log_every.max(1) == 0 || done == end || iter == start {
+                let mut line = json!({"iter": done, "lr": lr, "loss": total});
+                for (n, v) in LossParts::NAMES.iter().zip(&values) {
+                    line[*n] = json!(v);
+                }
+                let n = (iter + 1 - start) as f64;
+                line["sec_per_iter"] = json!(t0.elapsed().as_secs_f64() / n);
+                line["data_sec"] = json!(phase[0] / n);
+                line["forward_sec"] = json!(phase[1] / n);
+                line["backward_step_sec"] = json!(phase[2] / n);
+                append_line(&metrics, &line)?;
+            }
+            pb.set_message(format!(
+                "loss {total:.3} (rpn {:.3}/{:.3} cls {:.3} bbox {:.3} mask {:.3}) lr {lr:.2e}",
+                values[0], values[1], values[2], values[3], values[4]
+            ));
+            pb.inc(1);
+            let ckpt_due = t.checkpoint_every > 0 && done % t.checkpoint_every == 0;
+            if ckpt_due || done == end {
+                let file = wd.join(format!("iter_{done:06}.ckpt"));
+                save(
+                    &file,
+                    &meta_for(done, &loss, Some(total)),
+                    &model,
+                    Some(&optim),
+                )?;
+                link_latest(&file, &latest)?;
+                last_ckpt = file;
+            }
+            if let Some(val) = &val
+                && done % t.eval_every == 0
+            {
+                let m = model.valid();
+                let dets = predict_split(&m, &loss, val, cfg, false)?;
+                let (bbox, segm) = evaluate(&val.dataset, dets, with_masks)?;
+                let mut line = json!({"iter": done, "val": {"bbox": bbox.to_json()["stats"]}});
+                if let Some(s) = segm {
+                    line["val"]["segm"] = s.to_json()["stats"].clone();
+                }
+                append_line(&metrics, &line)?;
+            }
         }
-    }
+        Ok(())
+    })?;
     pb.finish_and_clear();
     let ran = end.saturating_sub(start);
     Ok(TrainOutcome {
