@@ -25,6 +25,9 @@ pub struct DataConfig {
     pub train_scales: Vec<[u32; 2]>,
     /// Test scale `[short, long]`. Default 800 x 1333.
     pub test_scale: [u32; 2],
+    /// Random crop `[height, width]` after resizing (mmdetection's `RandomCrop`, instances
+    /// clipped, boxes recomputed from masks); `[0, 0]` = off. Default off.
+    pub crop_size: [u32; 2],
     /// Probability of a horizontal flip in training. Default 0.5.
     pub flip_ratio: f64,
     /// Per-channel RGB mean and std (ImageNet's, in 0-255).
@@ -55,6 +58,7 @@ impl Default for DataConfig {
                 .map(|s| [s, 1333])
                 .collect(),
             test_scale: [800, 1333],
+            crop_size: [0, 0],
             flip_ratio: 0.5,
             mean: [123.675, 116.28, 103.53],
             std: [58.395, 57.12, 57.375],

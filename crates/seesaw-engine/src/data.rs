@@ -225,6 +225,91 @@ impl Split {
     }
 }
 
+/// mmdetection's `RandomCrop` (absolute size, boxes clipped to the crop) at offsets drawn as
+/// fractions `fy`, `fx` of the free room: pixels, boxes and masks are cut to `[ch, cw]` (or
+/// less, on a smaller image); instances that vanish are dropped, and with masks each box is
+/// recomputed from its cropped mask. A crop that would leave no instance returns the sample
+/// unchanged (mmdetection draws another image instead).
+pub fn random_crop(s: Sample, [ch, cw]: [usize; 2], fy: f64, fx: f64) -> Sample {
+    let (h, w) = s.meta.img_shape;
+    let (ch, cw) = (ch.min(h), cw.min(w));
+    if (ch, cw) == (h, w) || ch == 0 || cw == 0 {
+        return s;
+    }
+    let y0 = ((fy.clamp(0.0, 1.0) * (h - ch + 1) as f64) as usize).min(h - ch);
+    let x0 = ((fx.clamp(0.0, 1.0) * (w - cw + 1) as f64) as usize).min(w - cw);
+    let clip = |b: &[f32; 4]| {
+        [
+            (b[0] - x0 as f32).clamp(0.0, cw as f32),
+            (b[1] - y0 as f32).clamp(0.0, ch as f32),
+            (b[2] - x0 as f32).clamp(0.0, cw as f32),
+            (b[3] - y0 as f32).clamp(0.0, ch as f32),
+        ]
+    };
+    let with_masks = s.gt.masks.len() == s.gt.boxes.len() && !s.gt.masks.is_empty();
+    let mut gt = GtInstances {
+        ignore: s.gt.ignore.iter().map(clip).collect(),
+        ..Default::default()
+    };
+    for (k, b) in s.gt.boxes.iter().enumerate() {
+        if with_masks {
+            let m = &s.gt.masks[k];
+            let mut data = vec![0u8; ch * cw];
+            let (mut lo_x, mut lo_y, mut hi_x, mut hi_y) = (usize::MAX, usize::MAX, 0, 0);
+            for y in 0..ch {
+                let src = &m.data[(y + y0) * m.width + x0..(y + y0) * m.width + x0 + cw];
+                data[y * cw..(y + 1) * cw].copy_from_slice(src);
+                for (x, &v) in src.iter().enumerate() {
+                    if v != 0 {
+                        (lo_x, lo_y, hi_x, hi_y) =
+                            (lo_x.min(x), lo_y.min(y), hi_x.max(x), hi_y.max(y));
+                    }
+                }
+            }
+            if lo_x == usize::MAX {
+                continue;
+            }
+            gt.boxes.push([
+                lo_x as f32,
+                lo_y as f32,
+                (hi_x + 1) as f32,
+                (hi_y + 1) as f32,
+            ]);
+            gt.masks.push(GtMask {
+                height: ch,
+                width: cw,
+                data,
+            });
+        } else {
+            let c = clip(b);
+            if c[2] - c[0] < 1.0 || c[3] - c[1] < 1.0 {
+                continue;
+            }
+            gt.boxes.push(c);
+        }
+        gt.labels.push(s.gt.labels[k]);
+    }
+    if gt.boxes.is_empty() {
+        return s;
+    }
+    let mut pixels = vec![0f32; 3 * ch * cw];
+    for c in 0..3 {
+        for y in 0..ch {
+            let src = c * h * w + (y + y0) * w + x0;
+            pixels[(c * ch + y) * cw..(c * ch + y + 1) * cw]
+                .copy_from_slice(&s.pixels[src..src + cw]);
+        }
+    }
+    Sample {
+        pixels,
+        meta: ImageMeta {
+            img_shape: (ch, cw),
+            ..s.meta
+        },
+        gt,
+    }
+}
+
 /// Reads an image file, resizes it to `scale` (keep ratio), flips it if asked and normalises
 /// it: `[3, H, W]` pixels and the meta (image id 0).
 pub fn load_image(
@@ -434,17 +519,26 @@ pub fn train_samples(
     with_masks: bool,
 ) -> Result<(Vec<Sample>, ChaCha8Rng)> {
     let mut rng = iteration_rng(seed, iter);
-    let plan: Vec<(usize, [u32; 2], bool)> = sampler
+    let plan: Vec<(usize, [u32; 2], bool, f64, f64)> = sampler
         .batch(iter)
         .into_iter()
         .map(|i| {
             let s = cfg.train_scales[rng.random_range(0..cfg.train_scales.len())];
-            (i, s, rng.random_bool(cfg.flip_ratio.clamp(0.0, 1.0)))
+            let flip = rng.random_bool(cfg.flip_ratio.clamp(0.0, 1.0));
+            (i, s, flip, rng.random::<f64>(), rng.random::<f64>())
         })
         .collect();
+    let crop = cfg.crop_size.map(|v| v as usize);
     let samples = plan
         .par_iter()
-        .map(|&(i, s, f)| split.sample(i, s, f, cfg, with_masks))
+        .map(|&(i, s, f, fy, fx)| {
+            let sample = split.sample(i, s, f, cfg, with_masks)?;
+            Ok(if crop[0] > 0 && crop[1] > 0 {
+                random_crop(sample, crop, fy, fx)
+            } else {
+                sample
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok((samples, rng))
 }
@@ -499,6 +593,67 @@ mod tests {
         let ceil = TrainSampler::new((0..10).collect(), Some((factors, Rounding::Ceil)), 5, 4)
             .expect("ceil");
         assert_eq!(ceil.epoch_len(), 12);
+    }
+
+    #[test]
+    fn transformed_masks_match_their_boxes_and_repeat_per_seed() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let out = seesaw_data::generate(
+            &seesaw_data::SynthConfig {
+                classes: 6,
+                train_images: 12,
+                val_images: Some(2),
+                ..Default::default()
+            },
+            dir.path(),
+        )
+        .expect("synth");
+        let split = Split::new(out.train, &out.train_json, dir.path());
+        let cfg = DataConfig {
+            train_scales: vec![[96, 96], [128, 128], [160, 200]],
+            crop_size: [80, 100],
+            ..Default::default()
+        };
+        let mut sampler = split
+            .train_sampler("random", 1e-3, "ceil", 1, 4)
+            .expect("sampler");
+        let (mut seen, mut cropped) = (0, 0);
+        for iter in 0..6 {
+            let (a, _) = train_samples(&split, &mut sampler, iter, 9, &cfg, true).expect("a");
+            let (b, _) = train_samples(&split, &mut sampler, iter, 9, &cfg, true).expect("b");
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(x.pixels, y.pixels);
+                assert_eq!(x.gt, y.gt);
+                let (h, w) = x.meta.img_shape;
+                assert_eq!(x.pixels.len(), 3 * h * w);
+                // Cropped, or left whole when no instance would survive the crop.
+                cropped += usize::from(h <= 80 && w <= 100);
+                assert_eq!(x.gt.masks.len(), x.gt.boxes.len());
+                for (m, bx) in x.gt.masks.iter().zip(&x.gt.boxes) {
+                    assert_eq!((m.height, m.width), (h, w));
+                    let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
+                    for yy in 0..h {
+                        for xx in 0..w {
+                            if m.data[yy * w + xx] != 0 {
+                                (x0, y0, x1, y1) =
+                                    (x0.min(xx), y0.min(yy), x1.max(xx + 1), y1.max(yy + 1));
+                            }
+                        }
+                    }
+                    assert!(x1 > x0 && y1 > y0, "empty mask");
+                    let got = [x0 as f32, y0 as f32, x1 as f32, y1 as f32];
+                    for k in 0..4 {
+                        assert!(
+                            (got[k] - bx[k]).abs() <= 1.5,
+                            "mask box {got:?} vs box {bx:?}"
+                        );
+                    }
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen > 20, "{seen} instances checked");
+        assert!(cropped > 12, "{cropped} of 24 samples cropped");
     }
 
     #[test]
