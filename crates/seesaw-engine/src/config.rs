@@ -28,6 +28,9 @@ pub struct DataConfig {
     /// Random crop `[height, width]` after resizing (mmdetection's `RandomCrop`, instances
     /// clipped, boxes recomputed from masks); `[0, 0]` = off. Default off.
     pub crop_size: [u32; 2],
+    /// mmdetection's `PhotoMetricDistortion` in training (brightness, contrast, saturation,
+    /// hue; each with probability 0.5). Default false.
+    pub photometric: bool,
     /// Probability of a horizontal flip in training. Default 0.5.
     pub flip_ratio: f64,
     /// Per-channel RGB mean and std (ImageNet's, in 0-255).
@@ -59,6 +62,7 @@ impl Default for DataConfig {
                 .collect(),
             test_scale: [800, 1333],
             crop_size: [0, 0],
+            photometric: false,
             flip_ratio: 0.5,
             mean: [123.675, 116.28, 103.53],
             std: [58.395, 57.12, 57.375],
