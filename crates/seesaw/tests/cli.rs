@@ -387,6 +387,24 @@ fn rfs_reports_epoch_size_and_groups() {
     for g in ["rare", "common", "frequent"] {
         assert!(stdout.contains(g), "{stdout}");
     }
+    let out = seesaw(&[
+        "bench",
+        "data",
+        "--json",
+        train.to_str().unwrap(),
+        "--images",
+        data.to_str().unwrap(),
+        "--batches",
+        "2",
+        "--batch",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("4 training samples"),
+        "{}",
+        text(&out.stdout)
+    );
     let out = seesaw(&["data", "rfs", train.to_str().unwrap(), "--thr", "0"]);
     assert_eq!(out.status.code(), Some(1));
 }

@@ -1,5 +1,6 @@
 //! `seesaw bench ...`: measurements that go into BENCHMARKS.md.
 
+mod data;
 pub mod long_tail;
 mod loss;
 mod ops;
@@ -20,6 +21,8 @@ pub enum BenchCommand {
     /// One training iteration and one inference of a detector (default: Mask R-CNN R50-FPN at
     /// 800x1333, batch 1) on a synthetic batch; peak memory.
     Step(step::StepArgs),
+    /// Training samples per second of the data pipeline (LVIS scales, flip, masks).
+    Data(data::DataArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> Result<()> {
@@ -28,5 +31,6 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::LongTailClassify(a) => long_tail::run(&a),
         BenchCommand::Ops(a) => ops::run(&a),
         BenchCommand::Step(a) => step::run(&a),
+        BenchCommand::Data(a) => data::run(&a),
     }
 }
