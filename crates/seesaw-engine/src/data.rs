@@ -255,31 +255,18 @@ pub fn random_crop(s: Sample, [ch, cw]: [usize; 2], fy: f64, fx: f64) -> Sample 
         if with_masks {
             let m = &s.gt.masks[k];
             let mut data = vec![0u8; ch * cw];
-            let (mut lo_x, mut lo_y, mut hi_x, mut hi_y) = (usize::MAX, usize::MAX, 0, 0);
             for y in 0..ch {
-                let src = &m.data[(y + y0) * m.width + x0..(y + y0) * m.width + x0 + cw];
-                data[y * cw..(y + 1) * cw].copy_from_slice(src);
-                for (x, &v) in src.iter().enumerate() {
-                    if v != 0 {
-                        (lo_x, lo_y, hi_x, hi_y) =
-                            (lo_x.min(x), lo_y.min(y), hi_x.max(x), hi_y.max(y));
-                    }
-                }
+                let src = (y + y0) * m.width + x0;
+                data[y * cw..(y + 1) * cw].copy_from_slice(&m.data[src..src + cw]);
             }
-            if lo_x == usize::MAX {
-                continue;
-            }
-            gt.boxes.push([
-                lo_x as f32,
-                lo_y as f32,
-                (hi_x + 1) as f32,
-                (hi_y + 1) as f32,
-            ]);
-            gt.masks.push(GtMask {
+            let cropped = GtMask {
                 height: ch,
                 width: cw,
                 data,
-            });
+            };
+            let Some(bx) = cropped.bbox() else { continue };
+            gt.boxes.push(bx);
+            gt.masks.push(cropped);
         } else {
             let c = clip(b);
             if c[2] - c[0] < 1.0 || c[3] - c[1] < 1.0 {
@@ -432,16 +419,8 @@ pub fn instaboost(mut s: Sample, p: f64, seed: u64) -> Sample {
         ..Default::default()
     };
     for (m, label) in old.masks.into_iter().zip(old.labels) {
-        let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
-        for y in 0..h {
-            for x in 0..w {
-                if m.data[y * w + x] != 0 {
-                    (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x + 1), y1.max(y + 1));
-                }
-            }
-        }
-        if x1 > x0 && y1 > y0 {
-            gt.boxes.push([x0 as f32, y0 as f32, x1 as f32, y1 as f32]);
+        if let Some(bx) = m.bbox() {
+            gt.boxes.push(bx);
             gt.masks.push(m);
             gt.labels.push(label);
         }
@@ -873,17 +852,7 @@ mod tests {
                 assert_eq!(x.gt.masks.len(), x.gt.boxes.len());
                 for (m, bx) in x.gt.masks.iter().zip(&x.gt.boxes) {
                     assert_eq!((m.height, m.width), (h, w));
-                    let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
-                    for yy in 0..h {
-                        for xx in 0..w {
-                            if m.data[yy * w + xx] != 0 {
-                                (x0, y0, x1, y1) =
-                                    (x0.min(xx), y0.min(yy), x1.max(xx + 1), y1.max(yy + 1));
-                            }
-                        }
-                    }
-                    assert!(x1 > x0 && y1 > y0, "empty mask");
-                    let got = [x0 as f32, y0 as f32, x1 as f32, y1 as f32];
+                    let got = m.bbox().expect("no empty mask");
                     for k in 0..4 {
                         assert!(
                             (got[k] - bx[k]).abs() <= 1.5,

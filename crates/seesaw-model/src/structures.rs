@@ -61,6 +61,21 @@ pub struct GtMask {
     pub data: Vec<u8>,
 }
 
+impl GtMask {
+    /// The tight box `[x1, y1, x2, y2]` of the set pixels (pixel edges), `None` when empty.
+    pub fn bbox(&self) -> Option<Box2> {
+        let (mut x0, mut y0, mut x1, mut y1) = (self.width, self.height, 0, 0);
+        for (y, row) in self.data.chunks_exact(self.width.max(1)).enumerate() {
+            for (x, &v) in row.iter().enumerate() {
+                if v != 0 {
+                    (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x + 1), y1.max(y + 1));
+                }
+            }
+        }
+        (x1 > x0 && y1 > y0).then_some([x0 as f32, y0 as f32, x1 as f32, y1 as f32])
+    }
+}
+
 /// Ground truths of one image, at input scale.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct GtInstances {
