@@ -23,6 +23,9 @@ pub struct DataConfig {
     /// Training scales `[short, long]`, one drawn per image (mmdetection's multi-scale
     /// "value" mode). Default the LVIS recipe's 640-800 x 1333.
     pub train_scales: Vec<[u32; 2]>,
+    /// "value" (one of `train_scales`) or "range" (short and long sides drawn uniformly between
+    /// the smallest and largest given). Default "value".
+    pub train_scale_mode: String,
     /// Test scale `[short, long]`. Default 800 x 1333.
     pub test_scale: [u32; 2],
     /// Random crop `[height, width]` after resizing (mmdetection's `RandomCrop`, instances
@@ -41,7 +44,8 @@ pub struct DataConfig {
     pub std: [f32; 3],
     /// Padded batches are multiples of this. Default 32.
     pub size_divisor: usize,
-    /// "random" (uniform over images) or "rfs" (repeat-factor sampling).
+    /// "random" (uniform over images), "rfs" (repeat-factor sampling) or "class_aware" (a class
+    /// drawn uniformly, then one of its images).
     pub sampler: String,
     /// Repeat-factor threshold t of RFS. Default 1e-3.
     pub rfs_threshold: f64,
@@ -63,6 +67,7 @@ impl Default for DataConfig {
                 .into_iter()
                 .map(|s| [s, 1333])
                 .collect(),
+            train_scale_mode: "value".into(),
             test_scale: [800, 1333],
             crop_size: [0, 0],
             photometric: false,
@@ -334,9 +339,15 @@ impl Config {
                 t.schedule
             ));
         }
-        if !matches!(self.data.sampler.as_str(), "random" | "rfs") {
+        if !matches!(self.data.train_scale_mode.as_str(), "value" | "range") {
             return bad(format!(
-                "data.sampler must be \"random\" or \"rfs\" (got {:?})",
+                "data.train_scale_mode must be \"value\" or \"range\" (got {:?})",
+                self.data.train_scale_mode
+            ));
+        }
+        if !matches!(self.data.sampler.as_str(), "random" | "rfs" | "class_aware") {
+            return bad(format!(
+                "data.sampler must be \"random\", \"rfs\" or \"class_aware\" (got {:?})",
                 self.data.sampler
             ));
         }

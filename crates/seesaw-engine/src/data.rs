@@ -135,6 +135,24 @@ impl Split {
         seed: u64,
         batch_size: usize,
     ) -> Result<TrainSampler> {
+        if sampler == "class_aware" {
+            let images = self.trainable_images();
+            let mut lists = vec![Vec::new(); self.num_classes()];
+            for &i in &images {
+                let mut classes: Vec<usize> = self.anns_of[i]
+                    .iter()
+                    .filter_map(|&a| self.class_of.get(&self.dataset.annotations[a].category_id))
+                    .copied()
+                    .collect();
+                classes.sort_unstable();
+                classes.dedup();
+                for c in classes {
+                    lists[c].push(i);
+                }
+            }
+            lists.retain(|l| !l.is_empty());
+            return Ok(TrainSampler::new(images, None, seed, batch_size)?.class_aware(lists));
+        }
         let factors = if sampler == "rfs" {
             let rounding: Rounding = rounding.parse().map_err(EngineError::Request)?;
             Some((
@@ -629,6 +647,8 @@ pub fn collate(samples: Vec<Sample>, divisor: usize, device: &Device) -> Batch {
 pub struct TrainSampler {
     images: Vec<usize>,
     factors: Option<(Vec<f64>, Rounding)>,
+    /// Class-aware sampling: the images of each class.
+    class_images: Option<Vec<Vec<usize>>>,
     seed: u64,
     batch_size: usize,
     /// Where each epoch generated so far starts, in samples, and the last epoch's order.
@@ -651,6 +671,7 @@ impl TrainSampler {
         let mut s = Self {
             images,
             factors,
+            class_images: None,
             seed,
             batch_size,
             starts: vec![0],
@@ -662,6 +683,19 @@ impl TrainSampler {
         Ok(s)
     }
 
+    /// mmdetection's `ClassAwareSampler` (one sample per class draw): each sample is a class
+    /// drawn uniformly, then one of its images; an epoch has as many samples as images.
+    pub fn class_aware(mut self, lists: Vec<Vec<usize>>) -> Self {
+        if !lists.is_empty() {
+            self.class_images = Some(lists);
+            self.starts = vec![0];
+            let first = self.epoch_order(0);
+            self.starts.push(first.len());
+            self.current = (0, first);
+        }
+        self
+    }
+
     /// Samples in the first epoch.
     pub fn epoch_len(&self) -> usize {
         self.starts[1]
@@ -670,6 +704,14 @@ impl TrainSampler {
     fn epoch_order(&self, epoch: u64) -> Vec<usize> {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         rng.set_stream((0x0EB0C << 20) | epoch);
+        if let Some(lists) = &self.class_images {
+            return (0..self.images.len())
+                .map(|_| {
+                    let l = &lists[rng.random_range(0..lists.len())];
+                    l[rng.random_range(0..l.len())]
+                })
+                .collect();
+        }
         let mut order = match &self.factors {
             Some((f, rounding)) => sampling::epoch_indices(&self.images, f, *rounding, &mut rng),
             None => self.images.clone(),
@@ -718,6 +760,21 @@ pub fn iteration_rng(seed: u64, iter: usize) -> ChaCha8Rng {
     rng
 }
 
+/// A training scale: one of `scales` ("value"), or a short and a long side drawn uniformly
+/// between the smallest and largest of `scales` ("range"), as mmdetection's `Resize`.
+pub fn draw_scale<R: Rng>(scales: &[[u32; 2]], mode: &str, rng: &mut R) -> [u32; 2] {
+    if mode == "range" && scales.len() >= 2 {
+        let lo = |k: usize| scales.iter().map(|s| s[k]).min().unwrap_or(1);
+        let hi = |k: usize| scales.iter().map(|s| s[k]).max().unwrap_or(1);
+        [
+            rng.random_range(lo(0)..=hi(0)),
+            rng.random_range(lo(1)..=hi(1)),
+        ]
+    } else {
+        scales[rng.random_range(0..scales.len())]
+    }
+}
+
 /// Loads the training samples of iteration `iter` (images in parallel), with the generator
 /// that goes on to draw the iteration's anchors and RoIs.
 pub fn train_samples(
@@ -734,7 +791,7 @@ pub fn train_samples(
         .batch(iter)
         .into_iter()
         .map(|i| {
-            let s = cfg.train_scales[rng.random_range(0..cfg.train_scales.len())];
+            let s = draw_scale(&cfg.train_scales, &cfg.train_scale_mode, &mut rng);
             let flip = rng.random_bool(cfg.flip_ratio.clamp(0.0, 1.0));
             let (fy, fx) = (rng.random::<f64>(), rng.random::<f64>());
             let photo = cfg.photometric.then(|| Photometric::draw(&mut rng));
@@ -919,6 +976,26 @@ mod tests {
             for (i, &v) in m.iter().enumerate() {
                 assert_eq!(out.pixels[i], f32::from(v), "seed {seed} pixel {i}");
             }
+        }
+    }
+
+    #[test]
+    fn class_aware_sampling_and_range_scales() {
+        // Class 0 in images 0-7, class 1 in image 8 only: class-aware draws image 8 about
+        // half the time.
+        let lists = vec![(0..8).collect::<Vec<usize>>(), vec![8]];
+        let mut s = TrainSampler::new((0..9).collect(), None, 1, 9)
+            .expect("s")
+            .class_aware(lists);
+        let drawn: Vec<usize> = (0..100).flat_map(|i| s.batch(i)).collect();
+        let eights = drawn.iter().filter(|&&i| i == 8).count();
+        assert!((350..=550).contains(&eights), "{eights} of 900");
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        for _ in 0..100 {
+            let [a, b] = draw_scale(&[[640, 1333], [800, 1400]], "range", &mut rng);
+            assert!((640..=800).contains(&a) && (1333..=1400).contains(&b));
+            let v = draw_scale(&[[640, 1333], [800, 1400]], "value", &mut rng);
+            assert!(v == [640, 1333] || v == [800, 1400]);
         }
     }
 

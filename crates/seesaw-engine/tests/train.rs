@@ -161,6 +161,13 @@ fn cross_entropy_trains_too_and_a_nan_stops_the_run() {
     let mut cfg = setup(tmp.path(), 4, 64, "ce");
     cfg.train.iters = 2;
     cfg.train.eval_every = 2;
+    // The other samplers and augmentations run end to end too.
+    cfg.data.sampler = "class_aware".into();
+    cfg.data.train_scale_mode = "range".into();
+    cfg.data.train_scales = vec![[56, 56], [72, 72]];
+    cfg.data.crop_size = [48, 48];
+    cfg.data.photometric = true;
+    cfg.data.instaboost = 0.5;
     let out = train(&cfg, &opts(&tmp.path().join("ce"), None, false)).expect("ce");
     assert!(out.losses.iter().all(|l| l.1.is_finite()));
     // Periodic validation writes the evaluator's stats into the metrics.
