@@ -793,9 +793,21 @@ pub fn train_samples(
         .map(|i| {
             let s = draw_scale(&cfg.train_scales, &cfg.train_scale_mode, &mut rng);
             let flip = rng.random_bool(cfg.flip_ratio.clamp(0.0, 1.0));
-            let (fy, fx) = (rng.random::<f64>(), rng.random::<f64>());
+            // Draws only for the augmentations that are on, so that turning one on leaves
+            // the others' draws (and a recipe without it) as they were.
+            let crop_on = cfg.crop_size[0] > 0 && cfg.crop_size[1] > 0;
+            let (fy, fx) = if crop_on {
+                (rng.random::<f64>(), rng.random::<f64>())
+            } else {
+                (0.0, 0.0)
+            };
             let photo = cfg.photometric.then(|| Photometric::draw(&mut rng));
-            (i, s, flip, fy, fx, photo, rng.random::<u64>())
+            let jitter_seed = if cfg.instaboost > 0.0 {
+                rng.random::<u64>()
+            } else {
+                0
+            };
+            (i, s, flip, fy, fx, photo, jitter_seed)
         })
         .collect();
     let crop = cfg.crop_size.map(|v| v as usize);
