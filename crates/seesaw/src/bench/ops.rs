@@ -42,7 +42,8 @@ pub fn bench_roi(i: usize) -> [f32; 5] {
     [0.0, x1, y1, (x1 + w).min(1333.0), (y1 + h).min(800.0)]
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median of timings (the upper middle for an even count).
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }

@@ -17,6 +17,8 @@ use seesaw_model::burn::tensor::{Device, Distribution, Tensor};
 use seesaw_model::losses::any::AnyLoss;
 use seesaw_model::structures::{GtInstances, GtMask, ImageMeta};
 
+use super::ops::median;
+
 #[derive(Args)]
 pub struct StepArgs {
     /// The detector's config.
@@ -36,11 +38,6 @@ pub struct StepArgs {
     /// Override config keys, e.g. --set model.num_classes=90 --set model.loss=ce.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Peak resident memory of this process (Linux `VmHWM`), in MiB.
