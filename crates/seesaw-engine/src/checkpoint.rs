@@ -12,7 +12,7 @@ use seesaw_model::burn::module::Module;
 use seesaw_model::burn::optim::ModuleOptimizer;
 use seesaw_model::burn::store::ModuleRecord;
 use seesaw_model::burn::tensor::Bytes;
-use seesaw_model::detectors::MaskRcnn;
+use seesaw_model::detectors::Detector;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
@@ -29,9 +29,10 @@ pub struct CheckpointMeta {
     pub config: String,
     pub class_names: Vec<String>,
     pub category_ids: Vec<u64>,
-    /// Seesaw's cumulative class counts (`[C + 1]`), when the loss is Seesaw.
+    /// Seesaw's cumulative class counts (`[C + 1]`) of each box stage's loss; empty unless
+    /// the loss is Seesaw.
     #[serde(default)]
-    pub seesaw_counts: Option<Vec<u64>>,
+    pub seesaw_counts: Vec<Vec<u64>>,
     /// Total loss of each iteration logged so far (for checks; not needed to resume).
     #[serde(default)]
     pub last_loss: Option<f64>,
@@ -48,7 +49,7 @@ pub struct Checkpoint {
 pub fn save(
     file: &Path,
     meta: &CheckpointMeta,
-    model: &MaskRcnn,
+    model: &Detector,
     optimizer: Option<&ModuleOptimizer>,
 ) -> Result<()> {
     let fail = |m: String| EngineError::checkpoint(file, m);
@@ -128,7 +129,7 @@ impl Checkpoint {
     }
 
     /// Loads the weights into `model` (built from the same config).
-    pub fn load_model(&self, file: &Path, model: MaskRcnn) -> Result<MaskRcnn> {
+    pub fn load_model(&self, file: &Path, model: Detector) -> Result<Detector> {
         let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(self.model.clone()))
             .map_err(|e| EngineError::checkpoint(file, format!("model section: {e}")))?;
         model

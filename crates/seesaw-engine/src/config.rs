@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use seesaw_model::detectors::MaskRcnnConfig;
+use seesaw_model::detectors::DetectorConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
@@ -178,7 +178,7 @@ impl Default for TestConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    pub model: MaskRcnnConfig,
+    pub model: DetectorConfig,
     pub data: DataConfig,
     pub train: TrainConfig,
     pub test: TestConfig,
@@ -372,6 +372,12 @@ impl Config {
         if let Err(e) = self.model.loss_kind() {
             return bad(format!("model.loss: {e}"));
         }
+        if let Err(e) = self.model.kind() {
+            return bad(format!("model.detector: {e}"));
+        }
+        if let Err(e) = self.model.num_stages() {
+            return bad(format!("model.{e}"));
+        }
         Ok(())
     }
 }
@@ -466,6 +472,21 @@ mod shipped {
                 .to_string_lossy()
                 .to_string();
             let seesaw = name.contains("seesaw");
+            let detector = if name.starts_with("cascade") {
+                "cascade"
+            } else if name.contains("htc_lite") {
+                "htc_lite"
+            } else if name.starts_with("htc") {
+                "htc"
+            } else {
+                "mask_rcnn"
+            };
+            assert_eq!(cfg.model.detector, detector, "{name}");
+            assert_eq!(
+                cfg.model.num_stages().expect("stages"),
+                if detector == "mask_rcnn" { 1 } else { 3 },
+                "{name}"
+            );
             assert_eq!(cfg.model.loss == "seesaw", seesaw, "{name}");
             assert_eq!(cfg.model.bbox_head.normed_classifier, seesaw, "{name}");
             if name.contains("lvis") {
@@ -488,6 +509,6 @@ mod shipped {
             }
             seen += 1;
         }
-        assert!(seen >= 7, "{seen} configs");
+        assert!(seen >= 11, "{seen} configs");
     }
 }

@@ -9,8 +9,8 @@ use seesaw_data::mask::Bitmap;
 use seesaw_data::{Dataset, Detection, Segmentation};
 use seesaw_eval::{Evaluation, Evaluator, IouType};
 use seesaw_model::burn::tensor::Device;
-use seesaw_model::detectors::MaskRcnn;
-use seesaw_model::detectors::mask_rcnn::select_detections;
+use seesaw_model::detectors::Detector;
+use seesaw_model::detectors::two_stage::select_detections;
 use seesaw_model::losses::any::AnyLoss;
 use seesaw_model::ops::Box2;
 use seesaw_model::ops::mask_paste::paste_mask;
@@ -87,7 +87,7 @@ pub fn to_results(
 
 /// Runs `model` over every image of `split` at the test scale; COCO results.
 pub fn predict_split(
-    model: &MaskRcnn,
+    model: &Detector,
     loss: &AnyLoss,
     split: &Split,
     cfg: &Config,
@@ -121,7 +121,7 @@ pub fn predict_split(
 
 /// Detections of one image file (at the test scale), at input scale, with its meta.
 pub fn predict_file(
-    model: &MaskRcnn,
+    model: &Detector,
     loss: &AnyLoss,
     path: &Path,
     cfg: &Config,
@@ -229,7 +229,7 @@ impl Tta {
 /// proposals, boxes mapped back and averaged with the scores; masks of every augmentation
 /// (flipped back) averaged before thresholding. Detections on the original image.
 pub fn predict_image_tta(
-    model: &MaskRcnn,
+    model: &Detector,
     loss: &AnyLoss,
     split: &Split,
     index: usize,
@@ -331,7 +331,7 @@ pub fn predict_image_tta(
 
 /// [`predict_split`] with test-time augmentation, one image at a time.
 pub fn predict_split_tta(
-    model: &MaskRcnn,
+    model: &Detector,
     loss: &AnyLoss,
     split: &Split,
     cfg: &Config,

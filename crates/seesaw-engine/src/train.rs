@@ -13,7 +13,7 @@ use seesaw_model::burn::optim::decay::WeightDecayConfig;
 use seesaw_model::burn::optim::momentum::MomentumConfig;
 use seesaw_model::burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use seesaw_model::burn::tensor::{Device, Tensor};
-use seesaw_model::detectors::{LossParts, MaskRcnn};
+use seesaw_model::detectors::{Detector, LossParts};
 use seesaw_model::losses::any::AnyLoss;
 use serde_json::json;
 
@@ -45,14 +45,38 @@ pub struct TrainOutcome {
     pub iters_per_sec: f64,
 }
 
-/// The classification loss of a run, from the training split's class statistics.
-pub fn build_loss(cfg: &Config, train: &Split) -> Result<AnyLoss> {
-    Ok(AnyLoss::new(
-        cfg.model.loss_kind()?,
-        &train.image_counts(),
-        train.dataset.images.len() as u64,
-        cfg.train.seed,
-    ))
+/// The classification losses of a run, one per box stage, from the training split's class
+/// statistics.
+pub fn build_losses(cfg: &Config, train: &Split) -> Result<Vec<AnyLoss>> {
+    let kind = cfg.model.loss_kind()?;
+    let counts = train.image_counts();
+    let images = train.dataset.images.len() as u64;
+    Ok((0..cfg.model.num_stages()?)
+        .map(|_| AnyLoss::new(kind, &counts, images, cfg.train.seed))
+        .collect())
+}
+
+/// Puts each stage's Seesaw counts of a checkpoint back into `losses`.
+fn restore_counts(losses: &mut [AnyLoss], counts: &[Vec<u64>], file: &Path) -> Result<()> {
+    if counts.is_empty() {
+        return Ok(());
+    }
+    if counts.len() != losses.len() {
+        return Err(EngineError::checkpoint(
+            file,
+            format!(
+                "holds Seesaw counts of {} box stages but the model has {}",
+                counts.len(),
+                losses.len()
+            ),
+        ));
+    }
+    for (loss, c) in losses.iter_mut().zip(counts) {
+        if let AnyLoss::Seesaw(s) = loss {
+            s.set_counts(c.clone())?;
+        }
+    }
+    Ok(())
 }
 
 /// The SGD optimizer of the config.
@@ -71,11 +95,14 @@ pub fn build_optimizer(cfg: &Config) -> ModuleOptimizer {
     sgd.init()
 }
 
-fn seesaw_counts(loss: &AnyLoss) -> Option<Vec<u64>> {
-    match loss {
-        AnyLoss::Seesaw(s) => Some(s.counts().to_vec()),
-        _ => None,
-    }
+fn seesaw_counts(losses: &[AnyLoss]) -> Vec<Vec<u64>> {
+    losses
+        .iter()
+        .filter_map(|l| match l {
+            AnyLoss::Seesaw(s) => Some(s.counts().to_vec()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn append_line(file: &Path, value: &serde_json::Value) -> Result<()> {
@@ -143,7 +170,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
     let device = Device::flex().autodiff();
     device.seed(t.seed);
     let mut model = cfg.model.init(&device)?;
-    let mut loss = build_loss(cfg, &train)?;
+    let mut losses_cls = build_losses(cfg, &train)?;
     let mut optim = build_optimizer(cfg);
     let latest = wd.join("latest.ckpt");
     let metrics = wd.join("metrics.jsonl");
@@ -158,9 +185,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         }
         model = ck.load_model(&latest, model)?;
         optim = ck.load_optimizer(&latest, optim)?;
-        if let (AnyLoss::Seesaw(s), Some(c)) = (&mut loss, ck.meta.seesaw_counts.clone()) {
-            s.set_counts(c)?;
-        }
+        restore_counts(&mut losses_cls, &ck.meta.seesaw_counts, &latest)?;
         start = ck.meta.iter;
         truncate_metrics(&metrics, start)?;
         tracing::info!("resuming from {} at iteration {start}", latest.display());
@@ -178,7 +203,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         t.batch_size,
     )?;
     let end = opts.stop_at.map_or(t.iters, |s| s.min(t.iters));
-    let meta_for = |iter: usize, loss: &AnyLoss, last: Option<f64>| CheckpointMeta {
+    let meta_for = |iter: usize, loss: &[AnyLoss], last: Option<f64>| CheckpointMeta {
         iter,
         config: cfg_text.clone(),
         class_names: train.class_names(),
@@ -228,8 +253,13 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
             let batch = collate(samples, cfg.data.size_divisor, &device);
             phase[0] += tick.elapsed().as_secs_f64();
             let tick = Instant::now();
-            let parts =
-                model.forward_train(batch.images, &batch.metas, &batch.gts, &mut loss, &mut rng)?;
+            let parts = model.forward_train(
+                batch.images,
+                &batch.metas,
+                &batch.gts,
+                &mut losses_cls,
+                &mut rng,
+            )?;
             let values = loss_values(&parts)?;
             phase[1] += tick.elapsed().as_secs_f64();
             let tick = Instant::now();
@@ -279,7 +309,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
                 let file = wd.join(format!("iter_{done:06}.ckpt"));
                 save(
                     &file,
-                    &meta_for(done, &loss, Some(total)),
+                    &meta_for(done, &losses_cls, Some(total)),
                     &model,
                     Some(&optim),
                 )?;
@@ -290,7 +320,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
                 && done % t.eval_every == 0
             {
                 let m = model.valid();
-                let dets = predict_split(&m, &loss, val, cfg, false)?;
+                let dets = predict_split(&m, &losses_cls[0], val, cfg, false)?;
                 let (bbox, segm) = evaluate(&val.dataset, dets, with_masks)?;
                 let mut line = json!({"iter": done, "val": {"bbox": bbox.to_json()["stats"]}});
                 if let Some(s) = segm {
@@ -323,7 +353,7 @@ fn link_latest(file: &Path, latest: &Path) -> Result<()> {
 /// A trained model for inference (no autodiff), with its loss and class mapping, from a
 /// checkpoint; `cfg` is the checkpoint's own config unless one is given.
 pub struct Loaded {
-    pub model: MaskRcnn,
+    pub model: Detector,
     pub loss: AnyLoss,
     pub config: Config,
     pub meta: CheckpointMeta,
@@ -349,8 +379,9 @@ pub fn load_for_inference(file: &Path, cfg: Option<&Config>) -> Result<Loaded> {
     let model = ck.load_model(file, config.model.init(&device)?)?;
     let c = config.model.num_classes;
     let mut loss = AnyLoss::new(config.model.loss_kind()?, &vec![1; c], 1, config.train.seed);
-    if let (AnyLoss::Seesaw(s), Some(counts)) = (&mut loss, ck.meta.seesaw_counts.clone()) {
-        s.set_counts(counts)?;
+    // Prediction needs the activation only; stage 0's counts are kept for inspection.
+    if let (AnyLoss::Seesaw(s), Some(counts)) = (&mut loss, ck.meta.seesaw_counts.first()) {
+        s.set_counts(counts.clone())?;
     }
     Ok(Loaded {
         model,

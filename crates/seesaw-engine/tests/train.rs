@@ -106,7 +106,8 @@ fn resume_repeats_the_uninterrupted_loss_sequence_exactly() {
     let head = train(&cfg, &opts(&b, Some(3), false)).expect("head");
     let ck = Checkpoint::load(&b.join("latest.ckpt")).expect("checkpoint");
     assert_eq!(ck.meta.iter, 3);
-    let counts = ck.meta.seesaw_counts.clone().expect("seesaw counts");
+    assert_eq!(ck.meta.seesaw_counts.len(), 1, "one box stage");
+    let counts = ck.meta.seesaw_counts[0].clone();
     assert_eq!(counts.len(), 4);
     assert!(counts.iter().sum::<u64>() > 0);
     let tail = train(&cfg, &opts(&b, None, true)).expect("resumed");

@@ -7,14 +7,14 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use seesaw_model::backbones::{BlockKind, ResNetConfig, StemKind};
 use seesaw_model::burn;
-use seesaw_model::detectors::MaskRcnnConfig;
+use seesaw_model::detectors::DetectorConfig;
 use seesaw_model::heads::rpn_head::level_anchors;
 use seesaw_model::losses::LossKind;
 use seesaw_model::losses::any::AnyLoss;
 use seesaw_model::structures::{GtInstances, GtMask, ImageMeta};
 
-fn tiny(loss: &str) -> MaskRcnnConfig {
-    let mut c = MaskRcnnConfig {
+fn tiny(loss: &str) -> DetectorConfig {
+    let mut c = DetectorConfig {
         num_classes: 5,
         loss: loss.into(),
         ..Default::default()
@@ -105,9 +105,15 @@ fn every_stage_has_the_documented_shape_and_the_losses_are_finite() {
         let mut loss = AnyLoss::new(kind, &[10, 1, 5, 2, 8], 20, 0);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let parts = model
-            .forward_train(images.clone(), &metas, &gts, &mut loss, &mut rng)
+            .forward_train(
+                images.clone(),
+                &metas,
+                &gts,
+                std::slice::from_mut(&mut loss),
+                &mut rng,
+            )
             .expect("train forward");
-        for (name, t) in ["rpn_cls", "rpn_bbox", "cls", "bbox", "mask"]
+        for (name, t) in ["rpn_cls", "rpn_bbox", "cls", "bbox", "mask", "glbctx"]
             .iter()
             .zip(parts.to_vec())
         {
@@ -123,23 +129,18 @@ fn every_stage_has_the_documented_shape_and_the_losses_are_finite() {
             ("conv1", model.backbone.conv1.weight.grad(&grads)),
             ("fpn", model.neck.fpn_convs[0].weight.grad(&grads)),
             ("rpn", model.rpn_head.cls.weight.grad(&grads)),
-            (
-                "mask",
-                model.mask_head.as_ref().expect("mask head").convs[0]
-                    .weight
-                    .grad(&grads),
-            ),
+            ("mask", model.mask_heads[0].convs[0].weight.grad(&grads)),
         ] {
             assert!(g.is_some(), "{loss_name}: no gradient reaches {name}");
         }
-        assert!(model.bbox_head.fc1.weight.grad(&grads).is_some());
+        assert!(model.bbox_heads[0].fc1.weight.grad(&grads).is_some());
         // Biases initialised to zero stay trainable.
         let bias = |b: &Option<burn::module::Param<Tensor<1>>>| {
             b.as_ref().expect("bias").grad(&grads).is_some()
         };
-        let mask_head = model.mask_head.as_ref().expect("mask head");
+        let mask_head = &model.mask_heads[0];
         assert!(bias(&model.rpn_head.conv.bias) && bias(&model.rpn_head.reg.bias));
-        assert!(bias(&model.bbox_head.fc1.bias) && bias(&model.bbox_head.reg.bias));
+        assert!(bias(&model.bbox_heads[0].fc1.bias) && bias(&model.bbox_heads[0].reg.bias));
         assert!(bias(&mask_head.upsample.bias) && bias(&mask_head.convs[0].bias));
 
         let plain = model.valid();

@@ -4,9 +4,10 @@
 //! validation images with their instances; then trains the small Mask R-CNN twice with the same
 //! seed, data order and budget (cross-entropy, then Seesaw Loss + NormedLinear), evaluates both
 //! on the validation split and prints one table of box and mask AP, APr, APc, APf. It prints
-//! only what it computed.
+//! only what it computed. `--detector` picks other RoI heads (cascade, htc, htc_lite; several
+//! compare them) and `--loss` the losses each is trained with.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -20,6 +21,8 @@ use seesaw_engine::data::Split;
 use seesaw_engine::predict::{evaluate, predict_split};
 use seesaw_engine::train::{TrainOptions, load_for_inference, train};
 use seesaw_eval::Evaluation;
+use seesaw_model::detectors::DetectorKind;
+use seesaw_model::losses::LossKind;
 
 use crate::data_cmd::{self, SynthArgs};
 use crate::viz;
@@ -38,6 +41,14 @@ pub struct DemoArgs {
     /// A smaller dataset (200 training images) and a short schedule: a smoke test.
     #[arg(long)]
     pub quick: bool,
+    /// RoI heads: mask_rcnn, cascade, htc or htc_lite; several (comma-separated) are trained
+    /// one after another with the same seed, data and budget.
+    #[arg(long, value_delimiter = ',', default_value = "mask_rcnn")]
+    pub detector: Vec<String>,
+    /// Classification losses each detector is trained with (ce, bce, eql, eqlv2, federated,
+    /// seesaw; Seesaw with NormedLinear, the rest with a linear classifier).
+    #[arg(long, value_delimiter = ',', default_value = "ce,seesaw")]
+    pub loss: Vec<String>,
 }
 
 impl DemoArgs {
@@ -108,23 +119,24 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         println!("wrote {}", file.display());
     }
 
+    let plan = demo_runs(&a.detector, &a.loss)?;
     println!(
-        "== 3. Mask R-CNN: cross-entropy against Seesaw Loss ({iters} iterations each, same seed and data order) ==",
+        "== 3. {}: {} ({iters} iterations each, same seed and data order) ==",
+        a.detector.join(", "),
+        a.loss.join(" against "),
         iters = a.iters()
     );
     let tty = std::io::stderr().is_terminal();
     let val = Split::new(out.val.clone(), &out.val_json, &data_dir);
     let mut runs = Vec::new();
-    for (name, text) in [("ce", CE_CONFIG), ("seesaw", SEESAW_CONFIG)] {
-        let file = PathBuf::from(format!("configs/demo_mask_rcnn_{name}.toml"));
-        let mut cfg = Config::from_toml(text, &file, &[])?;
+    for (name, mut cfg) in plan {
         cfg.data.train_json = out.train_json.clone();
         cfg.data.val_json = out.val_json.clone();
         cfg.data.train_images = data_dir.clone();
         cfg.data.val_images = data_dir.clone();
         cfg.train.iters = a.iters();
         cfg.train.seed = a.seed;
-        let work_dir = a.out.join("work").join(name);
+        let work_dir = a.out.join("work").join(&name);
         let t0 = Instant::now();
         let trained = train(
             &cfg,
@@ -153,6 +165,8 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         );
         runs.push(Run {
             name,
+            detector: cfg.model.detector.clone(),
+            loss: cfg.model.loss.clone(),
             bbox,
             segm,
             dets,
@@ -163,14 +177,15 @@ pub fn run(a: &DemoArgs) -> Result<()> {
     }
 
     println!("== 4. results (AP x 100 on the validation split) ==");
+    let width = runs.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
     println!(
-        "{:<8} | {:>6} {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6} {:>6}",
-        "loss", "boxAP", "APr", "APc", "APf", "mskAP", "APr", "APc", "APf"
+        "{:<width$} | {:>6} {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6} {:>6} | {:>5}",
+        "run", "boxAP", "APr", "APc", "APf", "mskAP", "APr", "APc", "APf", "it/s"
     );
     let pct = |e: &Evaluation, k: &str| 100.0 * e.stat(k).unwrap_or(-0.01);
     for r in &runs {
         println!(
-            "{:<8} | {:>6.1} {:>6.1} {:>6.1} {:>6.1} | {:>6.1} {:>6.1} {:>6.1} {:>6.1}",
+            "{:<width$} | {:>6.1} {:>6.1} {:>6.1} {:>6.1} | {:>6.1} {:>6.1} {:>6.1} {:>6.1} | {:>5.2}",
             r.name,
             pct(&r.bbox, "AP"),
             pct(&r.bbox, "APr"),
@@ -180,13 +195,16 @@ pub fn run(a: &DemoArgs) -> Result<()> {
             pct(&r.segm, "APr"),
             pct(&r.segm, "APc"),
             pct(&r.segm, "APf"),
+            r.iters_per_sec,
         );
     }
     let summary = serde_json::json!({
         "iters": a.iters(),
         "seed": a.seed,
         "runs": runs.iter().map(|r| serde_json::json!({
-            "loss": r.name,
+            "run": r.name,
+            "detector": r.detector,
+            "loss": r.loss,
             "bbox": r.bbox.to_json()["stats"],
             "segm": r.segm.to_json()["stats"],
             "train_seconds": r.train_secs,
@@ -200,13 +218,25 @@ pub fn run(a: &DemoArgs) -> Result<()> {
     for (iou, pick) in [("bbox", 0), ("segm", 1)] {
         let evs: Vec<(&str, &Evaluation)> = runs
             .iter()
-            .map(|r| (r.name, if pick == 0 { &r.bbox } else { &r.segm }))
+            .map(|r| (r.name.as_str(), if pick == 0 { &r.bbox } else { &r.segm }))
             .collect();
         let plot = a.out.join(format!("ap_vs_frequency_{iou}.png"));
+        let markers = [
+            "circles",
+            "triangles",
+            "crosses",
+            "larger crosses",
+            "largest crosses",
+        ];
+        let legend: Vec<String> = runs
+            .iter()
+            .zip(markers.iter().chain(std::iter::repeat(&"crosses")))
+            .map(|(r, m)| format!("{} ({m})", r.name))
+            .collect();
         viz::plot_ap_vs_frequency(
             &evs,
             &out.train,
-            &format!("{iou} AP per class: ce (circles) vs seesaw (triangles)"),
+            &format!("{iou} AP per class: {}", legend.join(" vs ")),
             &plot,
         )?;
         println!("wrote {}", plot.display());
@@ -236,18 +266,99 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         }
     }
     println!(
-        "wrote predictions of both runs on {SAMPLES} validation images into {}",
+        "wrote predictions of every run on {SAMPLES} validation images into {}",
         pred_dir.display()
     );
     Ok(())
 }
 
 struct Run {
-    name: &'static str,
+    name: String,
+    detector: String,
+    loss: String,
     bbox: Evaluation,
     segm: Evaluation,
     dets: Vec<seesaw_data::Detection>,
     train_secs: f64,
     iters_per_sec: f64,
     test_images_per_sec: f64,
+}
+
+/// The demo configs of every (detector, loss) pair, named `loss` when one detector is asked
+/// for and `detector-loss` otherwise. The cascade kinds take the Mask R-CNN demo recipe with
+/// the settings of mmdetection's cascade configs ([`cascade_overrides`]).
+pub fn demo_runs(detectors: &[String], losses: &[String]) -> Result<Vec<(String, Config)>> {
+    let mut plan = Vec::new();
+    for d in detectors {
+        let kind: DetectorKind = d.parse()?;
+        for l in losses {
+            let kind_l: LossKind = l.parse()?;
+            let (text, file) = if kind_l == LossKind::Seesaw {
+                (SEESAW_CONFIG, "configs/demo_mask_rcnn_seesaw.toml")
+            } else {
+                (CE_CONFIG, "configs/demo_mask_rcnn_ce.toml")
+            };
+            let mut sets = vec![
+                format!("model.loss=\"{}\"", kind_l.name()),
+                format!("model.detector=\"{}\"", kind.name()),
+            ];
+            if kind.is_cascade() {
+                sets.extend(cascade_overrides());
+            }
+            let cfg = Config::from_toml(text, Path::new(file), &sets)?;
+            let name = if detectors.len() == 1 {
+                kind_l.name().to_string()
+            } else if losses.len() == 1 {
+                kind.name().to_string()
+            } else {
+                format!("{}-{}", kind.name(), kind_l.name())
+            };
+            plan.push((name, cfg));
+        }
+    }
+    if plan.is_empty() {
+        return Err(anyhow!("--detector and --loss must name at least one each"));
+    }
+    Ok(plan)
+}
+
+/// What the cascade kinds change in a Mask R-CNN recipe: class-agnostic regression with
+/// smooth L1 (each stage's stds and IoU come with the `cascade` defaults).
+pub fn cascade_overrides() -> Vec<String> {
+    vec![
+        "model.bbox_head.class_agnostic=true".into(),
+        "model.bbox_head.loss_bbox=\"smooth_l1\"".into(),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_runs_name_and_configure_each_pair() {
+        let ds = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let plan = demo_runs(&ds(&["mask_rcnn"]), &ds(&["ce", "seesaw"])).expect("plan");
+        let names: Vec<&str> = plan.iter().map(|p| p.0.as_str()).collect();
+        assert_eq!(names, ["ce", "seesaw"]);
+        assert!(!plan[0].1.model.bbox_head.normed_classifier);
+        assert!(plan[1].1.model.bbox_head.normed_classifier);
+
+        let plan = demo_runs(&ds(&["mask_rcnn", "htc-lite"]), &ds(&["seesaw"])).expect("plan");
+        let names: Vec<&str> = plan.iter().map(|p| p.0.as_str()).collect();
+        assert_eq!(names, ["mask_rcnn", "htc_lite"]);
+        // The shipped HTC-Lite demo config is exactly what the demo trains.
+        let file =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/demo_htc_lite_seesaw.toml");
+        let shipped = Config::load(&file, &[]).expect("shipped");
+        assert_eq!(plan[1].1.model, shipped.model);
+        assert_eq!(plan[1].1.train, shipped.train);
+
+        let plan = demo_runs(&ds(&["cascade", "htc"]), &ds(&["ce", "seesaw"])).expect("plan");
+        assert_eq!(plan.len(), 4);
+        assert_eq!(plan[3].0, "htc-seesaw");
+        assert!(plan.iter().all(|p| p.1.model.bbox_head.class_agnostic));
+        assert!(demo_runs(&ds(&["retinanet"]), &ds(&["ce"])).is_err());
+        assert!(demo_runs(&ds(&["cascade"]), &ds(&["focal"])).is_err());
+    }
 }

@@ -358,24 +358,35 @@ pub fn plot_ap_vs_frequency(
                 } else {
                     format!("{label}, {g}")
                 };
-                if r == 0 {
-                    chart
+                // One marker per run: filled circles, triangles, then crosses.
+                let series = match r {
+                    0 => chart
                         .draw_series(pts.iter().map(|&p| Circle::new(p, 4, colour.filled())))
                         .map_err(plot_err)?
-                        .label(name)
-                        .legend(move |(x, y)| Circle::new((x + 6, y), 4, colour.filled()));
-                } else {
-                    chart
+                        .legend(move |(x, y)| Circle::new((x + 6, y), 4, colour.filled())),
+                    1 => chart
                         .draw_series(
                             pts.iter()
                                 .map(|&p| TriangleMarker::new(p, 5, colour.stroke_width(2))),
                         )
                         .map_err(plot_err)?
-                        .label(name)
                         .legend(move |(x, y)| {
                             TriangleMarker::new((x + 6, y), 5, colour.stroke_width(2))
-                        });
-                }
+                        }),
+                    _ => {
+                        let size = 2 + 2 * r as i32;
+                        chart
+                            .draw_series(
+                                pts.iter()
+                                    .map(|&p| Cross::new(p, size, colour.stroke_width(2))),
+                            )
+                            .map_err(plot_err)?
+                            .legend(move |(x, y)| {
+                                Cross::new((x + 6, y), size, colour.stroke_width(2))
+                            })
+                    }
+                };
+                series.label(name);
             }
         }
         for boundary in [10.5, 100.5] {

@@ -1,5 +1,7 @@
 //! Detectors: meta-architectures composing backbone -> neck -> proposal generator -> RoI heads.
 
-pub mod mask_rcnn;
+pub mod two_stage;
 
-pub use mask_rcnn::{LossParts, MaskRcnn, MaskRcnnConfig, RcnnTestConfig, RoiConfig};
+pub use two_stage::{
+    CascadeConfig, Detector, DetectorConfig, DetectorKind, LossParts, RcnnTestConfig, RoiConfig,
+};

@@ -27,6 +27,9 @@ pub struct BBoxHeadConfig {
     pub class_agnostic: bool,
     /// Deltas are divided by these (DeltaXYWHBBoxCoder). Default 0.1, 0.1, 0.2, 0.2.
     pub target_stds: [f32; 4],
+    /// Box regression loss: l1 (Mask R-CNN) or smooth_l1 with beta 1 (Cascade, HTC).
+    /// Default l1.
+    pub loss_bbox: String,
 }
 
 impl Default for BBoxHeadConfig {
@@ -37,6 +40,7 @@ impl Default for BBoxHeadConfig {
             tau: 20.0,
             class_agnostic: false,
             target_stds: [0.1, 0.1, 0.2, 0.2],
+            loss_bbox: "l1".into(),
         }
     }
 }

@@ -47,6 +47,18 @@ impl MaskHeadConfig {
         num_classes: usize,
         device: &Device,
     ) -> Result<MaskHead> {
+        self.init_htc(in_channels, num_classes, false, device)
+    }
+
+    /// As [`MaskHeadConfig::init`]; with `conv_res` the head is HTC's: it takes the previous
+    /// stage's mask feature through a 1x1 conv + ReLU and adds it to its input.
+    pub fn init_htc(
+        &self,
+        in_channels: usize,
+        num_classes: usize,
+        conv_res: bool,
+        device: &Device,
+    ) -> Result<MaskHead> {
         if self.conv_channels == 0 || num_classes == 0 {
             return Err(ModelError::Input(
                 "mask head: conv_channels and num_classes must be positive".into(),
@@ -89,7 +101,15 @@ impl MaskHeadConfig {
                 None,
             )
         };
+        let conv_res = conv_res.then(|| {
+            zero_bias(
+                Conv2dConfig::new([c, in_channels], [1, 1])
+                    .with_initializer(kaiming())
+                    .init(device),
+            )
+        });
         Ok(MaskHead {
+            conv_res,
             convs,
             upsample,
             logits,
@@ -101,6 +121,8 @@ impl MaskHeadConfig {
 /// The mask head.
 #[derive(Module, Debug)]
 pub struct MaskHead {
+    /// HTC's mask information flow from the previous stage's head.
+    pub conv_res: Option<Conv2d>,
     pub convs: Vec<Conv2d>,
     pub upsample: ConvTranspose2d,
     pub logits: Option<Conv2d>,
@@ -110,11 +132,25 @@ pub struct MaskHead {
 impl MaskHead {
     /// `rois` `[R, C, 14, 14]` -> mask logits `[R, num_classes, 28, 28]`.
     pub fn forward(&self, rois: Tensor<4>) -> Tensor<4> {
-        let mut x = rois;
+        self.logits(self.features(rois, None))
+    }
+
+    /// The features after the convs `[R, conv_channels, 14, 14]`, with the previous HTC
+    /// stage's `res` (same shape) added first when this head has `conv_res`.
+    pub fn features(&self, rois: Tensor<4>, res: Option<Tensor<4>>) -> Tensor<4> {
+        let mut x = match (&self.conv_res, res) {
+            (Some(c), Some(r)) => rois + relu(c.forward(r)),
+            _ => rois,
+        };
         for c in &self.convs {
             x = relu(c.forward(x));
         }
-        let x = relu(self.upsample.forward(x));
+        x
+    }
+
+    /// Mask logits `[R, num_classes, 28, 28]` from [`MaskHead::features`].
+    pub fn logits(&self, features: Tensor<4>) -> Tensor<4> {
+        let x = relu(self.upsample.forward(features));
         match (&self.logits, &self.logits_normed) {
             (_, Some(n)) => n.forward(x),
             (Some(c), None) => c.forward(x),

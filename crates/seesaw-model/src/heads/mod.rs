@@ -1,9 +1,12 @@
-//! Detection heads: the RPN, the box head and the mask head, each with its targets and loss.
+//! Detection heads: the RPN, the box head, the mask head and HTC-Lite's global context head,
+//! each with its targets and loss.
 
 pub mod bbox_head;
+pub mod global_context_head;
 pub mod mask_head;
 pub mod rpn_head;
 
 pub use bbox_head::{BBoxHead, BBoxHeadConfig};
+pub use global_context_head::{GlobalContextConfig, GlobalContextHead};
 pub use mask_head::{MaskHead, MaskHeadConfig};
 pub use rpn_head::{ProposalConfig, RpnConfig, RpnHead};

@@ -97,7 +97,10 @@ pub fn run(a: &StepArgs) -> Result<()> {
     device.seed(0);
     let mut model = cfg.model.init(&device)?;
     let c = cfg.model.num_classes;
-    let mut loss = AnyLoss::new(cfg.model.loss_kind()?, &vec![10; c], 100, 0);
+    let kind = cfg.model.loss_kind()?;
+    let mut losses: Vec<AnyLoss> = (0..cfg.model.num_stages()?)
+        .map(|_| AnyLoss::new(kind, &vec![10; c], 100, 0))
+        .collect();
     let mut optim = build_optimizer(&cfg);
     let (ph, pw) = (a.height.div_ceil(32) * 32, a.width.div_ceil(32) * 32);
     let metas: Vec<ImageMeta> = (0..a.batch)
@@ -122,7 +125,7 @@ pub fn run(a: &StepArgs) -> Result<()> {
     let mut fwd_times = Vec::new();
     for i in 0..=a.iters {
         let t0 = Instant::now();
-        let parts = model.forward_train(images.clone(), &metas, &gts, &mut loss, &mut rng)?;
+        let parts = model.forward_train(images.clone(), &metas, &gts, &mut losses, &mut rng)?;
         let total = parts.total();
         let _ = total.clone().into_data();
         let t_fwd = t0.elapsed().as_secs_f64();
@@ -143,7 +146,7 @@ pub fn run(a: &StepArgs) -> Result<()> {
     let mut infer_times = Vec::new();
     for i in 0..=a.iters {
         let t0 = Instant::now();
-        let _ = plain.predict(test_images.clone(), &metas, &loss)?;
+        let _ = plain.predict(test_images.clone(), &metas, &losses[0])?;
         if i > 0 {
             infer_times.push(t0.elapsed().as_secs_f64());
         }
