@@ -168,8 +168,16 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
     };
     let t = &cfg.train;
     let device = Device::flex().autodiff();
-    device.seed(t.seed);
-    let mut model = cfg.model.init(&device)?;
+    // The device's generator is global: two runs in one process (tests) must not interleave
+    // their initialisations.
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let mut model = {
+        let _guard = INIT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        device.seed(t.seed);
+        cfg.model.init(&device)?
+    };
     let mut losses_cls = build_losses(cfg, &train)?;
     let mut optim = build_optimizer(cfg);
     let latest = wd.join("latest.ckpt");
