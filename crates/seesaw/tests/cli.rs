@@ -188,7 +188,7 @@ fn quick_demo_trains_both_losses_and_writes_summary_plots_and_pictures() {
     );
     // One table row per loss, and summary.json with the stats of `seesaw eval --json`.
     assert!(
-        stdout.contains("\nce       |") && stdout.contains("\nseesaw   |"),
+        stdout.contains("\nce     |") && stdout.contains("\nseesaw |"),
         "{stdout}"
     );
     let summary: serde_json::Value =
@@ -198,6 +198,7 @@ fn quick_demo_trains_both_losses_and_writes_summary_plots_and_pictures() {
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[0]["loss"], "ce");
     assert_eq!(runs[1]["loss"], "seesaw");
+    assert_eq!(runs[1]["detector"], "mask_rcnn");
     for r in runs {
         for iou in ["bbox", "segm"] {
             for k in ["AP", "APr", "APc", "APf", "AR@300"] {

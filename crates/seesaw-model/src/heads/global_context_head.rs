@@ -50,7 +50,7 @@ impl GlobalContextConfig {
                 "global context head: channels and num_classes must be positive".into(),
             ));
         }
-        if self.conv_to_res && !self.num_convs.is_multiple_of(2) {
+        if self.conv_to_res && self.num_convs % 2 != 0 {
             return Err(ModelError::Input(format!(
                 "global context head: conv_to_res pairs convs, num_convs {} is odd",
                 self.num_convs
