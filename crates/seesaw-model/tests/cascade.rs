@@ -2,59 +2,27 @@
 //! gradients reaching every stage, a Seesaw count per stage, predictions in range; and the
 //! global context head's loss and fusion against hand computations.
 
+mod common;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
+use common::square_mask;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use seesaw_model::backbones::{BlockKind, ResNetConfig, StemKind};
 use seesaw_model::burn;
 use seesaw_model::detectors::{DetectorConfig, DetectorKind};
 use seesaw_model::heads::GlobalContextConfig;
 use seesaw_model::heads::global_context_head::fuse_context;
 use seesaw_model::losses::LossKind;
 use seesaw_model::losses::any::AnyLoss;
-use seesaw_model::structures::{GtInstances, GtMask, ImageMeta};
+use seesaw_model::structures::{GtInstances, ImageMeta};
 
 fn tiny(detector: &str, loss: &str) -> DetectorConfig {
-    let mut c = DetectorConfig {
-        detector: detector.into(),
-        num_classes: 5,
-        loss: loss.into(),
-        ..Default::default()
-    };
-    c.backbone = ResNetConfig {
-        depth: 0,
-        block: BlockKind::Basic,
-        layers: [1, 1, 1, 1],
-        base_width: 8,
-        stem: StemKind::Small,
-        frozen_stages: 0,
-        norm_eval: false,
-    };
-    c.neck.out_channels = 16;
-    c.bbox_head.fc_channels = 32;
-    c.bbox_head.normed_classifier = loss == "seesaw";
+    let mut c = common::tiny(loss);
+    c.detector = detector.into();
     c.bbox_head.class_agnostic = true;
     c.bbox_head.loss_bbox = "smooth_l1".into();
     c.mask_head.conv_channels = 16;
-    c.mask_head.num_convs = 2;
-    c.rpn.sampler_num = 32;
-    c.roi.sampler_num = 16;
     c
-}
-
-fn square_mask(h: usize, w: usize, b: [f32; 4]) -> GtMask {
-    let mut data = vec![0u8; h * w];
-    for y in b[1] as usize..b[3] as usize {
-        for x in b[0] as usize..b[2] as usize {
-            data[y * w + x] = 1;
-        }
-    }
-    GtMask {
-        height: h,
-        width: w,
-        data,
-    }
 }
 
 fn scalar(t: Tensor<1>) -> f64 {

@@ -1,56 +1,18 @@
 //! Mask R-CNN's stages on a tiny network: shapes of every output, finite losses, gradients
 //! reaching every trained part, and predictions in range.
 
+mod common;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
+use common::square_mask;
+use common::tiny;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use seesaw_model::backbones::{BlockKind, ResNetConfig, StemKind};
 use seesaw_model::burn;
-use seesaw_model::detectors::DetectorConfig;
 use seesaw_model::heads::rpn_head::level_anchors;
 use seesaw_model::losses::LossKind;
 use seesaw_model::losses::any::AnyLoss;
-use seesaw_model::structures::{GtInstances, GtMask, ImageMeta};
-
-fn tiny(loss: &str) -> DetectorConfig {
-    let mut c = DetectorConfig {
-        num_classes: 5,
-        loss: loss.into(),
-        ..Default::default()
-    };
-    c.backbone = ResNetConfig {
-        depth: 0,
-        block: BlockKind::Basic,
-        layers: [1, 1, 1, 1],
-        base_width: 8,
-        stem: StemKind::Small,
-        frozen_stages: 0,
-        norm_eval: false,
-    };
-    c.neck.out_channels = 16;
-    c.bbox_head.fc_channels = 32;
-    c.bbox_head.normed_classifier = loss == "seesaw";
-    c.mask_head.conv_channels = 8;
-    c.mask_head.num_convs = 2;
-    c.rpn.sampler_num = 32;
-    c.roi.sampler_num = 16;
-    c
-}
-
-fn square_mask(h: usize, w: usize, b: [f32; 4]) -> GtMask {
-    let mut data = vec![0u8; h * w];
-    for y in b[1] as usize..b[3] as usize {
-        for x in b[0] as usize..b[2] as usize {
-            data[y * w + x] = 1;
-        }
-    }
-    GtMask {
-        height: h,
-        width: w,
-        data,
-    }
-}
+use seesaw_model::structures::{GtInstances, ImageMeta};
 
 #[test]
 fn every_stage_has_the_documented_shape_and_the_losses_are_finite() {

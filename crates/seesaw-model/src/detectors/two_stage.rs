@@ -125,7 +125,6 @@ impl DetectorKind {
         }
     }
 
-    /// Box stages of the cascade kinds' RoI heads (one for Mask R-CNN).
     pub fn is_cascade(self) -> bool {
         self != DetectorKind::MaskRcnn
     }

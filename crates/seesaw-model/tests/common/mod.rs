@@ -1,0 +1,46 @@
+//! Helpers shared by the detector tests: a tiny network and box-shaped masks.
+
+use seesaw_model::backbones::{BlockKind, ResNetConfig, StemKind};
+use seesaw_model::detectors::DetectorConfig;
+use seesaw_model::structures::GtMask;
+
+/// Mask R-CNN with 5 classes on a network small enough to train in a test.
+pub fn tiny(loss: &str) -> DetectorConfig {
+    let mut c = DetectorConfig {
+        num_classes: 5,
+        loss: loss.into(),
+        ..Default::default()
+    };
+    c.backbone = ResNetConfig {
+        depth: 0,
+        block: BlockKind::Basic,
+        layers: [1, 1, 1, 1],
+        base_width: 8,
+        stem: StemKind::Small,
+        frozen_stages: 0,
+        norm_eval: false,
+    };
+    c.neck.out_channels = 16;
+    c.bbox_head.fc_channels = 32;
+    c.bbox_head.normed_classifier = loss == "seesaw";
+    c.mask_head.conv_channels = 8;
+    c.mask_head.num_convs = 2;
+    c.rpn.sampler_num = 32;
+    c.roi.sampler_num = 16;
+    c
+}
+
+/// An `h x w` mask that is 1 inside box `b`.
+pub fn square_mask(h: usize, w: usize, b: [f32; 4]) -> GtMask {
+    let mut data = vec![0u8; h * w];
+    for y in b[1] as usize..b[3] as usize {
+        for x in b[0] as usize..b[2] as usize {
+            data[y * w + x] = 1;
+        }
+    }
+    GtMask {
+        height: h,
+        width: w,
+        data,
+    }
+}
