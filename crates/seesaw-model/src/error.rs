@@ -9,6 +9,9 @@ pub enum ModelError {
     /// An input of the wrong shape or range.
     #[error("{0}")]
     Input(String),
+    /// A weights file that cannot be read or does not fit the model (message names the file).
+    #[error("weights {0}")]
+    Weights(String),
     /// The tensor backend failed (reading data back, for instance).
     #[error("tensor backend: {0}")]
     Backend(String),

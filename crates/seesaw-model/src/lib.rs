@@ -12,6 +12,7 @@ pub mod losses;
 pub mod necks;
 pub mod ops;
 pub mod structures;
+pub mod weights;
 
 pub use error::{ModelError, Result};
 

@@ -1,0 +1,466 @@
+//! PyTorch weights in and out: torchvision ResNets and mmdetection detectors.
+//!
+//! Files are read through burn's store (`pytorch_reader` for `.pth`/`.pt`, zip or legacy
+//! pickle; [`SafetensorsStore`] for `.safetensors`), and applied with burn's
+//! [`PyTorchToBurnAdapter`] (Linear weights transposed, norm `weight`/`bias` to
+//! `gamma`/`beta`). What this module adds is the naming: [`Naming`] gives, for each of our
+//! tensors, the name torchvision or mmdetection gives it, so that one table serves import
+//! and export.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use burn::store::pytorch_reader::PytorchReader;
+use burn::store::{
+    BurnToPyTorchAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, SafetensorsStore,
+    bridge,
+};
+use burn::tensor::DType;
+
+use crate::backbones::ResNet;
+use crate::detectors::Detector;
+use crate::error::{ModelError, Result};
+
+type PackTensor = burn::store::burn_pack::Tensor;
+
+/// Whose parameter names a file uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// torchvision's `resnet50().state_dict()`: `conv1`, `bn1`, `layer1.0.downsample.0`,
+    /// plus the ImageNet `fc` (ignored).
+    Torchvision,
+    /// mmdetection 3.x (and 2.x): `backbone.*` as torchvision, `neck.lateral_convs.0.conv`,
+    /// `rpn_head.rpn_conv`, `roi_head.bbox_head[.s].shared_fcs.0`, `fc_cls`, `fc_reg`,
+    /// `roi_head.mask_head[.s].convs.0.conv`, `conv_logits`, `conv_res.conv`,
+    /// `roi_head.glbctx_head` (SCNet's).
+    Mmdet,
+}
+
+impl Layout {
+    /// `torchvision` or `mmdet`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "torchvision" => Ok(Layout::Torchvision),
+            "mmdet" | "mmdetection" => Ok(Layout::Mmdet),
+            other => Err(ModelError::Input(format!(
+                "weights layout {other:?}: expected torchvision or mmdet"
+            ))),
+        }
+    }
+}
+
+/// One tensor of a weights file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorInfo {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub dtype: String,
+}
+
+/// The tensors of a PyTorch (`.pth`, `.pt`, `.bin`) or safetensors file, read lazily.
+pub struct WeightsFile {
+    pub path: PathBuf,
+    /// `state_dict` when the weights sat under that key (mmdetection, most trainers).
+    pub top_level_key: Option<String>,
+    tensors: BTreeMap<String, PackTensor>,
+}
+
+fn weights_error(path: &Path, message: impl std::fmt::Display) -> ModelError {
+    ModelError::Weights(format!("{}: {message}", path.display()))
+}
+
+impl WeightsFile {
+    /// Opens `path`; the format is told by its extension (`.safetensors`) or else PyTorch's.
+    pub fn open(path: &Path) -> Result<Self> {
+        if !path.is_file() {
+            return Err(weights_error(path, "no such file"));
+        }
+        let is_safetensors = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+        if is_safetensors {
+            let mut store = SafetensorsStore::from_file(path).map_indices_contiguous(false);
+            let tensors = store
+                .get_all_tensors()
+                .map_err(|e| weights_error(path, e))?
+                .clone();
+            return Ok(WeightsFile {
+                path: path.to_path_buf(),
+                top_level_key: None,
+                tensors,
+            });
+        }
+        // Checkpoints with a `state_dict` (plus `meta`, `optimizer`, ...) hold the weights there.
+        let (reader, key) = match PytorchReader::with_top_level_key(path, "state_dict") {
+            Ok(r) => (r, Some("state_dict".to_string())),
+            Err(_) => (
+                PytorchReader::new(path).map_err(|e| weights_error(path, e))?,
+                None,
+            ),
+        };
+        let tensors = reader
+            .into_tensors()
+            .into_iter()
+            .map(|(name, t)| (name, bridge::from_pytorch(t)))
+            .collect();
+        Ok(WeightsFile {
+            path: path.to_path_buf(),
+            top_level_key: key,
+            tensors,
+        })
+    }
+
+    /// Every tensor, by name.
+    pub fn infos(&self) -> Vec<TensorInfo> {
+        self.tensors
+            .values()
+            .map(|t| TensorInfo {
+                name: t.name.clone(),
+                shape: t.shape.to_vec(),
+                dtype: format!("{:?}", t.dtype).to_lowercase(),
+            })
+            .collect()
+    }
+
+    /// The values of tensor `name`, as stored.
+    pub fn data(&self, name: &str) -> Result<burn::tensor::TensorData> {
+        let t = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| weights_error(&self.path, format!("has no tensor {name}")))?;
+        bridge::to_data(t).map_err(|e| weights_error(&self.path, format!("tensor {name}: {e}")))
+    }
+
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+
+    /// The class names an mmdetection checkpoint records (`meta.dataset_meta.classes`, or
+    /// 2.x's `meta.CLASSES`), if any.
+    pub fn mmdet_classes(&self) -> Option<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct DatasetMeta {
+            classes: Vec<String>,
+        }
+        #[derive(serde::Deserialize)]
+        #[allow(non_snake_case)]
+        struct Meta {
+            dataset_meta: Option<DatasetMeta>,
+            CLASSES: Option<Vec<String>>,
+        }
+        self.top_level_key.as_ref()?;
+        let meta: Meta = PytorchReader::load_config(&self.path, Some("meta")).ok()?;
+        meta.dataset_meta.map(|d| d.classes).or(meta.CLASSES)
+    }
+}
+
+/// What loading matched, and what it did not.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadReport {
+    /// Tensors loaded.
+    pub loaded: usize,
+    /// Our tensors the file lacks, by the file's name for them.
+    pub missing: Vec<String>,
+    /// File tensors nothing of ours takes (bookkeeping such as `num_batches_tracked` and
+    /// torchvision's `fc` excepted).
+    pub unexpected: Vec<String>,
+    /// `(name in the file, our shape, the file's shape)`.
+    pub mismatched: Vec<(String, Vec<usize>, Vec<usize>)>,
+}
+
+impl LoadReport {
+    pub fn is_complete(&self) -> bool {
+        self.missing.is_empty() && self.unexpected.is_empty() && self.mismatched.is_empty()
+    }
+
+    /// One line per problem, at most `max` of each kind.
+    pub fn problems(&self, max: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut list = |what: &str, items: Vec<String>| {
+            let n = items.len();
+            for i in items.into_iter().take(max) {
+                out.push(format!("{what}: {i}"));
+            }
+            if n > max {
+                out.push(format!("... and {} more {what}", n - max));
+            }
+        };
+        list("missing", self.missing.clone());
+        list("unexpected", self.unexpected.clone());
+        list(
+            "mis-shaped",
+            self.mismatched
+                .iter()
+                .map(|(n, ours, theirs)| format!("{n} (model {ours:?}, file {theirs:?})"))
+                .collect(),
+        );
+        out
+    }
+}
+
+/// The map from our tensor names (module paths with PyTorch's parameter names, as
+/// [`BurnToPyTorchAdapter`] gives them) to a layout's names.
+#[derive(Debug, Clone)]
+pub struct Naming {
+    layout: Layout,
+    /// mmdetection's cascade heads are `ModuleList`s (`bbox_head.0`); single heads are not.
+    bbox_indexed: bool,
+    mask_indexed: bool,
+    /// SCNet's residual context encoder: `convs.0.{block}.conv{1,2}`.
+    glbctx_res: bool,
+}
+
+impl Naming {
+    /// For a whole detector.
+    pub fn detector(layout: Layout, det: &Detector) -> Self {
+        Naming {
+            layout,
+            bbox_indexed: det.bbox_heads.len() > 1,
+            mask_indexed: det.mask_heads.len() > 1,
+            glbctx_res: det.glbctx.as_ref().is_some_and(|g| g.conv_to_res),
+        }
+    }
+
+    /// For a ResNet on its own (a backbone checkpoint).
+    pub fn backbone(layout: Layout) -> Self {
+        Naming {
+            layout,
+            bbox_indexed: false,
+            mask_indexed: false,
+            glbctx_res: false,
+        }
+    }
+
+    /// The file's name for our tensor `ours`, or None for a tensor the layout has no name for.
+    pub fn name(&self, ours: &str) -> Option<String> {
+        let (module, param) = ours.rsplit_once('.')?;
+        let parts: Vec<&str> = module.split('.').collect();
+        let mapped = match self.layout {
+            Layout::Torchvision => resnet_module(&parts),
+            Layout::Mmdet => self.mmdet_module(&parts)?,
+        };
+        Some(format!("{mapped}.{param}"))
+    }
+
+    fn mmdet_module(&self, parts: &[&str]) -> Option<String> {
+        let index = |indexed: bool, i: &str| {
+            if indexed {
+                format!(".{i}")
+            } else {
+                String::new()
+            }
+        };
+        Some(match parts {
+            ["backbone", rest @ ..] => format!("backbone.{}", resnet_module(rest)),
+            ["neck", list, i] => format!("neck.{list}.{i}.conv"),
+            ["rpn_head", m] => format!("rpn_head.rpn_{m}"),
+            ["bbox_heads", s, m] => {
+                let s = index(self.bbox_indexed, s);
+                let m = match *m {
+                    "fc1" => "shared_fcs.0",
+                    "fc2" => "shared_fcs.1",
+                    "cls" | "cls_normed" => "fc_cls",
+                    "reg" => "fc_reg",
+                    _ => return None,
+                };
+                format!("roi_head.bbox_head{s}.{m}")
+            }
+            ["mask_heads", s, rest @ ..] => {
+                let s = index(self.mask_indexed, s);
+                let m = match rest {
+                    ["convs", i] => format!("convs.{i}.conv"),
+                    ["conv_res"] => "conv_res.conv".into(),
+                    ["upsample"] => "upsample".into(),
+                    ["logits"] | ["logits_normed"] => "conv_logits".into(),
+                    _ => return None,
+                };
+                format!("roi_head.mask_head{s}.{m}")
+            }
+            ["glbctx", "convs", i] => {
+                let i: usize = i.parse().ok()?;
+                if self.glbctx_res {
+                    format!("roi_head.glbctx_head.convs.0.{}.conv{}", i / 2, i % 2 + 1)
+                } else {
+                    format!("roi_head.glbctx_head.convs.{i}.conv")
+                }
+            }
+            ["glbctx", "fc"] => "roi_head.glbctx_head.fc".into(),
+            _ => return None,
+        })
+    }
+}
+
+/// torchvision's names inside a ResNet: ours differ only in the downsample branch.
+fn resnet_module(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .map(|p| match *p {
+            "downsample_conv" => "downsample.0",
+            "downsample_bn" => "downsample.1",
+            other => other,
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// File tensors that are bookkeeping, not weights.
+fn ignored(layout: Layout, name: &str) -> bool {
+    name.ends_with("num_batches_tracked")
+        || (layout == Layout::Torchvision && (name == "fc.weight" || name == "fc.bias"))
+}
+
+/// Loads `file` into `module` under `naming`. Unless `allow_partial`, a missing, unexpected
+/// or mis-shaped tensor is an error naming every one of them; with it they are left as they
+/// were (and reported).
+pub fn load<M: ModuleSnapshot>(
+    module: &mut M,
+    file: &WeightsFile,
+    naming: &Naming,
+    allow_partial: bool,
+) -> Result<LoadReport> {
+    let ours = module.collect(None, Some(Box::new(BurnToPyTorchAdapter)), true);
+    let mut report = LoadReport::default();
+    let mut used = BTreeSet::new();
+    let mut tensors = Vec::new();
+    for t in &ours {
+        let Some(theirs) = naming.name(&t.name) else {
+            report.missing.push(t.name.clone());
+            continue;
+        };
+        match file.tensors.get(&theirs) {
+            None => report.missing.push(theirs),
+            Some(f) => {
+                used.insert(theirs.clone());
+                if f.shape.to_vec() != t.shape.to_vec() {
+                    report
+                        .mismatched
+                        .push((theirs, t.shape.to_vec(), f.shape.to_vec()));
+                    continue;
+                }
+                let mut f = f.clone();
+                f.name = t.name.clone();
+                tensors.push(f);
+            }
+        }
+    }
+    report.unexpected = file
+        .tensors
+        .keys()
+        .filter(|k| !used.contains(*k) && !ignored(naming.layout, k))
+        .cloned()
+        .collect();
+    if !allow_partial && !report.is_complete() {
+        return Err(weights_error(
+            &file.path,
+            format!(
+                "does not fit the model ({} missing, {} unexpected, {} mis-shaped; \
+                 --allow-partial loads what fits):\n  {}",
+                report.missing.len(),
+                report.unexpected.len(),
+                report.mismatched.len(),
+                report.problems(20).join("\n  ")
+            ),
+        ));
+    }
+    let result = module.apply(tensors, None, Some(Box::new(PyTorchToBurnAdapter)), true);
+    if !result.errors.is_empty() {
+        let errors: Vec<String> = result.errors.iter().map(|e| format!("{e:?}")).collect();
+        return Err(weights_error(
+            &file.path,
+            format!("applying the weights failed: {}", errors.join("; ")),
+        ));
+    }
+    report.loaded = result.applied.len();
+    Ok(report)
+}
+
+/// Loads a torchvision (or mmdetection `backbone.*`) ResNet checkpoint into `backbone`.
+pub fn load_backbone(
+    backbone: &mut ResNet,
+    file: &WeightsFile,
+    allow_partial: bool,
+) -> Result<LoadReport> {
+    // An mmdetection checkpoint holds the backbone under `backbone.`; take just that part.
+    let prefixed = file.tensors.keys().any(|k| k.starts_with("backbone."));
+    if !prefixed {
+        return load(
+            backbone,
+            file,
+            &Naming::backbone(Layout::Torchvision),
+            allow_partial,
+        );
+    }
+    let tensors = file
+        .tensors
+        .iter()
+        .filter_map(|(k, t)| {
+            k.strip_prefix("backbone.").map(|rest| {
+                let mut t = t.clone();
+                t.name = rest.to_string();
+                (rest.to_string(), t)
+            })
+        })
+        .collect();
+    let sub = WeightsFile {
+        path: file.path.clone(),
+        top_level_key: file.top_level_key.clone(),
+        tensors,
+    };
+    load(
+        backbone,
+        &sub,
+        &Naming::backbone(Layout::Torchvision),
+        allow_partial,
+    )
+}
+
+/// Our tensors under `naming`'s names, in PyTorch's layout (Linear weights `[out, in]`).
+pub fn export(module: &impl ModuleSnapshot, naming: &Naming) -> Result<Vec<(String, PackTensor)>> {
+    module
+        .collect(None, Some(Box::new(BurnToPyTorchAdapter)), true)
+        .into_iter()
+        .map(|t| {
+            let name = naming.name(&t.name).ok_or_else(|| {
+                ModelError::Weights(format!("no {:?} name for tensor {}", naming.layout, t.name))
+            })?;
+            Ok((name, t))
+        })
+        .collect()
+}
+
+/// Writes `tensors` as a safetensors file (float32), atomically.
+pub fn write_safetensors(
+    path: &Path,
+    tensors: Vec<(String, PackTensor)>,
+    metadata: BTreeMap<String, String>,
+) -> Result<()> {
+    let mut owned = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let data =
+            bridge::into_data(t).map_err(|e| weights_error(path, format!("tensor {name}: {e}")))?;
+        let data = if data.dtype() == DType::F32 {
+            data
+        } else {
+            data.convert::<f32>()
+        };
+        let shape = data.shape().to_vec();
+        owned.push((name, shape, data.into_bytes()));
+    }
+    let views = owned
+        .iter()
+        .map(|(name, shape, bytes)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| weights_error(path, format!("tensor {name}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let meta: std::collections::HashMap<String, String> = metadata.into_iter().collect();
+    let bytes =
+        safetensors::tensor::serialize(views, Some(meta)).map_err(|e| weights_error(path, e))?;
+    seesaw_data::io::write_atomic(path, |w| std::io::Write::write_all(w, &bytes))
+        .map_err(|e| weights_error(path, e))
+}
