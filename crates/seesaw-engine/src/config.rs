@@ -113,6 +113,10 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     /// Iterations between validations; 0 = none. Default 0.
     pub eval_every: usize,
+    /// mmdetection's `load_from`: a Seesaw checkpoint (from `seesaw train` or `seesaw weights
+    /// convert`) whose weights start a fresh run at iteration 0; the optimizer and the loss's
+    /// class counts start afresh. Default "" (none; `model.backbone.init` or random).
+    pub load_from: String,
 }
 
 impl Default for TrainConfig {
@@ -133,6 +137,7 @@ impl Default for TrainConfig {
             log_every: 50,
             checkpoint_every: 5000,
             eval_every: 0,
+            load_from: String::new(),
         }
     }
 }
@@ -481,6 +486,12 @@ mod shipped {
             } else {
                 "mask_rcnn"
             };
+            if name.starts_with("demo") {
+                assert!(
+                    cfg.model.backbone.init.is_empty(),
+                    "the demo trains from scratch"
+                );
+            }
             assert_eq!(cfg.model.detector, detector, "{name}");
             assert_eq!(
                 cfg.model.num_stages().expect("stages"),
@@ -505,6 +516,15 @@ mod shipped {
                     }
                 );
                 assert_eq!(cfg.model.mask_head.normed, name.contains("normed_mask"));
+                // ImageNet initialisation, as mmdetection's torchvision://resnetXX.
+                let depth = cfg.model.backbone.depth;
+                assert!(
+                    cfg.model
+                        .backbone
+                        .init
+                        .starts_with(&format!("checkpoints/resnet{depth}-")),
+                    "{name}"
+                );
                 assert_eq!((cfg.train.lr, cfg.train.warmup_iters), (0.02, 500));
             }
             seen += 1;

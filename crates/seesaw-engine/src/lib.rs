@@ -7,6 +7,7 @@ pub mod data;
 pub mod error;
 pub mod predict;
 pub mod train;
+pub mod weights;
 
 pub use config::Config;
 pub use error::{EngineError, Result};

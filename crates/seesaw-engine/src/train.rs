@@ -201,6 +201,14 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         if opts.resume {
             tracing::warn!("no {} to resume from; starting afresh", latest.display());
         }
+        if !t.load_from.is_empty() {
+            let from = Path::new(&t.load_from);
+            let ck = Checkpoint::load(from)?;
+            model = ck.load_model(from, model)?;
+            tracing::info!("weights from {}", from.display());
+        } else {
+            crate::weights::init_backbone(cfg, &mut model)?;
+        }
         let _ = fs::remove_file(&metrics);
     }
     let mut sampler = train.train_sampler(

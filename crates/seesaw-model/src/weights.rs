@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use burn::store::pytorch_reader::PytorchReader;
 use burn::store::{
-    BurnToPyTorchAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, SafetensorsStore,
-    bridge,
+    BurnToPyTorchAdapter, FloatCastAdapter, ModuleAdapter, ModuleSnapshot, ModuleStore,
+    PyTorchToBurnAdapter, SafetensorsStore, bridge,
 };
 use burn::tensor::DType;
 
@@ -366,7 +366,9 @@ pub fn load<M: ModuleSnapshot>(
             ),
         ));
     }
-    let result = module.apply(tensors, None, Some(Box::new(PyTorchToBurnAdapter)), true);
+    // Half-precision files load as float32: burn's applier keeps a source's width otherwise.
+    let adapter = PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32));
+    let result = module.apply(tensors, None, Some(Box::new(adapter)), true);
     if !result.errors.is_empty() {
         let errors: Vec<String> = result.errors.iter().map(|e| format!("{e:?}")).collect();
         return Err(weights_error(

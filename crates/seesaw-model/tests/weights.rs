@@ -56,6 +56,7 @@ fn small_resnet() -> ResNetConfig {
         stem: StemKind::Torchvision,
         frozen_stages: 1,
         norm_eval: true,
+        init: String::new(),
     }
 }
 
@@ -114,6 +115,26 @@ fn torchvision_resnet_matches_pytorch_from_pth_and_safetensors() {
             .iter()
             .any(|t| t.name == "fc.weight" && t.shape == [10, 256])
     );
+}
+
+#[test]
+fn half_precision_weights_load_as_float32() {
+    let device = Device::flex();
+    let mut net = small_resnet().init(&device).expect("config");
+    let f = open("tv_resnet_half.pth");
+    assert!(f.infos().iter().any(|t| t.dtype == "f16"));
+    weights::load_backbone(&mut net, &f, false).expect("loads");
+    assert_eq!(net.conv1.weight.val().dtype(), burn::tensor::DType::F32);
+    let out = open("tv_resnet_out.safetensors");
+    let got = net
+        .forward(tensor(&out, "input", &device))
+        .pop()
+        .expect("c5");
+    let want: Tensor<4> = tensor(&out, "c5", &device);
+    // float16 rounding of the weights (relative 5e-4) is all that separates them.
+    let diff: f32 = (got - want.clone()).abs().max().into_scalar();
+    let scale: f32 = want.abs().max().into_scalar();
+    assert!(diff < 1e-2 * scale, "{diff} vs {scale}");
 }
 
 #[test]

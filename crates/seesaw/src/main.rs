@@ -6,6 +6,7 @@ mod demo;
 mod eval_cmd;
 mod train_cmd;
 mod viz;
+mod weights_cmd;
 
 use std::process::ExitCode;
 
@@ -44,6 +45,12 @@ enum Command {
     Infer(train_cmd::InferArgs),
     /// The main job on built-in data, no download: see README.md.
     Demo(demo::DemoArgs),
+    /// PyTorch weights: inspect a file, convert torchvision / mmdetection checkpoints,
+    /// export ours as safetensors.
+    Weights {
+        #[command(subcommand)]
+        command: weights_cmd::WeightsCommand,
+    },
     /// Measurements for BENCHMARKS.md.
     Bench {
         #[command(subcommand)]
@@ -69,6 +76,7 @@ fn main() -> ExitCode {
         Command::Test(args) => train_cmd::run_test(&args),
         Command::Infer(args) => train_cmd::run_infer(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Weights { command } => weights_cmd::run(command),
         Command::Bench { command } => bench::run(command),
     };
     match result {

@@ -49,6 +49,10 @@ pub struct ResNetConfig {
     pub frozen_stages: usize,
     /// Batch-norm layers use their running statistics in training too. Default true.
     pub norm_eval: bool,
+    /// Pretrained weights loaded into the backbone when training starts afresh: a torchvision
+    /// ResNet checkpoint (`.pth` or `.safetensors`) or an mmdetection one (its `backbone.*`).
+    /// Default "" (random initialisation).
+    pub init: String,
 }
 
 impl Default for ResNetConfig {
@@ -61,6 +65,7 @@ impl Default for ResNetConfig {
             stem: StemKind::Torchvision,
             frozen_stages: 1,
             norm_eval: true,
+            init: String::new(),
         }
     }
 }
@@ -347,6 +352,7 @@ mod tests {
                     stem: StemKind::Small,
                     frozen_stages: 0,
                     norm_eval: false,
+                    init: String::new(),
                 },
                 [8, 16, 32, 64],
             ),

@@ -338,7 +338,7 @@ impl DetectorConfig {
         } else {
             None
         };
-        Ok(Detector {
+        let det = Detector {
             backbone,
             neck,
             rpn_head,
@@ -347,7 +347,11 @@ impl DetectorConfig {
             glbctx,
             kind,
             config: self.clone(),
-        })
+        };
+        // burn draws a parameter at its first use; draw them all now, while the caller's seed
+        // (and any lock it holds on the global generator) is in force.
+        det.visit(&mut Materialize);
+        Ok(det)
     }
 
     fn extractor(&self, output_size: usize) -> RoiExtractorConfig {
@@ -1033,4 +1037,13 @@ pub fn select_detections(
         d.labels.push(labels[k]);
     }
     d
+}
+
+/// Touches every float parameter, so that lazily initialised ones are drawn.
+struct Materialize;
+
+impl burn::module::ModuleVisitor for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        let _ = param.val();
+    }
 }

@@ -1,5 +1,8 @@
 //! Helpers shared by the detector tests: a tiny network and box-shaped masks.
 
+// Each test crate that includes this module uses part of it.
+#![allow(dead_code)]
+
 use seesaw_model::backbones::{BlockKind, ResNetConfig, StemKind};
 use seesaw_model::detectors::DetectorConfig;
 use seesaw_model::structures::GtMask;
@@ -19,6 +22,7 @@ pub fn tiny(loss: &str) -> DetectorConfig {
         stem: StemKind::Small,
         frozen_stages: 0,
         norm_eval: false,
+        init: String::new(),
     };
     c.neck.out_channels = 16;
     c.bbox_head.fc_channels = 32;

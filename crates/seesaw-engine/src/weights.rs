@@ -1,0 +1,113 @@
+//! PyTorch checkpoints as Seesaw checkpoints and back: pretrained backbones for training,
+//! `seesaw weights convert` (torchvision / mmdetection to ours) and `seesaw weights export`
+//! (ours to safetensors with PyTorch names).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use seesaw_model::burn::tensor::Device;
+use seesaw_model::detectors::Detector;
+use seesaw_model::weights::{self, Layout, LoadReport, Naming, WeightsFile};
+
+use crate::checkpoint::{self, CheckpointMeta};
+use crate::config::Config;
+use crate::data::Split;
+use crate::error::{EngineError, Result};
+use crate::train::load_for_inference;
+
+/// Loads `model.backbone.init` (when set) into `model`'s backbone; every backbone tensor must
+/// be found (the ImageNet classifier and BN counters are ignored).
+pub fn init_backbone(cfg: &Config, model: &mut Detector) -> Result<Option<LoadReport>> {
+    let path = &cfg.model.backbone.init;
+    if path.is_empty() {
+        return Ok(None);
+    }
+    let file = Path::new(path);
+    if !file.is_file() {
+        return Err(EngineError::Request(format!(
+            "model.backbone.init: {path}: no such file (torchvision's ImageNet weights, e.g. \
+             resnet50-0676ba61.pth from download.pytorch.org/models; or --set \
+             model.backbone.init=\"\" to start from scratch)"
+        )));
+    }
+    let file = WeightsFile::open(file)?;
+    let report = weights::load_backbone(&mut model.backbone, &file, false)?;
+    tracing::info!("backbone: {} tensors from {path}", report.loaded);
+    Ok(Some(report))
+}
+
+/// Class names and dataset ids for a converted model: the checkpoint's own (mmdetection's
+/// meta) when they fit, else the config's training set when it can be read, else `class_i`
+/// with ids 1..=C.
+fn classes(cfg: &Config, file: &WeightsFile) -> (Vec<String>, Vec<u64>) {
+    let c = cfg.model.num_classes;
+    let from_data = Split::load(&cfg.data.train_json, &cfg.data.train_images)
+        .ok()
+        .filter(|s| s.num_classes() == c);
+    let ids: Vec<u64> = match &from_data {
+        Some(s) => s.category_ids.clone(),
+        None => (1..=c as u64).collect(),
+    };
+    if let Some(names) = file.mmdet_classes().filter(|n| n.len() == c) {
+        return (names, ids);
+    }
+    match from_data {
+        Some(s) => (s.class_names(), ids),
+        None => ((0..c).map(|i| format!("class_{i}")).collect(), ids),
+    }
+}
+
+/// Reads a torchvision or mmdetection checkpoint into the detector `cfg` describes and writes
+/// it as a Seesaw checkpoint (iteration 0) that `seesaw test`, `infer` and `train --set
+/// train.load_from` take. torchvision files fill the backbone only.
+pub fn convert(
+    input: &Path,
+    layout: Layout,
+    cfg: &Config,
+    out: &Path,
+    allow_partial: bool,
+) -> Result<LoadReport> {
+    let file = WeightsFile::open(input)?;
+    let device = Device::flex();
+    let mut model = cfg.model.init(&device)?;
+    let report = match layout {
+        Layout::Torchvision => weights::load_backbone(&mut model.backbone, &file, allow_partial)?,
+        Layout::Mmdet => {
+            let naming = Naming::detector(Layout::Mmdet, &model);
+            weights::load(&mut model, &file, &naming, allow_partial)?
+        }
+    };
+    let (class_names, category_ids) = classes(cfg, &file);
+    let meta = CheckpointMeta {
+        iter: 0,
+        config: cfg.to_toml()?,
+        class_names,
+        category_ids,
+        seesaw_counts: Vec::new(),
+        last_loss: None,
+    };
+    checkpoint::save(out, &meta, &model, None)?;
+    Ok(report)
+}
+
+/// Writes a Seesaw checkpoint's weights as safetensors under `layout`'s names (mmdetection's
+/// for the whole detector; torchvision's for the backbone alone), in PyTorch's layout.
+pub fn export(ckpt: &Path, layout: Layout, out: &Path) -> Result<usize> {
+    let loaded = load_for_inference(ckpt, None)?;
+    let model = &loaded.model;
+    let tensors = match layout {
+        Layout::Mmdet => weights::export(model, &Naming::detector(layout, model))?,
+        Layout::Torchvision => weights::export(&model.backbone, &Naming::backbone(layout))?,
+    };
+    let n = tensors.len();
+    let mut meta = BTreeMap::new();
+    meta.insert("format".to_string(), "pt".to_string());
+    meta.insert(
+        "classes".to_string(),
+        serde_json::to_string(&loaded.meta.class_names)
+            .map_err(|e| EngineError::Request(format!("class names: {e}")))?,
+    );
+    meta.insert("seesaw_config".to_string(), loaded.meta.config.clone());
+    weights::write_safetensors(out, tensors, meta)?;
+    Ok(n)
+}

@@ -1,0 +1,327 @@
+//! `seesaw weights ...` end to end on the import fixtures (made by
+//! crates/seesaw-model/tests/fixtures/weights/make_weights.py): inspect, convert an
+//! mmdetection checkpoint and run it, export it back under mmdetection's names, start
+//! training from a torchvision backbone or a converted model, and refuse what does not fit.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn seesaw(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_seesaw"))
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("the seesaw binary runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn weights(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../seesaw-model/tests/fixtures/weights")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn arch() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/small_mask_rcnn_weights.toml")
+        .display()
+        .to_string()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = seesaw(args);
+    assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    format!("{}{}", text(&out.stdout), text(&out.stderr))
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = seesaw(args);
+    assert!(!out.status.success(), "{args:?} should fail");
+    let err = text(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+fn names(json: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(json).expect("inspect --json");
+    let mut n: Vec<String> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|t| t["name"].as_str().expect("name").to_string())
+        .filter(|n| !n.ends_with("num_batches_tracked"))
+        .collect();
+    n.sort();
+    n
+}
+
+/// Synthetic data with 5 classes, and the `--set`s pointing the fixture config at it.
+fn data(d: &Path) -> Vec<String> {
+    let data = d.join("data");
+    ok(&[
+        "data",
+        "synth",
+        "--out",
+        data.to_str().unwrap(),
+        "--classes",
+        "5",
+        "--train-images",
+        "4",
+        "--val-images",
+        "2",
+        "--size",
+        "64",
+    ]);
+    [
+        format!("data.train_json={}", data.join("train.json").display()),
+        format!("data.val_json={}", data.join("val.json").display()),
+        format!("data.train_images={}", data.display()),
+        format!("data.val_images={}", data.display()),
+    ]
+    .into_iter()
+    .flat_map(|s| ["--set".to_string(), s])
+    .collect()
+}
+
+fn with<'a>(args: &[&'a str], sets: &'a [String]) -> Vec<&'a str> {
+    let mut v = args.to_vec();
+    v.extend(sets.iter().map(String::as_str));
+    v
+}
+
+#[test]
+fn convert_run_and_export_an_mmdet_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sets = data(d);
+    let arch = arch();
+    let pth = weights("mmdet_mask_rcnn.pth");
+
+    let table = ok(&["weights", "inspect", &pth]);
+    assert!(
+        table.contains("roi_head.bbox_head.fc_cls.weight"),
+        "{table}"
+    );
+    assert!(table.contains("[7, 32]"), "Seesaw's C + 2 rows: {table}");
+    assert!(table.contains("(under `state_dict`)"), "{table}");
+    assert!(table.contains("mmdetection meta: 5 classes"), "{table}");
+
+    let ckpt = d.join("converted.ckpt");
+    let ckpt_s = ckpt.to_str().unwrap();
+    let out = ok(&with(
+        &[
+            "weights", "convert", &pth, "--from", "mmdet", "--arch", &arch, "--out", ckpt_s,
+        ],
+        &sets,
+    ));
+    assert!(
+        out.contains("tensors loaded into mask_rcnn (whole detector)"),
+        "{out}"
+    );
+
+    // The converted model tests and draws like a trained one.
+    let results = d.join("results.json");
+    ok(&with(
+        &[
+            "test",
+            &arch,
+            ckpt_s,
+            "--out",
+            results.to_str().unwrap(),
+            "--eval",
+        ],
+        &sets,
+    ));
+    assert!(seesaw_data::load_results(&results).is_ok());
+    let image = d
+        .join("data/val")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let pics = d.join("pics");
+    ok(&[
+        "infer",
+        ckpt_s,
+        image.to_str().unwrap(),
+        "--out-dir",
+        pics.to_str().unwrap(),
+    ]);
+
+    // Exported under mmdetection's names: exactly the names we read.
+    let st = d.join("exported.safetensors");
+    let out = ok(&["weights", "export", ckpt_s, "--out", st.to_str().unwrap()]);
+    assert!(out.contains("Mmdet names"), "{out}");
+    let ours = names(&ok(&["weights", "inspect", st.to_str().unwrap(), "--json"]));
+    let theirs = names(&ok(&["weights", "inspect", &pth, "--json"]));
+    assert_eq!(ours, theirs);
+    let bb = d.join("backbone.safetensors");
+    ok(&[
+        "weights",
+        "export",
+        ckpt_s,
+        "--out",
+        bb.to_str().unwrap(),
+        "--layout",
+        "torchvision",
+    ]);
+    let bb_names = names(&ok(&["weights", "inspect", bb.to_str().unwrap(), "--json"]));
+    assert!(
+        bb_names.contains(&"layer1.0.downsample.0.weight".to_string()),
+        "{bb_names:?}"
+    );
+    assert!(fails(&["weights", "export", ckpt_s, "--out", "x.pth"]).contains("*.safetensors"));
+
+    // Fine-tuning from the converted checkpoint (mmdetection's load_from).
+    let load_from = format!("train.load_from={ckpt_s}");
+    let work = d.join("work");
+    let out = ok(&with(
+        &[
+            "train",
+            &arch,
+            "--work-dir",
+            work.to_str().unwrap(),
+            "--quiet",
+            "--set",
+            &load_from,
+        ],
+        &sets,
+    ));
+    assert!(out.contains("weights from"), "{out}");
+}
+
+#[test]
+fn torchvision_backbones_convert_and_initialise_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sets = data(d);
+    let arch = arch();
+    let out = ok(&with(
+        &[
+            "weights",
+            "convert",
+            &weights("tv_resnet.pth"),
+            "--from",
+            "torchvision",
+            "--arch",
+            &arch,
+            "--out",
+            d.join("bb.ckpt").to_str().unwrap(),
+        ],
+        &sets,
+    ));
+    assert!(out.contains("backbone only"), "{out}");
+    let init = format!("model.backbone.init={}", weights("tv_resnet.safetensors"));
+    let work = d.join("work");
+    let out = ok(&with(
+        &[
+            "train",
+            &arch,
+            "--work-dir",
+            work.to_str().unwrap(),
+            "--quiet",
+            "--set",
+            &init,
+        ],
+        &sets,
+    ));
+    assert!(out.contains("backbone: "), "{out}");
+    // The resolved config records where the backbone came from.
+    let resolved = std::fs::read_to_string(work.join("config.toml")).unwrap();
+    assert!(resolved.contains("tv_resnet.safetensors"), "{resolved}");
+}
+
+#[test]
+fn weights_that_do_not_fit_are_named_and_nothing_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let arch = arch();
+    let out_ckpt = d.join("x.ckpt");
+    let out_s = out_ckpt.to_str().unwrap();
+    let pth = weights("mmdet_mask_rcnn.pth");
+    let three = ["--set", "model.num_classes=3"];
+    let mut args = vec![
+        "weights", "convert", &pth, "--from", "mmdet", "--arch", &arch, "--out", out_s,
+    ];
+    args.extend(three);
+    let err = fails(&args);
+    assert!(
+        err.contains("mis-shaped: roi_head.bbox_head.fc_cls.weight (model [5, 32], file [7, 32])"),
+        "{err}"
+    );
+    assert!(!out_ckpt.exists(), "nothing written on failure");
+    args.push("--allow-partial");
+    let out = ok(&args);
+    assert!(out.contains("6 problems"), "{out}");
+    assert!(out_ckpt.exists());
+
+    // An HTC checkpoint is not a Mask R-CNN; a torchvision file is not a detector.
+    let err = fails(&[
+        "weights",
+        "convert",
+        &weights("mmdet_htc.pth"),
+        "--from",
+        "mmdet",
+        "--arch",
+        &arch,
+        "--out",
+        out_s,
+    ]);
+    assert!(
+        err.contains("unexpected: roi_head.bbox_head.0.fc_cls.weight"),
+        "{err}"
+    );
+    let err = fails(&[
+        "weights",
+        "convert",
+        &weights("tv_resnet.pth"),
+        "--from",
+        "mmdet",
+        "--arch",
+        &arch,
+        "--out",
+        out_s,
+    ]);
+    assert!(err.contains("missing: backbone.conv1.weight"), "{err}");
+    let err = fails(&[
+        "weights", "convert", &pth, "--from", "caffe", "--arch", &arch, "--out", out_s,
+    ]);
+    assert!(err.contains("expected torchvision or mmdet"), "{err}");
+
+    let missing = d.join("missing.pth");
+    let err = fails(&["weights", "inspect", missing.to_str().unwrap()]);
+    assert!(err.contains("missing.pth: no such file"), "{err}");
+    let junk = d.join("junk.pth");
+    std::fs::write(&junk, b"PK\x03\x04 not really a zip").unwrap();
+    let err = fails(&["weights", "inspect", junk.to_str().unwrap()]);
+    assert!(err.contains("junk.pth"), "{err}");
+    let junk_st = d.join("junk.safetensors");
+    std::fs::write(&junk_st, b"\x08\x00\x00\x00\x00\x00\x00\x00{bad json").unwrap();
+    let err = fails(&["weights", "inspect", junk_st.to_str().unwrap()]);
+    assert!(err.contains("junk.safetensors"), "{err}");
+
+    // A backbone init that does not exist stops training before it starts.
+    let sets = data(d);
+    let init = format!("model.backbone.init={}", missing.display());
+    let work = d.join("work");
+    let err = fails(&with(
+        &[
+            "train",
+            &arch,
+            "--work-dir",
+            work.to_str().unwrap(),
+            "--quiet",
+            "--set",
+            &init,
+        ],
+        &sets,
+    ));
+    assert!(err.contains("missing.pth: no such file"), "{err}");
+}
