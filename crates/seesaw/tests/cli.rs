@@ -1,19 +1,8 @@
 //! The `seesaw` binary end to end: what a user types, what it prints, what it writes.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn seesaw(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_seesaw"))
-        .args(args)
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .expect("the seesaw binary runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+mod common;
+use common::{seesaw, text};
 
 fn data_fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../seesaw-data/tests/fixtures")

@@ -4,19 +4,8 @@
 //! training from a torchvision backbone or a converted model, and refuse what does not fit.
 
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn seesaw(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_seesaw"))
-        .args(args)
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .expect("the seesaw binary runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+mod common;
+use common::{seesaw, text};
 
 fn weights(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -86,6 +75,20 @@ fn data(d: &Path) -> Vec<String> {
     .into_iter()
     .flat_map(|s| ["--set".to_string(), s])
     .collect()
+}
+
+/// `seesaw train ARCH --work-dir WORK --quiet --set SET` plus `sets`.
+fn train<'a>(arch: &'a str, work: &'a Path, set: &'a str, sets: &'a [String]) -> Vec<&'a str> {
+    let args = [
+        "train",
+        arch,
+        "--work-dir",
+        work.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        set,
+    ];
+    with(&args, sets)
 }
 
 fn with<'a>(args: &[&'a str], sets: &'a [String]) -> Vec<&'a str> {
@@ -182,18 +185,7 @@ fn convert_run_and_export_an_mmdet_checkpoint() {
     // Fine-tuning from the converted checkpoint (mmdetection's load_from).
     let load_from = format!("train.load_from={ckpt_s}");
     let work = d.join("work");
-    let out = ok(&with(
-        &[
-            "train",
-            &arch,
-            "--work-dir",
-            work.to_str().unwrap(),
-            "--quiet",
-            "--set",
-            &load_from,
-        ],
-        &sets,
-    ));
+    let out = ok(&train(&arch, &work, &load_from, &sets));
     assert!(out.contains("weights from"), "{out}");
 }
 
@@ -220,18 +212,7 @@ fn torchvision_backbones_convert_and_initialise_training() {
     assert!(out.contains("backbone only"), "{out}");
     let init = format!("model.backbone.init={}", weights("tv_resnet.safetensors"));
     let work = d.join("work");
-    let out = ok(&with(
-        &[
-            "train",
-            &arch,
-            "--work-dir",
-            work.to_str().unwrap(),
-            "--quiet",
-            "--set",
-            &init,
-        ],
-        &sets,
-    ));
+    let out = ok(&train(&arch, &work, &init, &sets));
     assert!(out.contains("backbone: "), "{out}");
     // The resolved config records where the backbone came from.
     let resolved = std::fs::read_to_string(work.join("config.toml")).unwrap();
@@ -311,17 +292,6 @@ fn weights_that_do_not_fit_are_named_and_nothing_panics() {
     let sets = data(d);
     let init = format!("model.backbone.init={}", missing.display());
     let work = d.join("work");
-    let err = fails(&with(
-        &[
-            "train",
-            &arch,
-            "--work-dir",
-            work.to_str().unwrap(),
-            "--quiet",
-            "--set",
-            &init,
-        ],
-        &sets,
-    ));
+    let err = fails(&train(&arch, &work, &init, &sets));
     assert!(err.contains("missing.pth: no such file"), "{err}");
 }
