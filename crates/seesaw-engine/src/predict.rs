@@ -8,7 +8,6 @@ use rayon::prelude::*;
 use seesaw_data::mask::Bitmap;
 use seesaw_data::{Dataset, Detection, Segmentation};
 use seesaw_eval::{Evaluation, Evaluator, IouType};
-use seesaw_model::burn::tensor::Device;
 use seesaw_model::detectors::Detector;
 use seesaw_model::detectors::two_stage::select_detections;
 use seesaw_model::losses::any::AnyLoss;
@@ -93,7 +92,7 @@ pub fn predict_split(
     cfg: &Config,
     show_progress: bool,
 ) -> Result<Vec<Detection>> {
-    let device = Device::flex();
+    let device = model.device();
     let n = split.dataset.images.len();
     let pb = progress_bar(n as u64, show_progress, "test");
     let mut out = Vec::new();
@@ -126,7 +125,7 @@ pub fn predict_file(
     path: &Path,
     cfg: &Config,
 ) -> Result<(Detections, ImageMeta)> {
-    let device = Device::flex();
+    let device = model.device();
     let (pixels, meta) = load_image(path, cfg.data.test_scale, false, &cfg.data)?;
     let batch = collate(
         vec![Sample {
@@ -236,7 +235,7 @@ pub fn predict_image_tta(
     cfg: &Config,
     tta: &Tta,
 ) -> Result<(Detections, ImageMeta)> {
-    let device = Device::flex();
+    let device = model.device();
     let c = cfg.model.num_classes;
     let mut views = Vec::new();
     for (scale, flip) in tta.augmentations() {

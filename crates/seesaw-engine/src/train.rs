@@ -20,6 +20,7 @@ use serde_json::json;
 use crate::checkpoint::{Checkpoint, CheckpointMeta, save};
 use crate::config::Config;
 use crate::data::{Split, collate, train_samples};
+use crate::device::DeviceSpec;
 use crate::error::{EngineError, Result};
 use crate::predict::{evaluate, predict_split, progress_bar};
 
@@ -32,6 +33,8 @@ pub struct TrainOptions {
     pub progress: bool,
     /// Stop (with a checkpoint) after this many iterations in all, as an interruption would.
     pub stop_at: Option<usize>,
+    /// Where to train (`--device`).
+    pub device: DeviceSpec,
 }
 
 /// What a run leaves.
@@ -167,7 +170,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         None
     };
     let t = &cfg.train;
-    let device = Device::flex().autodiff();
+    let device = opts.device.open()?.autodiff();
     // The device's generator is global: two runs in one process (tests) must not interleave
     // their initialisations.
     static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -376,6 +379,11 @@ pub struct Loaded {
 }
 
 pub fn load_for_inference(file: &Path, cfg: Option<&Config>) -> Result<Loaded> {
+    load_for_inference_on(file, cfg, &Device::flex())
+}
+
+/// As [`load_for_inference`], with the model on `device`.
+pub fn load_for_inference_on(file: &Path, cfg: Option<&Config>, device: &Device) -> Result<Loaded> {
     let ck = Checkpoint::load(file)?;
     let config = match cfg {
         Some(c) => c.clone(),
@@ -391,8 +399,7 @@ pub fn load_for_inference(file: &Path, cfg: Option<&Config>) -> Result<Loaded> {
             ),
         ));
     }
-    let device = Device::flex();
-    let model = ck.load_model(file, config.model.init(&device)?)?;
+    let model = ck.load_model(file, config.model.init(device)?)?;
     let c = config.model.num_classes;
     let mut loss = AnyLoss::new(config.model.loss_kind()?, &vec![1; c], 1, config.train.seed);
     // Prediction needs the activation only; stage 0's counts are kept for inspection.

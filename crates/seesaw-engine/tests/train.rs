@@ -64,6 +64,7 @@ fn opts(dir: &Path, stop_at: Option<usize>, resume: bool) -> TrainOptions {
         resume,
         progress: false,
         stop_at,
+        device: Default::default(),
     }
 }
 

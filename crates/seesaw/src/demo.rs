@@ -18,8 +18,9 @@ use clap::Args;
 use seesaw_data::{DatasetStats, Frequency};
 use seesaw_engine::Config;
 use seesaw_engine::data::Split;
+use seesaw_engine::device::DeviceSpec;
 use seesaw_engine::predict::{evaluate, predict_split};
-use seesaw_engine::train::{TrainOptions, load_for_inference, train};
+use seesaw_engine::train::{TrainOptions, load_for_inference_on, train};
 use seesaw_eval::Evaluation;
 use seesaw_model::detectors::DetectorKind;
 use seesaw_model::losses::LossKind;
@@ -49,6 +50,9 @@ pub struct DemoArgs {
     /// seesaw; Seesaw with NormedLinear, the rest with a linear classifier).
     #[arg(long, value_delimiter = ',', default_value = "ce,seesaw")]
     pub loss: Vec<String>,
+    /// cpu (default), cuda or cuda:N (a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
 }
 
 impl DemoArgs {
@@ -129,6 +133,7 @@ pub fn run(a: &DemoArgs) -> Result<()> {
     let tty = std::io::stderr().is_terminal();
     let val = Split::new(out.val.clone(), &out.val_json, &data_dir);
     let mut runs = Vec::new();
+    let device = a.device.open()?;
     for (name, mut cfg) in plan {
         cfg.data.train_json = out.train_json.clone();
         cfg.data.val_json = out.val_json.clone();
@@ -145,10 +150,11 @@ pub fn run(a: &DemoArgs) -> Result<()> {
                 resume: false,
                 progress: tty,
                 stop_at: None,
+                device: a.device,
             },
         )?;
         let train_secs = t0.elapsed().as_secs_f64();
-        let loaded = load_for_inference(&trained.checkpoint, Some(&cfg))?;
+        let loaded = load_for_inference_on(&trained.checkpoint, Some(&cfg), &device)?;
         let t1 = Instant::now();
         let dets = predict_split(&loaded.model, &loaded.loss, &val, &cfg, tty)?;
         let test_secs = t1.elapsed().as_secs_f64();

@@ -8,10 +8,11 @@ use anyhow::{Context, Result, anyhow};
 use clap::Args;
 use seesaw_engine::Config;
 use seesaw_engine::data::Split;
+use seesaw_engine::device::DeviceSpec;
 use seesaw_engine::predict::{
     Tta, evaluate, predict_file, predict_split, predict_split_tta, to_results,
 };
-use seesaw_engine::train::{TrainOptions, load_for_inference, train};
+use seesaw_engine::train::{TrainOptions, load_for_inference_on, train};
 
 use crate::viz;
 
@@ -32,6 +33,9 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// cpu (default), cuda or cuda:N (a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
 }
 
 #[derive(Args)]
@@ -56,6 +60,9 @@ pub struct TestArgs {
     pub sets: Vec<String>,
     #[arg(long)]
     pub quiet: bool,
+    /// cpu (default), cuda or cuda:N (a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
 }
 
 #[derive(Args)]
@@ -70,6 +77,9 @@ pub struct InferArgs {
     /// Detections drawn have at least this score.
     #[arg(long, default_value_t = 0.3)]
     pub score_thr: f64,
+    /// cpu (default), cuda or cuda:N (a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
 }
 
 pub fn run_train(a: &TrainArgs) -> Result<()> {
@@ -84,6 +94,7 @@ pub fn run_train(a: &TrainArgs) -> Result<()> {
             resume: a.resume,
             progress: !a.quiet && std::io::stderr().is_terminal(),
             stop_at: None,
+            device: a.device,
         },
     )?;
     let last = out.losses.last().map_or(f64::NAN, |l| l.1);
@@ -99,7 +110,7 @@ pub fn run_train(a: &TrainArgs) -> Result<()> {
 
 pub fn run_test(a: &TestArgs) -> Result<()> {
     let cfg = Config::load(&a.config, &a.sets)?;
-    let loaded = load_for_inference(&a.checkpoint, Some(&cfg))?;
+    let loaded = load_for_inference_on(&a.checkpoint, Some(&cfg), &a.device.open()?)?;
     let val = Split::load(&cfg.data.val_json, &cfg.data.val_images)?;
     if val.category_ids != loaded.meta.category_ids {
         return Err(anyhow!(
@@ -143,7 +154,7 @@ pub fn run_test(a: &TestArgs) -> Result<()> {
 }
 
 pub fn run_infer(a: &InferArgs) -> Result<()> {
-    let loaded = load_for_inference(&a.checkpoint, None)?;
+    let loaded = load_for_inference_on(&a.checkpoint, None, &a.device.open()?)?;
     std::fs::create_dir_all(&a.out_dir)
         .with_context(|| format!("{}: cannot create", a.out_dir.display()))?;
     let names: HashMap<u64, String> = loaded

@@ -441,6 +441,11 @@ impl Detector {
         self.kind
     }
 
+    /// The device the parameters live on.
+    pub fn device(&self) -> Device {
+        self.backbone.conv1.weight.device()
+    }
+
     /// Pyramid features of `images` `[B, 3, H, W]` (H, W multiples of 32).
     pub fn features(&self, images: Tensor<4>) -> Vec<Tensor<4>> {
         self.neck.forward(self.backbone.forward(images))

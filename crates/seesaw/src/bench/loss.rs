@@ -5,6 +5,7 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::Args;
 use rand::{Rng, SeedableRng};
+use seesaw_engine::device::DeviceSpec;
 use seesaw_model::burn::tensor::{Device, Tensor, TensorData};
 use seesaw_model::losses::{AnyLoss, LossKind};
 
@@ -19,15 +20,18 @@ pub struct LossArgs {
     /// Timed iterations (after 5 warm-up ones); the median is reported.
     #[arg(long, default_value_t = 50)]
     pub iters: usize,
+    /// cpu (default), cuda or cuda:N (a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
 }
 
 /// Median seconds of forward + backward of `kind` over `iters` runs.
-fn time_loss(kind: LossKind, rows: usize, c: usize, iters: usize) -> Result<f64> {
+fn time_loss(kind: LossKind, rows: usize, c: usize, iters: usize, device: &Device) -> Result<f64> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let counts: Vec<u64> = (0..c).map(|k| 1 + (10_000 / (k + 1)) as u64).collect();
     let mut loss = AnyLoss::new(kind, &counts, 100_000, 0);
     let width = kind.cls_channels(c);
-    let device = Device::flex().autodiff();
+    let device = device.clone().autodiff();
     let mut times = Vec::with_capacity(iters);
     for it in 0..iters + 5 {
         let logits: Vec<f32> = (0..rows * width)
@@ -59,11 +63,12 @@ fn time_loss(kind: LossKind, rows: usize, c: usize, iters: usize) -> Result<f64>
 }
 
 pub fn run(a: &LossArgs) -> Result<()> {
+    let device = a.device.open()?;
     println!("| N | C | CE fwd+bwd | Seesaw fwd+bwd | Seesaw / CE |");
     println!("|---|---|---|---|---|");
     for &c in &a.classes {
-        let ce = time_loss(LossKind::CrossEntropy, a.rows, c, a.iters)?;
-        let seesaw = time_loss(LossKind::Seesaw, a.rows, c, a.iters)?;
+        let ce = time_loss(LossKind::CrossEntropy, a.rows, c, a.iters, &device)?;
+        let seesaw = time_loss(LossKind::Seesaw, a.rows, c, a.iters, &device)?;
         println!(
             "| {} | {c} | {:.3} ms | {:.3} ms | {:.2}x |",
             a.rows,

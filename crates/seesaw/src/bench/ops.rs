@@ -7,7 +7,8 @@ use anyhow::Result;
 use clap::Args;
 use rayon::prelude::*;
 use seesaw_data::mask::Bitmap;
-use seesaw_model::burn::tensor::{Device, Tensor};
+use seesaw_engine::device::DeviceSpec;
+use seesaw_model::burn::tensor::Tensor;
 use seesaw_model::ops::Box2;
 use seesaw_model::ops::mask_paste::paste_mask;
 use seesaw_model::ops::nms::nms;
@@ -18,6 +19,9 @@ pub struct OpsArgs {
     /// Timed repetitions (after one warm-up); the median is reported.
     #[arg(long, default_value_t = 5)]
     pub iters: usize,
+    /// cpu (default), cuda or cuda:N (a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
 }
 
 /// Box i of the shared benchmark set: spread over an 800 x 1333 image, 20-100 px.
@@ -67,7 +71,7 @@ pub fn run(a: &OpsArgs) -> Result<()> {
             median(times) * 1e3
         );
     }
-    let device = Device::flex().autodiff();
+    let device = a.device.open()?.autodiff();
     let sizes = [(200, 334), (100, 167), (50, 84), (25, 42)];
     let rois: Vec<[f32; 5]> = (0..512).map(bench_roi).collect();
     for out in [7usize, 14] {

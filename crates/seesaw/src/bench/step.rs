@@ -10,10 +10,11 @@ use clap::Args;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use seesaw_engine::Config;
+use seesaw_engine::device::DeviceSpec;
 use seesaw_engine::train::build_optimizer;
 use seesaw_model::burn::module::Module;
 use seesaw_model::burn::optim::GradientsParams;
-use seesaw_model::burn::tensor::{Device, Distribution, Tensor};
+use seesaw_model::burn::tensor::{Distribution, Tensor};
 use seesaw_model::losses::any::AnyLoss;
 use seesaw_model::structures::{GtInstances, GtMask, ImageMeta};
 
@@ -38,6 +39,9 @@ pub struct StepArgs {
     /// Override config keys, e.g. --set model.num_classes=90 --set model.loss=ce.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
+    /// cpu (default), cuda or cuda:N (a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
 }
 
 /// Peak resident memory of this process (Linux `VmHWM`), in MiB.
@@ -93,7 +97,8 @@ pub fn run(a: &StepArgs) -> Result<()> {
     if a.iters == 0 || a.batch == 0 {
         return Err(anyhow!("--iters and --batch must be positive"));
     }
-    let device = Device::flex().autodiff();
+    let plain_device = a.device.open()?;
+    let device = plain_device.clone().autodiff();
     device.seed(0);
     let mut model = cfg.model.init(&device)?;
     let c = cfg.model.num_classes;
@@ -131,6 +136,8 @@ pub fn run(a: &StepArgs) -> Result<()> {
         let t_fwd = t0.elapsed().as_secs_f64();
         let grads = GradientsParams::from_grads(total.backward(), &model);
         model = optim.step(0.001, model, grads);
+        // A GPU runs ahead of the host: wait for the step to finish before timing it.
+        device.sync().map_err(|e| anyhow!("{e:?}"))?;
         let t = t0.elapsed().as_secs_f64();
         if i > 0 {
             step_times.push(t);
@@ -141,7 +148,7 @@ pub fn run(a: &StepArgs) -> Result<()> {
     let test_images = Tensor::<4>::random(
         [a.batch, 3, ph, pw],
         Distribution::Normal(0.0, 1.0),
-        &Device::flex(),
+        &plain_device,
     );
     let mut infer_times = Vec::new();
     for i in 0..=a.iters {
@@ -153,13 +160,14 @@ pub fn run(a: &StepArgs) -> Result<()> {
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "{}: batch {} at {}x{} (padded {ph}x{pw}), {} classes, loss {}, {threads} threads",
+        "{}: batch {} at {}x{} (padded {ph}x{pw}), {} classes, loss {}, {threads} threads, {}",
         a.config.display(),
         a.batch,
         a.height,
         a.width,
         c,
-        cfg.model.loss
+        cfg.model.loss,
+        a.device
     );
     println!(
         "train step (forward + backward + SGD): median {:.3} s of {} (forward {:.3} s)",
