@@ -59,6 +59,11 @@ impl Evaluator {
                 "Fixed AP and pooled AP are defined on LVIS ground truth only".into(),
             ));
         }
+        if iou == IouType::Boundary {
+            return Err(EvalError::Request(
+                "Fixed AP and pooled AP are computed for bbox and segm, not boundary".into(),
+            ));
+        }
         let mut dets = top_k_per_class(dets, dets_per_class.max(1));
         if iou == IouType::Segm {
             for d in &mut dets {
@@ -68,7 +73,7 @@ impl Evaluator {
             }
         }
         let dt = prepare::detections_uncapped(&self.gt, dets, iou)?;
-        let mut ev = hotcoco::COCOeval::new_lvis(self.gt.clone(), dt, hot_iou(iou));
+        let mut ev = hotcoco::COCOeval::new_lvis(self.gt.clone(), dt, crate::hot_iou(iou));
         // lvis-api caps nothing once LVISResults did not; hotcoco would cap each cell at 300.
         ev.params.max_dets = vec![usize::MAX];
         ev.evaluate()
@@ -131,13 +136,6 @@ impl Evaluator {
                 )
             })
             .collect()
-    }
-}
-
-fn hot_iou(iou: IouType) -> hotcoco::IouType {
-    match iou {
-        IouType::Bbox => hotcoco::IouType::Bbox,
-        IouType::Segm => hotcoco::IouType::Segm,
     }
 }
 

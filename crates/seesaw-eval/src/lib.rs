@@ -4,9 +4,11 @@
 //!
 //! [`Evaluator`] takes detections in memory, so training can evaluate without writing JSON.
 
+pub mod boundary;
 pub mod error;
 pub mod fixed_ap;
 pub mod prepare;
+mod protocol;
 
 use std::fmt;
 use std::str::FromStr;
@@ -23,6 +25,8 @@ pub enum IouType {
     Bbox,
     /// Mask IoU.
     Segm,
+    /// Boundary AP's similarity: min(mask IoU, boundary IoU), see [`boundary`].
+    Boundary,
 }
 
 impl fmt::Display for IouType {
@@ -30,6 +34,7 @@ impl fmt::Display for IouType {
         f.write_str(match self {
             IouType::Bbox => "bbox",
             IouType::Segm => "segm",
+            IouType::Boundary => "boundary",
         })
     }
 }
@@ -40,8 +45,9 @@ impl FromStr for IouType {
         match s {
             "bbox" => Ok(IouType::Bbox),
             "segm" => Ok(IouType::Segm),
+            "boundary" => Ok(IouType::Boundary),
             _ => Err(EvalError::Request(format!(
-                "unknown IoU type {s:?} (expected bbox or segm)"
+                "unknown IoU type {s:?} (expected bbox, segm or boundary)"
             ))),
         }
     }
@@ -156,13 +162,13 @@ impl Evaluator {
     /// Evaluates `dets` (image and category ids must exist in the ground truth; see
     /// [`seesaw_data::check_results_against`]).
     pub fn evaluate(&self, dets: Vec<Detection>, iou: IouType) -> Result<Evaluation> {
+        if iou == IouType::Boundary {
+            return self.evaluate_boundary(dets, boundary::DEFAULT_DILATION_RATIO);
+        }
         let t0 = std::time::Instant::now();
         let dt = prepare::detections(&self.gt, dets, self.format, iou)?;
         let t_prepare = t0.elapsed();
-        let hot_iou = match iou {
-            IouType::Bbox => hotcoco::IouType::Bbox,
-            IouType::Segm => hotcoco::IouType::Segm,
-        };
+        let hot_iou = hot_iou(iou);
         let mut ev = match self.format {
             Format::Lvis => hotcoco::COCOeval::new_lvis(self.gt.clone(), dt, hot_iou),
             Format::Coco => hotcoco::COCOeval::new(self.gt.clone(), dt, hot_iou),
@@ -192,16 +198,63 @@ impl Evaluator {
         })
     }
 
-    /// Per-class AP of an accumulated evaluation (empty before `accumulate`).
-    fn per_class_of(&self, ev: &hotcoco::COCOeval) -> Vec<ClassAp> {
-        ev.accumulated()
-            .map(|acc| self.per_class(acc))
-            .unwrap_or_default()
+    /// Boundary AP at `dilation_ratio` (boundary-iou-api's default is
+    /// [`boundary::DEFAULT_DILATION_RATIO`]): the mask evaluation's rules and stats, with
+    /// detections matched by min(mask IoU, boundary IoU). Detections need masks, as for `segm`.
+    pub fn evaluate_boundary(
+        &self,
+        dets: Vec<Detection>,
+        dilation_ratio: f64,
+    ) -> Result<Evaluation> {
+        if !(dilation_ratio.is_finite() && dilation_ratio > 0.0) {
+            return Err(EvalError::Request(format!(
+                "the dilation ratio must be a positive number, not {dilation_ratio}"
+            )));
+        }
+        let t0 = std::time::Instant::now();
+        let dt = prepare::detections(&self.gt, dets, self.format, IouType::Boundary)?;
+        let t_prepare = t0.elapsed();
+        let acc = protocol::evaluate(
+            &self.gt,
+            &dt,
+            self.format,
+            protocol::Similarity::Boundary { dilation_ratio },
+        );
+        let frequency = self
+            .classes
+            .iter()
+            .filter_map(|(id, _, f, _)| Some((*id, (*f)?)))
+            .collect();
+        let stats = protocol::summarize(&acc, self.format, &frequency);
+        tracing::debug!(
+            "prepare {:.2} s, boundary match + accumulate {:.2} s",
+            t_prepare.as_secs_f64(),
+            (t0.elapsed() - t_prepare).as_secs_f64()
+        );
+        let table = match self.format {
+            Format::Lvis => lvis_table(&stats, IouType::Boundary),
+            Format::Coco => coco_table(&stats),
+        };
+        let slot: std::collections::HashMap<u64, usize> = acc
+            .cat_ids
+            .iter()
+            .enumerate()
+            .map(|(k, &id)| (id, k))
+            .collect();
+        Ok(Evaluation {
+            format: self.format,
+            iou_type: IouType::Boundary,
+            per_class: self.per_class(|id| slot.get(&id).map_or(-1.0, |&k| acc.class_ap(k))),
+            stats,
+            table,
+        })
     }
 
-    /// AP per category: precision at every IoU threshold and recall point, area "all", the
-    /// last detection cap, averaged over the entries that exist (as detectron2 reports it).
-    fn per_class(&self, acc: &hotcoco::AccumulatedEval) -> Vec<ClassAp> {
+    /// Per-class AP of an accumulated evaluation (empty before `accumulate`).
+    fn per_class_of(&self, ev: &hotcoco::COCOeval) -> Vec<ClassAp> {
+        let Some(acc) = ev.accumulated() else {
+            return Vec::new();
+        };
         let s = acc.shape;
         let ap_of = |k: usize| {
             let (mut sum, mut n) = (0.0, 0usize);
@@ -222,6 +275,13 @@ impl Evaluator {
             .enumerate()
             .map(|(k, &id)| (id, k))
             .collect();
+        self.per_class(|id| slot.get(&id).map_or(-1.0, |&k| ap_of(k)))
+    }
+
+    /// AP per category (`ap_of` a category id): precision at every IoU threshold and recall
+    /// point, area "all", the last detection cap, averaged over the entries that exist (as
+    /// detectron2 reports it).
+    fn per_class(&self, ap_of: impl Fn(u64) -> f64) -> Vec<ClassAp> {
         self.classes
             .iter()
             .map(|(id, name, frequency, train_images)| ClassAp {
@@ -229,9 +289,16 @@ impl Evaluator {
                 name: name.clone(),
                 frequency: *frequency,
                 train_images: *train_images,
-                ap: slot.get(id).map_or(-1.0, |&k| ap_of(k)),
+                ap: ap_of(*id),
             })
             .collect()
+    }
+}
+
+fn hot_iou(iou: IouType) -> hotcoco::IouType {
+    match iou {
+        IouType::Bbox => hotcoco::IouType::Bbox,
+        IouType::Segm | IouType::Boundary => hotcoco::IouType::Segm,
     }
 }
 

@@ -208,7 +208,7 @@ fn check(dets: &[Detection], iou: IouType) -> Result<()> {
     for (index, d) in dets.iter().enumerate() {
         let missing = match iou {
             IouType::Bbox => d.bbox.is_none().then_some("bbox"),
-            IouType::Segm => d.segmentation.is_none().then_some("segmentation"),
+            IouType::Segm | IouType::Boundary => d.segmentation.is_none().then_some("segmentation"),
         };
         if let Some(field) = missing {
             return Err(EvalError::Results {
@@ -226,7 +226,7 @@ fn check(dets: &[Detection], iou: IouType) -> Result<()> {
         }
     }
     // Result files are read without decoding their masks; mask evaluation decodes them.
-    let needs_masks = iou == IouType::Segm || dets.first().is_some_and(|d| d.bbox.is_none());
+    let needs_masks = iou != IouType::Bbox || dets.first().is_some_and(|d| d.bbox.is_none());
     if needs_masks {
         let bad = dets
             .par_iter()
@@ -276,7 +276,7 @@ fn load(gt: &hotcoco::COCO, dets: Vec<Detection>, iou: IouType) -> Result<hotcoc
             bbox: d.bbox,
             segmentation: match iou {
                 IouType::Bbox => None,
-                IouType::Segm => d.segmentation.map(result_segmentation),
+                IouType::Segm | IouType::Boundary => d.segmentation.map(result_segmentation),
             },
             score: Some(d.score),
             ..Default::default()

@@ -291,3 +291,90 @@ fn malformed_result_masks_are_named_when_masks_are_evaluated() {
     // Box evaluation never reads the masks.
     assert!(ev.evaluate(dt, IouType::Bbox).is_ok());
 }
+
+/// Our boundary masks equal OpenCV's erosion as boundary-iou-api uses it, pixel for pixel.
+#[test]
+fn boundaries_equal_opencv() {
+    let path = fixture(".", "boundary_vectors.json");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let vectors = v["vectors"].as_array().unwrap();
+    assert!(vectors.len() > 100);
+    let mut failures = Vec::new();
+    for (i, case) in vectors.iter().enumerate() {
+        let (h, w) = (
+            case["h"].as_u64().unwrap() as u32,
+            case["w"].as_u64().unwrap() as u32,
+        );
+        let rle =
+            |key: &str| hotcoco::mask::rle_from_string(case[key].as_str().unwrap(), h, w).unwrap();
+        let d = case["dilation"].as_u64().unwrap() as u32;
+        let got = seesaw_eval::boundary::mask_boundary(&rle("mask"), d);
+        if got.counts != rle("boundary").counts {
+            failures.push(format!("[{i}] {} ({h}x{w}, d={d})", case["what"]));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Boundary AP: the official protocols with boundary-iou-api's similarity, every stat bit for bit.
+#[test]
+fn boundary_ap_equals_the_official_tools_with_boundary_iou() {
+    let mut failures = Vec::new();
+    for case in ["tiny", "edge"] {
+        for (fmt, tool) in [("lvis", "lvis-api"), ("coco", "pycocotools")] {
+            let (gt, dt) = load(case, fmt);
+            let ev = Evaluator::new(&gt, None).unwrap();
+            let res = ev.evaluate(dt.clone(), IouType::Boundary).unwrap();
+            assert_eq!(res.iou_type, IouType::Boundary);
+            let text =
+                std::fs::read_to_string(fixture(case, &format!("boundary_{tool}.json"))).unwrap();
+            let want: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let want = want["stats"].as_object().unwrap();
+            assert_eq!(res.stats.len(), want.len(), "{case} {fmt}");
+            for (k, v) in want {
+                let v = v.as_f64().unwrap();
+                let got = res.stat(k).unwrap_or(f64::NAN);
+                if got.to_bits() != v.to_bits() {
+                    failures.push(format!(
+                        "{case} {fmt} boundary {k}: ours {got} official {v}"
+                    ));
+                }
+            }
+            // Boundary IoU never exceeds mask IoU, so no stat can beat the mask one.
+            let segm = ev.evaluate(dt, IouType::Segm).unwrap();
+            for (k, v) in &res.stats {
+                assert!(*v <= segm.stat(k).unwrap() + 1e-12, "{case} {fmt} {k}");
+            }
+            assert_eq!(res.per_class.len(), gt.categories.len());
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn boundary_ap_refuses_what_it_cannot_evaluate() {
+    let (gt, dt) = load("tiny", "lvis");
+    let ev = Evaluator::new(&gt, None).unwrap();
+    let err = ev
+        .evaluate_boundary(dt.clone(), 0.0)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("dilation ratio"), "{err}");
+    let err = ev
+        .evaluate_fixed(dt.clone(), IouType::Boundary, 10)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("not boundary"), "{err}");
+    let mut no_masks = dt;
+    no_masks[3].segmentation = None;
+    let err = ev
+        .evaluate(no_masks, IouType::Boundary)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("[3]") && err.contains("segmentation"), "{err}");
+    assert!("boundary".parse::<IouType>().is_ok());
+}

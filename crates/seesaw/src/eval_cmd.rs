@@ -14,6 +14,8 @@ use crate::viz;
 pub enum IouArg {
     Bbox,
     Segm,
+    /// Boundary AP: masks matched by min(mask IoU, boundary IoU), as boundary-iou-api.
+    Boundary,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -31,9 +33,12 @@ pub struct EvalArgs {
     /// segmentation, score}.
     #[arg(long)]
     pub results: PathBuf,
-    /// What to compare: boxes or masks.
+    /// What to compare: boxes, masks, or mask boundaries (Boundary AP).
     #[arg(long, value_enum)]
     pub iou_type: IouArg,
+    /// Boundary AP: the boundary's width as a fraction of the image diagonal.
+    #[arg(long, default_value_t = seesaw_eval::boundary::DEFAULT_DILATION_RATIO)]
+    pub dilation_ratio: f64,
     /// Rules of lvis-api or pycocotools [default: LVIS when the categories carry `frequency`].
     #[arg(long, value_enum)]
     pub format: Option<FormatArg>,
@@ -58,7 +63,10 @@ pub struct EvalArgs {
 pub fn run(a: &EvalArgs) -> Result<()> {
     let t0 = Instant::now();
     let gt = Dataset::load(&a.gt)?;
-    let dets = load_results_with(&a.results, matches!(a.iou_type, IouArg::Segm))?;
+    if a.fixed_ap && matches!(a.iou_type, IouArg::Boundary) {
+        anyhow::bail!("--fixed-ap is computed for --iou-type bbox and segm, not boundary");
+    }
+    let dets = load_results_with(&a.results, !matches!(a.iou_type, IouArg::Bbox))?;
     check_results_against(&a.results, &dets, &gt)?;
     let t_load = t0.elapsed();
     let format = a.format.map(|f| match f {
@@ -68,6 +76,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     let iou = match a.iou_type {
         IouArg::Bbox => IouType::Bbox,
         IouArg::Segm => IouType::Segm,
+        IouArg::Boundary => IouType::Boundary,
     };
     let evaluator = Evaluator::new(&gt, format).with_context(|| a.gt.display().to_string())?;
     let fixed = if a.fixed_ap {
@@ -79,9 +88,11 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     } else {
         None
     };
-    let res = evaluator
-        .evaluate(dets, iou)
-        .with_context(|| a.results.display().to_string())?;
+    let res = match iou {
+        IouType::Boundary => evaluator.evaluate_boundary(dets, a.dilation_ratio),
+        _ => evaluator.evaluate(dets, iou),
+    }
+    .with_context(|| a.results.display().to_string())?;
     tracing::info!(
         "loaded in {:.2} s, evaluated in {:.2} s",
         t_load.as_secs_f64(),

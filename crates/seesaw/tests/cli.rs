@@ -525,6 +525,65 @@ fn eval_writes_the_official_stats_and_names_bad_results() {
     }
 }
 
+#[test]
+fn eval_boundary_ap_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = data_fixtures().join("eval/tiny");
+    let json = dir.path().join("boundary.json");
+    let args = |extra: &[&str]| {
+        let mut v = vec![
+            "eval".to_string(),
+            "--gt".into(),
+            case.join("coco_gt.json").to_str().unwrap().into(),
+            "--results".into(),
+            case.join("coco_dt.json").to_str().unwrap().into(),
+            "--iou-type".into(),
+            "boundary".into(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |extra: &[&str]| {
+        let a = args(extra);
+        seesaw(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let out = run(&["--json", json.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("COCO boundary evaluation:"),
+        "{}",
+        text(&out.stdout)
+    );
+    let ours: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let official: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(case.join("boundary_pycocotools.json")).unwrap())
+            .unwrap();
+    assert_eq!(ours["iou_type"], "boundary");
+    assert_eq!(ours["stats"], official["stats"]);
+
+    // A wider boundary is closer to the whole mask: AP moves, and differs from the default.
+    let out = run(&["--dilation-ratio", "0.2", "--json", json.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let wide: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_ne!(wide["stats"]["AP"], official["stats"]["AP"]);
+
+    for (extra, want) in [
+        (
+            &["--dilation-ratio", "0"][..],
+            "dilation ratio must be a positive number",
+        ),
+        (
+            &["--fixed-ap"][..],
+            "--fixed-ap is computed for --iou-type bbox and segm",
+        ),
+    ] {
+        let out = run(extra);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}");
+        assert!(text(&out.stderr).contains(want), "{}", text(&out.stderr));
+        assert!(!text(&out.stderr).contains("panicked"));
+    }
+}
+
 /// The `| loss | rare | common | frequent | all |` rows of `bench long-tail-classify`.
 fn accuracy_rows(stdout: &str) -> std::collections::HashMap<String, Vec<f64>> {
     stdout
