@@ -137,21 +137,52 @@ pub fn boundary_similarity(
     iscrowd: &[bool],
     dilation_ratio: f64,
 ) -> Vec<f64> {
+    boundary_similarity_from(dt, gt, iscrowd, dilation_ratio, f64::NEG_INFINITY)
+}
+
+/// [`boundary_similarity`] where it can reach `floor`: a pair whose mask IoU is below `floor`
+/// keeps its mask IoU, since the minimum is below `floor` too. Matching never looks below its
+/// lowest threshold, so with that threshold as `floor` the matches are those of the exact
+/// similarity, and only the masks of pairs that can match need a boundary (on LVIS, a few of
+/// the 300 detections of an image).
+pub fn boundary_similarity_from(
+    dt: &[Rle],
+    gt: &[Rle],
+    iscrowd: &[bool],
+    dilation_ratio: f64,
+    floor: f64,
+) -> Vec<f64> {
     let mut ious = mask_iou_flat(dt, gt, iscrowd);
     if ious.is_empty() {
         return ious;
     }
-    let boundaries = |masks: &[Rle]| -> Vec<Rle> {
+    let g = gt.len();
+    let wanted: Vec<bool> = (0..ious.len())
+        .map(|k| !iscrowd[k % g] && ious[k] >= floor)
+        .collect();
+    let mut rows = vec![false; dt.len()];
+    let mut cols = vec![false; g];
+    for k in (0..ious.len()).filter(|&k| wanted[k]) {
+        rows[k / g] = true;
+        cols[k % g] = true;
+    }
+    let boundaries = |masks: &[Rle], keep: &[bool]| -> Vec<Option<Rle>> {
         masks
             .iter()
-            .map(|m| mask_boundary(m, dilation_pixels(m.h, m.w, dilation_ratio)))
+            .zip(keep)
+            .map(|(m, &k)| k.then(|| mask_boundary(m, dilation_pixels(m.h, m.w, dilation_ratio))))
             .collect()
     };
-    let bious = mask_iou_flat(&boundaries(dt), &boundaries(gt), iscrowd);
-    let g = gt.len();
-    for (k, (v, b)) in ious.iter_mut().zip(&bious).enumerate() {
-        if !iscrowd[k % g] {
-            *v = v.min(*b);
+    let (db, gb) = (boundaries(dt, &rows), boundaries(gt, &cols));
+    for k in 0..ious.len() {
+        if !wanted[k] {
+            continue;
+        }
+        if let (Some(d), Some(t)) = (&db[k / g], &gb[k % g]) {
+            let b = mask_iou_flat(std::slice::from_ref(d), std::slice::from_ref(t), &[false]);
+            if let Some(&b) = b.first() {
+                ious[k] = ious[k].min(b);
+            }
         }
     }
     ious
@@ -205,13 +236,30 @@ mod tests {
         let inner = rle(8, 8, &[9, 6, 2, 6, 2, 6, 2, 6, 2, 6, 2, 6, 2, 6, 9]);
         let s = boundary_similarity(
             std::slice::from_ref(&inner),
-            &[big.clone(), big],
+            &[big.clone(), big.clone()],
             &[false, true],
             0.02,
         );
         assert_eq!(s.len(), 2);
-        // Mask IoU 36/64; the boundaries (d = 1) share only what both rings cover.
-        assert!(s[0] < 36.0 / 64.0);
+        // Mask IoU 42/64; the boundaries (d = 1) share only what both rings cover.
+        assert!(s[0] < 42.0 / 64.0);
         assert_eq!(s[1], 1.0);
+        // Below the floor the mask IoU stands; above it the boundary's is taken.
+        let f = boundary_similarity_from(
+            std::slice::from_ref(&inner),
+            &[big.clone(), big.clone()],
+            &[false, true],
+            0.02,
+            0.9,
+        );
+        assert_eq!(f[0], 42.0 / 64.0);
+        let f = boundary_similarity_from(
+            std::slice::from_ref(&inner),
+            &[big.clone(), big],
+            &[false, true],
+            0.02,
+            0.5,
+        );
+        assert_eq!(f, s);
     }
 }

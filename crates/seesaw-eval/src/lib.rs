@@ -189,10 +189,14 @@ impl Evaluator {
             Format::Lvis => lvis_table(&stats, iou),
             Format::Coco => coco_table(&stats),
         };
+        let per_class = self.per_class_of(&ev);
+        let t = std::time::Instant::now();
+        drop(ev);
+        tracing::debug!("dropped in {:.2} s", t.elapsed().as_secs_f64());
         Ok(Evaluation {
             format: self.format,
             iou_type: iou,
-            per_class: self.per_class_of(&ev),
+            per_class,
             stats,
             table,
         })

@@ -186,7 +186,13 @@ pub fn detections(
     format: Format,
     iou: IouType,
 ) -> Result<hotcoco::COCO> {
+    let t0 = std::time::Instant::now();
     check(&dets, iou)?;
+    tracing::debug!(
+        "checked {} detections in {:.2} s",
+        dets.len(),
+        t0.elapsed().as_secs_f64()
+    );
     match format {
         Format::Lvis => lvis_detections(gt, lvis_cap(dets), iou),
         Format::Coco => load(gt, dets, iou),
@@ -254,21 +260,24 @@ fn lvis_detections(
     dets: Vec<Detection>,
     iou: IouType,
 ) -> Result<hotcoco::COCO> {
+    let t0 = std::time::Instant::now();
     let boxes = dets.first().is_some_and(|d| d.bbox.is_some());
-    let kept = dets
+    let kept: Vec<Detection> = dets
         .into_iter()
         .filter(|d| {
             let a = lvis_result_area(d, boxes);
             a > 0.0 && a < f64::INFINITY
         })
         .collect();
+    tracing::debug!("capped and filtered in {:.2} s", t0.elapsed().as_secs_f64());
     Ok(load(gt, kept, iou)?.cap_detections_per_image(None))
 }
 
 /// Moves the detections into hotcoco's records. Box evaluation never reads a mask (the area
 /// then comes from the box), so masks are not carried into it.
 fn load(gt: &hotcoco::COCO, dets: Vec<Detection>, iou: IouType) -> Result<hotcoco::COCO> {
-    let anns = dets
+    let t0 = std::time::Instant::now();
+    let anns: Vec<hotcoco::Annotation> = dets
         .into_iter()
         .map(|d| hotcoco::Annotation {
             image_id: d.image_id,
@@ -282,6 +291,14 @@ fn load(gt: &hotcoco::COCO, dets: Vec<Detection>, iou: IouType) -> Result<hotcoc
             ..Default::default()
         })
         .collect();
-    gt.load_res_anns(anns)
-        .map_err(|e| EvalError::Hotcoco(e.to_string()))
+    let t1 = std::time::Instant::now();
+    let res = gt
+        .load_res_anns(anns)
+        .map_err(|e| EvalError::Hotcoco(e.to_string()));
+    tracing::debug!(
+        "converted in {:.2} s, loaded into hotcoco in {:.2} s",
+        (t1 - t0).as_secs_f64(),
+        t1.elapsed().as_secs_f64()
+    );
+    res
 }

@@ -18,7 +18,7 @@ use hotcoco::{Annotation, COCO, Rle};
 use rayon::prelude::*;
 use seesaw_data::{Format, Frequency};
 
-use crate::boundary::boundary_similarity;
+use crate::boundary::boundary_similarity_from;
 
 /// How a detection is compared with a ground truth.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -149,13 +149,15 @@ fn rle_of(coco: &COCO, ann: &Annotation) -> Rle {
 }
 
 /// Row-major `[D, G]` similarities of a cell.
+/// Row-major `[D, G]` similarities of a cell. Values below `floor`, the lowest IoU threshold,
+/// only need to stay below it.
 fn similarities(
     gt: &COCO,
     dt: &COCO,
-    dts: &[&Annotation],
-    gts: &[&Annotation],
+    (dts, gts): (&[&Annotation], &[&Annotation]),
     iscrowd: &[bool],
     sim: Similarity,
+    floor: f64,
 ) -> Vec<f64> {
     match sim {
         Similarity::Box => {
@@ -169,7 +171,7 @@ fn similarities(
             let g: Vec<Rle> = gts.iter().map(|a| rle_of(gt, a)).collect();
             match sim {
                 Similarity::Boundary { dilation_ratio } => {
-                    boundary_similarity(&d, &g, iscrowd, dilation_ratio)
+                    boundary_similarity_from(&d, &g, iscrowd, dilation_ratio, floor)
                 }
                 _ => mask_iou_flat(&d, &g, iscrowd),
             }
@@ -212,7 +214,11 @@ fn evaluate_cell(
     let ious = if gts.is_empty() || dts.is_empty() {
         Vec::new()
     } else {
-        similarities(gt, dt, &dts, &gts, &iscrowd, sim)
+        let floor = params
+            .iou_thrs
+            .iter()
+            .fold(f64::INFINITY, |m, &t| m.min(t.min(1.0 - 1e-10)));
+        similarities(gt, dt, (&dts, &gts), &iscrowd, sim, floor)
     };
     let ng = gts.len();
     let nt = params.iou_thrs.len();
