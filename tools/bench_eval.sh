@@ -5,7 +5,9 @@
 #   gen.py --format lvis --images 5000 --cats 1203 --anns-per-img 12 --dets-per-img 300 \
 #          --seed 1 --out-gt DIR/lvis_gt.json --out-dt DIR/lvis_dt.json
 # PYTHON: an interpreter with hotcoco, faster-coco-eval and lvis installed (tools/eval_peer.py).
-# Set SKIP_LVIS_API=1 to leave out lvis-api (about 150 s per run).
+# Set SKIP_LVIS_API=1 to leave out lvis-api (about 150 s per run). Boundary AP is timed for seesaw;
+# BOUNDARY_IOU_API=1 adds boundary-iou-api (not on PyPI: a checkout on PYTHONPATH; about 100 s per
+# 500 images on 2 cores).
 set -euo pipefail
 dir=$1
 py=${2:-python3}
@@ -28,3 +30,7 @@ for iou in bbox segm; do
     row lvis-api "$iou" "$py" "$here/eval_peer.py" lvis-api "$dir/lvis_gt.json" "$dir/lvis_dt.json" "$iou"
   fi
 done
+row seesaw boundary "$seesaw" eval --gt "$dir/lvis_gt.json" --results "$dir/lvis_dt.json" --iou-type boundary
+if [ "${BOUNDARY_IOU_API:-0}" = 1 ]; then
+  row boundary-iou-api boundary "$py" "$here/eval_peer.py" boundary-iou-api "$dir/lvis_gt.json" "$dir/lvis_dt.json" boundary
+fi

@@ -2,9 +2,12 @@
 """Runs one peer evaluator on an LVIS ground truth and result file, the way its users run it,
 and prints its stats and wall time (the process itself is timed by bench_eval.sh).
 
-    eval_peer.py TOOL GT DT bbox|segm      TOOL: hotcoco | faster-coco-eval | lvis-api
+    eval_peer.py TOOL GT DT bbox|segm|boundary
+    TOOL: hotcoco | faster-coco-eval | lvis-api | boundary-iou-api (boundary only)
 
 Needs, in a scratch venv (never in CI): pip install hotcoco faster-coco-eval lvis pycocotools numpy
+opencv-python-headless; for boundary-iou-api, a checkout of github.com/bowenc0221/boundary-iou-api
+on PYTHONPATH (it is not on PyPI).
 """
 import contextlib, io, json, sys, time
 
@@ -30,6 +33,14 @@ with contextlib.redirect_stdout(io.StringIO()):
         stats = dict(ev.stats_as_dict)
     elif tool == "lvis-api":
         from lvis import LVIS, LVISEval, LVISResults
+        gt = LVIS(gt_path)
+        ev = LVISEval(gt, LVISResults(gt, dt_path), iou_type=iou)
+        ev.run()
+        stats = dict(ev.get_results())
+    elif tool == "boundary-iou-api":
+        from boundary_iou.lvis_instance_api.lvis import LVIS
+        from boundary_iou.lvis_instance_api.results import LVISResults
+        from boundary_iou.lvis_instance_api.eval import LVISEval
         gt = LVIS(gt_path)
         ev = LVISEval(gt, LVISResults(gt, dt_path), iou_type=iou)
         ev.run()
