@@ -239,16 +239,10 @@ impl Evaluator {
             Format::Lvis => lvis_table(&stats, IouType::Boundary),
             Format::Coco => coco_table(&stats),
         };
-        let slot: std::collections::HashMap<u64, usize> = acc
-            .cat_ids
-            .iter()
-            .enumerate()
-            .map(|(k, &id)| (id, k))
-            .collect();
         Ok(Evaluation {
             format: self.format,
             iou_type: IouType::Boundary,
-            per_class: self.per_class(|id| slot.get(&id).map_or(-1.0, |&k| acc.class_ap(k))),
+            per_class: self.per_class(&acc.cat_ids, |k| acc.class_ap(k)),
             stats,
             table,
         })
@@ -273,19 +267,15 @@ impl Evaluator {
             }
             if n == 0 { -1.0 } else { sum / n as f64 }
         };
-        let slot: std::collections::HashMap<u64, usize> = acc
-            .cat_ids
-            .iter()
-            .enumerate()
-            .map(|(k, &id)| (id, k))
-            .collect();
-        self.per_class(|id| slot.get(&id).map_or(-1.0, |&k| ap_of(k)))
+        self.per_class(&acc.cat_ids, ap_of)
     }
 
-    /// AP per category (`ap_of` a category id): precision at every IoU threshold and recall
-    /// point, area "all", the last detection cap, averaged over the entries that exist (as
-    /// detectron2 reports it).
-    fn per_class(&self, ap_of: impl Fn(u64) -> f64) -> Vec<ClassAp> {
+    /// AP per category, `ap_of` the category at a slot of `cat_ids`: precision at every IoU
+    /// threshold and recall point, area "all", the last detection cap, averaged over the entries
+    /// that exist (as detectron2 reports it); -1 for a category without a slot.
+    fn per_class(&self, cat_ids: &[u64], ap_of: impl Fn(usize) -> f64) -> Vec<ClassAp> {
+        let slot: std::collections::HashMap<u64, usize> =
+            cat_ids.iter().enumerate().map(|(k, &id)| (id, k)).collect();
         self.classes
             .iter()
             .map(|(id, name, frequency, train_images)| ClassAp {
@@ -293,7 +283,7 @@ impl Evaluator {
                 name: name.clone(),
                 frequency: *frequency,
                 train_images: *train_images,
-                ap: ap_of(*id),
+                ap: slot.get(id).map_or(-1.0, |&k| ap_of(k)),
             })
             .collect()
     }

@@ -347,6 +347,17 @@ fn boundary_ap_equals_the_official_tools_with_boundary_iou() {
                 assert!(*v <= segm.stat(k).unwrap() + 1e-12, "{case} {fmt} {k}");
             }
             assert_eq!(res.per_class.len(), gt.categories.len());
+            let aps: Vec<f64> = res
+                .per_class
+                .iter()
+                .map(|c| c.ap)
+                .filter(|&a| a > -1.0)
+                .collect();
+            let mean = aps.iter().sum::<f64>() / aps.len() as f64;
+            assert!(
+                (mean - res.stat("AP").unwrap()).abs() < 1e-12,
+                "{case} {fmt}"
+            );
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
