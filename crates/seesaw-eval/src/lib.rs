@@ -185,18 +185,11 @@ impl Evaluator {
             (t0.elapsed() - t_match).as_secs_f64()
         );
         let stats = summary(&ev);
-        let table = match self.format {
-            Format::Lvis => lvis_table(&stats, iou),
-            Format::Coco => coco_table(&stats),
-        };
-        let per_class = self.per_class_of(&ev);
-        let t = std::time::Instant::now();
-        drop(ev);
-        tracing::debug!("dropped in {:.2} s", t.elapsed().as_secs_f64());
+        let table = table(self.format, &stats);
         Ok(Evaluation {
             format: self.format,
             iou_type: iou,
-            per_class,
+            per_class: self.per_class_of(&ev),
             stats,
             table,
         })
@@ -235,10 +228,7 @@ impl Evaluator {
             t_prepare.as_secs_f64(),
             (t0.elapsed() - t_prepare).as_secs_f64()
         );
-        let table = match self.format {
-            Format::Lvis => lvis_table(&stats, IouType::Boundary),
-            Format::Coco => coco_table(&stats),
-        };
+        let table = table(self.format, &stats);
         Ok(Evaluation {
             format: self.format,
             iou_type: IouType::Boundary,
@@ -255,17 +245,9 @@ impl Evaluator {
         };
         let s = acc.shape;
         let ap_of = |k: usize| {
-            let (mut sum, mut n) = (0.0, 0usize);
-            for t in 0..s.t {
-                for r in 0..s.r {
-                    let p = acc.precision[acc.precision_idx(t, r, k, 0, s.m - 1)];
-                    if p > -1.0 {
-                        sum += p;
-                        n += 1;
-                    }
-                }
-            }
-            if n == 0 { -1.0 } else { sum / n as f64 }
+            mean_of_existing((0..s.t).flat_map(|t| {
+                (0..s.r).map(move |r| acc.precision[acc.precision_idx(t, r, k, 0, s.m - 1)])
+            }))
         };
         self.per_class(&acc.cat_ids, ap_of)
     }
@@ -305,6 +287,22 @@ fn summary(ev: &hotcoco::COCOeval) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// The mean of the values above -1 (the official tools' "absent"), or -1 when there are none.
+fn mean_of_existing(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values
+        .filter(|&v| v > -1.0)
+        .fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    if n == 0 { -1.0 } else { sum / n as f64 }
+}
+
+/// The table the official tool of `format` prints.
+fn table(format: Format, stats: &[(String, f64)]) -> Vec<String> {
+    match format {
+        Format::Lvis => lvis_table(stats),
+        Format::Coco => coco_table(stats),
+    }
+}
+
 /// The table pycocotools' `summarize` prints.
 fn coco_table(stats: &[(String, f64)]) -> Vec<String> {
     stats
@@ -337,7 +335,7 @@ fn coco_table(stats: &[(String, f64)]) -> Vec<String> {
 }
 
 /// The table lvis-api's `print_results` prints.
-fn lvis_table(stats: &[(String, f64)], _iou: IouType) -> Vec<String> {
+fn lvis_table(stats: &[(String, f64)]) -> Vec<String> {
     stats
         .iter()
         .map(|(key, value)| {

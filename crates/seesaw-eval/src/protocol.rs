@@ -68,17 +68,9 @@ impl Accumulated {
     pub fn class_ap(&self, k: usize) -> f64 {
         let (nt, nr, _, _, nm) = self.dims();
         let a = self.params.all_area_idx();
-        let (mut sum, mut n) = (0.0, 0usize);
-        for t in 0..nt {
-            for r in 0..nr {
-                let p = self.precision_at(t, r, k, a, nm - 1);
-                if p > -1.0 {
-                    sum += p;
-                    n += 1;
-                }
-            }
-        }
-        if n == 0 { -1.0 } else { sum / n as f64 }
+        crate::mean_of_existing(
+            (0..nt).flat_map(|t| (0..nr).map(move |r| self.precision_at(t, r, k, a, nm - 1))),
+        )
     }
 }
 
@@ -316,6 +308,10 @@ pub(crate) fn evaluate(gt: &COCO, dt: &COCO, format: Format, sim: Similarity) ->
             cells_of.entry(a.category_id).or_default().push(a.image_id);
         }
     }
+    for imgs in cells_of.values_mut() {
+        imgs.sort_unstable();
+        imgs.dedup();
+    }
     // lvis-api keeps every detection of an image (its cap came before); pycocotools the best
     // `maxDets[-1]` of a cell.
     let max_det = if rules.lvis {
@@ -332,9 +328,7 @@ pub(crate) fn evaluate(gt: &COCO, dt: &COCO, format: Format, sim: Similarity) ->
     let per_cat: Vec<(Vec<f64>, Vec<f64>)> = cat_ids
         .par_iter()
         .map(|&cat| {
-            let mut imgs = cells_of.get(&cat).cloned().unwrap_or_default();
-            imgs.sort_unstable();
-            imgs.dedup();
+            let imgs = cells_of.get(&cat).map_or(&[][..], Vec::as_slice);
             let cells: Vec<Vec<Cell>> = imgs
                 .iter()
                 .filter_map(|&img| evaluate_cell(gt, dt, &params, &rules, (img, cat), max_det, sim))
@@ -479,34 +473,16 @@ fn numpy_mean(values: &[f64]) -> f64 {
     }
 }
 
-/// One summary entry: AP or AR at an IoU threshold (or all), an area range, a detection cap and,
-/// for LVIS, a frequency group.
-struct Entry {
-    key: &'static str,
-    ap: bool,
-    iou: Option<f64>,
-    area: &'static str,
-    max_det: Option<usize>,
-    group: Option<Frequency>,
-}
-
-const fn entry(
-    key: &'static str,
-    ap: bool,
-    iou: Option<f64>,
-    area: &'static str,
-    max_det: Option<usize>,
-    group: Option<Frequency>,
-) -> Entry {
-    Entry {
-        key,
-        ap,
-        iou,
-        area,
-        max_det,
-        group,
-    }
-}
+/// One summary entry: key, AP (else AR), IoU threshold (all when `None`), area range, detection
+/// cap (all when `None`), LVIS frequency group.
+type Entry = (
+    &'static str,
+    bool,
+    Option<f64>,
+    &'static str,
+    Option<usize>,
+    Option<Frequency>,
+);
 
 /// pycocotools' `summarize` / lvis-api's `summarize`, keyed as [`crate::Evaluation::stats`].
 /// `frequency` gives each category's group (LVIS).
@@ -518,57 +494,54 @@ pub(crate) fn summarize(
     use Frequency::{Common, Frequent, Rare};
     let entries: Vec<Entry> = match format {
         Format::Coco => vec![
-            entry("AP", true, None, "all", Some(100), None),
-            entry("AP50", true, Some(0.5), "all", Some(100), None),
-            entry("AP75", true, Some(0.75), "all", Some(100), None),
-            entry("APs", true, None, "small", Some(100), None),
-            entry("APm", true, None, "medium", Some(100), None),
-            entry("APl", true, None, "large", Some(100), None),
-            entry("AR1", false, None, "all", Some(1), None),
-            entry("AR10", false, None, "all", Some(10), None),
-            entry("AR100", false, None, "all", Some(100), None),
-            entry("ARs", false, None, "small", Some(100), None),
-            entry("ARm", false, None, "medium", Some(100), None),
-            entry("ARl", false, None, "large", Some(100), None),
+            ("AP", true, None, "all", Some(100), None),
+            ("AP50", true, Some(0.5), "all", Some(100), None),
+            ("AP75", true, Some(0.75), "all", Some(100), None),
+            ("APs", true, None, "small", Some(100), None),
+            ("APm", true, None, "medium", Some(100), None),
+            ("APl", true, None, "large", Some(100), None),
+            ("AR1", false, None, "all", Some(1), None),
+            ("AR10", false, None, "all", Some(10), None),
+            ("AR100", false, None, "all", Some(100), None),
+            ("ARs", false, None, "small", Some(100), None),
+            ("ARm", false, None, "medium", Some(100), None),
+            ("ARl", false, None, "large", Some(100), None),
         ],
         Format::Lvis => vec![
-            entry("AP", true, None, "all", None, None),
-            entry("AP50", true, Some(0.5), "all", None, None),
-            entry("AP75", true, Some(0.75), "all", None, None),
-            entry("APs", true, None, "small", None, None),
-            entry("APm", true, None, "medium", None, None),
-            entry("APl", true, None, "large", None, None),
-            entry("APr", true, None, "all", None, Some(Rare)),
-            entry("APc", true, None, "all", None, Some(Common)),
-            entry("APf", true, None, "all", None, Some(Frequent)),
-            entry("AR@300", false, None, "all", None, None),
-            entry("ARs@300", false, None, "small", None, None),
-            entry("ARm@300", false, None, "medium", None, None),
-            entry("ARl@300", false, None, "large", None, None),
+            ("AP", true, None, "all", None, None),
+            ("AP50", true, Some(0.5), "all", None, None),
+            ("AP75", true, Some(0.75), "all", None, None),
+            ("APs", true, None, "small", None, None),
+            ("APm", true, None, "medium", None, None),
+            ("APl", true, None, "large", None, None),
+            ("APr", true, None, "all", None, Some(Rare)),
+            ("APc", true, None, "all", None, Some(Common)),
+            ("APf", true, None, "all", None, Some(Frequent)),
+            ("AR@300", false, None, "all", None, None),
+            ("ARs@300", false, None, "small", None, None),
+            ("ARm@300", false, None, "medium", None, None),
+            ("ARl@300", false, None, "large", None, None),
         ],
     };
     let (nt, nr, nk, _, nm) = acc.dims();
     let p = &acc.params;
     entries
         .iter()
-        .map(|e| {
+        .map(|&(key, ap, iou, area, max_det, group)| {
             let ts: Vec<usize> = (0..nt)
-                .filter(|&t| e.iou.is_none_or(|v| p.iou_thrs[t] == v))
+                .filter(|&t| iou.is_none_or(|v| p.iou_thrs[t] == v))
                 .collect();
-            let ms: Vec<usize> = match e.max_det {
+            let ms: Vec<usize> = match max_det {
                 Some(cap) => (0..nm).filter(|&m| p.max_dets[m] == cap).collect(),
                 None => (0..nm).collect(),
             };
             let ks: Vec<usize> = (0..nk)
-                .filter(|&k| {
-                    e.group
-                        .is_none_or(|g| frequency.get(&acc.cat_ids[k]) == Some(&g))
-                })
+                .filter(|&k| group.is_none_or(|g| frequency.get(&acc.cat_ids[k]) == Some(&g)))
                 .collect();
             let mut values = Vec::new();
-            if let Some(a) = p.area_range_idx(e.area) {
+            if let Some(a) = p.area_range_idx(area) {
                 for &t in &ts {
-                    if e.ap {
+                    if ap {
                         for r in 0..nr {
                             for &k in &ks {
                                 for &m in &ms {
@@ -586,7 +559,7 @@ pub(crate) fn summarize(
                 }
             }
             values.retain(|&v| v > -1.0);
-            (e.key.to_string(), numpy_mean(&values))
+            (key.to_string(), numpy_mean(&values))
         })
         .collect()
 }
