@@ -1,10 +1,12 @@
 //! Checkpoints: one file holding the run's state (iterations done, resolved config, class
-//! names, Seesaw's class counts), the model's weights and buffers, and the optimizer's
-//! momentum. Written to a temporary sibling and renamed, so a crash never leaves a torn file.
+//! names, every loss's state: Seesaw's class counts, EQLv2's gradient statistics, the federated
+//! loss's generator), the model's weights and buffers, and the optimizer's momentum. Written
+//! to a temporary sibling and renamed, so a crash never leaves a torn file.
 //!
 //! Layout: `SEESAWCK`, version (u32 LE), then three length-prefixed (u64 LE) sections: meta
 //! JSON, model (burnpack), optimizer (burnpack, may be empty).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -13,12 +15,15 @@ use seesaw_model::burn::optim::ModuleOptimizer;
 use seesaw_model::burn::store::ModuleRecord;
 use seesaw_model::burn::tensor::Bytes;
 use seesaw_model::detectors::Detector;
+use seesaw_model::losses::LossState;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
 
 const MAGIC: &[u8; 8] = b"SEESAWCK";
-const VERSION: u32 = 1;
+/// Version 2: the RoI heads are their own modules (`roi_head.<kind>.bbox_head...`) and every
+/// loss's state is kept; version 1 files (before that split) name parameters differently.
+const VERSION: u32 = 2;
 
 /// What a checkpoint says about its run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,10 +34,9 @@ pub struct CheckpointMeta {
     pub config: String,
     pub class_names: Vec<String>,
     pub category_ids: Vec<u64>,
-    /// Seesaw's cumulative class counts (`[C + 1]`) of each box stage's loss; empty unless
-    /// the loss is Seesaw.
-    #[serde(default)]
-    pub seesaw_counts: Vec<Vec<u64>>,
+    /// The state of every stateful loss, by the name of the part that owns it
+    /// (`roi_head.bbox_head.0.loss_cls`, ...); see [`Detector::loss_states`].
+    pub loss_states: BTreeMap<String, LossState>,
     /// Total loss of each iteration logged so far (for checks; not needed to resume).
     #[serde(default)]
     pub last_loss: Option<f64>,
@@ -89,6 +93,14 @@ impl Checkpoint {
             ));
         }
         let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+        if version == 1 {
+            return Err(fail(
+                "checkpoint version 1, written before the RoI heads became their own modules: \
+                 its parameter names and loss state do not fit this build (version 2); retrain, \
+                 or convert its source weights again with `seesaw weights convert`"
+                    .into(),
+            ));
+        }
         if version != VERSION {
             return Err(fail(format!(
                 "checkpoint version {version}; this build reads version {VERSION}"
@@ -135,6 +147,16 @@ impl Checkpoint {
         model
             .try_load_record(record)
             .map_err(|e| EngineError::checkpoint(file, format!("model section: {e}")))
+    }
+
+    /// Puts the losses' state back into `model` (built from the same config).
+    ///
+    /// # Errors
+    /// States of another loss or another number of stages or classes.
+    pub fn load_loss_states(&self, file: &Path, model: &mut Detector) -> Result<()> {
+        model
+            .load_loss_states(&self.meta.loss_states)
+            .map_err(|e| EngineError::checkpoint(file, format!("loss state: {e}")))
     }
 
     /// Restores the optimizer's state, when the checkpoint has one.

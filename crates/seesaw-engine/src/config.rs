@@ -101,8 +101,8 @@ pub struct TrainConfig {
     /// Linear warm-up iterations and start ratio. Default 500 and 1e-3.
     pub warmup_iters: usize,
     pub warmup_ratio: f64,
-    /// "step" (x gamma at each of `steps`) or "cosine" (to 0 at `iters`).
-    pub schedule: String,
+    /// The learning-rate decay after warm-up. Default step.
+    pub schedule: Schedule,
     pub steps: Vec<usize>,
     pub gamma: f64,
     /// Clip each parameter's gradient to this L2 norm; 0 = off. Default 0.
@@ -130,7 +130,7 @@ impl Default for TrainConfig {
             weight_decay: 1e-4,
             warmup_iters: 500,
             warmup_ratio: 1e-3,
-            schedule: "step".into(),
+            schedule: Schedule::Step,
             steps: vec![100_176, 137_742],
             gamma: 0.1,
             grad_clip: 0.0,
@@ -142,16 +142,27 @@ impl Default for TrainConfig {
     }
 }
 
+/// How the learning rate decays after warm-up (mmdetection's `param_scheduler`); a name that
+/// is not one of these is an error listing them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// `step`: multiplied by `gamma` at each of `steps` (`MultiStepLR`).
+    Step,
+    /// `cosine`: to 0 at `iters` (`CosineAnnealingLR`).
+    Cosine,
+}
+
 impl TrainConfig {
     /// Learning rate at iteration `iter` (0-based): mmdetection's linear warm-up
     /// `lr * (1 - (1 - iter / warmup) * (1 - ratio))`, then steps or cosine.
     pub fn lr_at(&self, iter: usize) -> f64 {
-        let base = match self.schedule.as_str() {
-            "cosine" => {
+        let base = match self.schedule {
+            Schedule::Cosine => {
                 let t = iter as f64 / self.iters.max(1) as f64;
                 self.lr * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
             }
-            _ => {
+            Schedule::Step => {
                 let k = self.steps.iter().filter(|&&s| iter >= s).count();
                 self.lr * self.gamma.powi(k as i32)
             }
@@ -293,14 +304,102 @@ pub fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
     Ok(())
 }
 
+/// The key `_base_` names the files a config inherits from (mmdetection's `_base_`).
+const BASE_KEY: &str = "_base_";
+
+/// A leaf key set in both `a` and `b`, if any.
+fn overlap(a: &toml::Table, b: &toml::Table, prefix: &str) -> Option<String> {
+    a.iter().find_map(|(k, va)| {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match (va, b.get(k)?) {
+            (toml::Value::Table(x), toml::Value::Table(y)) => overlap(x, y, &key),
+            _ => Some(key),
+        }
+    })
+}
+
+/// Parses `text` (the contents of `file`) and resolves its `_base_` files, relative to
+/// `file`'s folder: each base's keys (its own bases first), then the file's own keys on top.
+/// Two bases may not set the same key (as in mmdetection). `chain` holds the files being
+/// resolved, to refuse a cycle.
+fn resolve(text: &str, file: &Path, chain: &mut Vec<PathBuf>) -> Result<toml::Table> {
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| EngineError::config(file, e.to_string()))?;
+    let bases: Vec<String> = match table.remove(BASE_KEY) {
+        None => vec![],
+        Some(toml::Value::String(b)) => vec![b],
+        Some(toml::Value::Array(list)) => list
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                toml::Value::String(b) => Ok(b),
+                other => Err(EngineError::config(
+                    file,
+                    format!("`{BASE_KEY}[{i}]` must be a file name, got {other}"),
+                )),
+            })
+            .collect::<Result<_>>()?,
+        Some(other) => {
+            return Err(EngineError::config(
+                file,
+                format!("`{BASE_KEY}` must be a file name or a list of them, got {other}"),
+            ));
+        }
+    };
+    check_keys(&table, &defaults_table()?, "", file)?;
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let mut inherited = toml::Table::new();
+    for base in bases {
+        let path = dir.join(&base);
+        let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
+        if chain.contains(&canonical) {
+            let names: Vec<String> = chain.iter().map(|p| p.display().to_string()).collect();
+            return Err(EngineError::config(
+                file,
+                format!(
+                    "`{BASE_KEY}` {base:?} makes a cycle ({} -> {})",
+                    names.join(" -> "),
+                    canonical.display()
+                ),
+            ));
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            EngineError::io(
+                &path,
+                &format!("cannot read the base config of {}", file.display()),
+                e,
+            )
+        })?;
+        chain.push(canonical);
+        let t = resolve(&text, &path, chain)?;
+        chain.pop();
+        if let Some(key) = overlap(&inherited, &t, "") {
+            return Err(EngineError::config(
+                file,
+                format!("two of its bases set `{key}`; set it in one base or in this file"),
+            ));
+        }
+        merge(&mut inherited, t);
+    }
+    merge(&mut inherited, table);
+    Ok(inherited)
+}
+
 impl Config {
-    /// Parses TOML text (named `file` in errors) with `sets` applied on top.
+    /// Parses TOML text (named `file` in errors; `_base_` files are found relative to it)
+    /// with `sets` applied on top.
+    ///
+    /// # Errors
+    /// Unreadable or malformed files, unknown keys, values of the wrong type or out of range.
     pub fn from_toml(text: &str, file: &Path, sets: &[String]) -> Result<Self> {
-        let mut table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| EngineError::config(file, e.to_string()))?;
+        let start = file.canonicalize().unwrap_or_else(|_| file.to_path_buf());
+        let mut table = resolve(text, file, &mut vec![start])?;
         let defaults = defaults_table()?;
-        check_keys(&table, &defaults, "", file)?;
         for s in sets {
             apply_set(&mut table, s)?;
             check_keys(&table, &defaults, "", Path::new("--set"))?;
@@ -316,7 +415,10 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Reads a config file and applies `sets`.
+    /// Reads a config file (and its `_base_` files) and applies `sets`.
+    ///
+    /// # Errors
+    /// As [`Config::from_toml`].
     pub fn load(file: &Path, sets: &[String]) -> Result<Self> {
         let text = std::fs::read_to_string(file)
             .map_err(|e| EngineError::io(file, "cannot read the config", e))?;
@@ -337,12 +439,6 @@ impl Config {
         }
         if !(t.lr > 0.0 && t.lr.is_finite()) {
             return bad(format!("train.lr must be positive (got {})", t.lr));
-        }
-        if !matches!(t.schedule.as_str(), "step" | "cosine") {
-            return bad(format!(
-                "train.schedule must be \"step\" or \"cosine\" (got {:?})",
-                t.schedule
-            ));
         }
         if !matches!(self.data.train_scale_mode.as_str(), "value" | "range") {
             return bad(format!(
@@ -373,12 +469,6 @@ impl Config {
         }
         if self.data.size_divisor == 0 || self.data.std.iter().any(|&s| s <= 0.0) {
             return bad("data.size_divisor and data.std must be positive".into());
-        }
-        if let Err(e) = self.model.loss_kind() {
-            return bad(format!("model.loss: {e}"));
-        }
-        if let Err(e) = self.model.kind() {
-            return bad(format!("model.detector: {e}"));
         }
         if let Err(e) = self.model.num_stages() {
             return bad(format!("model.{e}"));
@@ -433,6 +523,89 @@ mod tests {
     }
 
     #[test]
+    fn bases_are_inherited_overridden_and_checked() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::create_dir_all(p.parent().expect("dir")).expect("mkdir");
+            std::fs::write(&p, text).expect("write");
+            p
+        };
+        write(
+            "_base_/model.toml",
+            "[model]\nnum_classes = 40\nloss = \"ce\"\n",
+        );
+        write("_base_/train.toml", "[train]\nlr = 0.04\niters = 10\n");
+        let child = write(
+            "child.toml",
+            "_base_ = [\"_base_/model.toml\", \"_base_/train.toml\"]\n[train]\niters = 20\n",
+        );
+        let cfg = Config::load(&child, &["model.loss=seesaw".into()]).expect("inherits");
+        assert_eq!(cfg.model.num_classes, 40);
+        assert_eq!((cfg.train.lr, cfg.train.iters), (0.04, 20));
+        assert_eq!(cfg.model.loss, seesaw_model::losses::LossKind::Seesaw);
+        // A grandchild inherits through its parent; the saved config has no `_base_`.
+        let grand = write(
+            "grand.toml",
+            "_base_ = \"child.toml\"\n[model]\nnum_classes = 7\n",
+        );
+        let g = Config::load(&grand, &[]).expect("grandchild");
+        assert_eq!((g.model.num_classes, g.train.iters), (7, 20));
+        assert!(!g.to_toml().expect("toml").contains("_base_"));
+
+        let e = |text: &str, name: &str| {
+            let f = write(name, text);
+            Config::load(&f, &[]).expect_err(name).to_string()
+        };
+        let msg = e(
+            "_base_ = [\"_base_/train.toml\", \"_base_/train.toml\"]\n",
+            "twice.toml",
+        );
+        assert!(
+            msg.contains("twice.toml") && msg.contains("set `train."),
+            "{msg}"
+        );
+        write("loop_a.toml", "_base_ = \"loop_b.toml\"\n");
+        let msg = e("_base_ = \"loop_a.toml\"\n", "loop_b.toml");
+        assert!(msg.contains("cycle"), "{msg}");
+        write("_base_/typo.toml", "[train]\nlrr = 1\n");
+        let msg = e("_base_ = \"_base_/typo.toml\"\n", "uses_typo.toml");
+        assert!(
+            msg.contains("typo.toml") && msg.contains("train.lrr"),
+            "{msg}"
+        );
+        let msg = e("_base_ = \"missing.toml\"\n", "uses_missing.toml");
+        assert!(msg.contains("missing.toml"), "{msg}");
+        let msg = e("_base_ = 3\n", "number.toml");
+        assert!(msg.contains("_base_"), "{msg}");
+    }
+
+    #[test]
+    fn typed_values_list_the_valid_ones() {
+        let f = Path::new("x.toml");
+        for (set, valid) in [
+            ("model.detector=retinanet", "htc_lite"),
+            ("model.loss=focal", "eqlv2"),
+            ("model.bbox_head.loss_bbox=giou", "smooth_l1"),
+            ("train.schedule=poly", "cosine"),
+        ] {
+            let e = Config::from_toml("", f, &[set.into()])
+                .expect_err(set)
+                .to_string();
+            assert!(e.contains("x.toml") && e.contains(valid), "{set}: {e}");
+        }
+        let cfg = Config::from_toml(
+            "[model]\nloss = \"eqlv2\"\n[model.losses.eqlv2]\ngamma = 6.0\n",
+            f,
+            &["model.losses.seesaw.p=0.5".into()],
+        )
+        .expect("loss settings");
+        assert_eq!(cfg.model.losses.eqlv2.gamma, 6.0);
+        assert_eq!(cfg.model.losses.eqlv2.mu, 0.8);
+        assert_eq!(cfg.model.losses.seesaw.p, 0.5);
+    }
+
+    #[test]
     fn warmup_then_steps_and_cosine() {
         let t = TrainConfig {
             lr: 0.02,
@@ -447,7 +620,7 @@ mod tests {
         assert!((t.lr_at(1000) - 0.002).abs() < 1e-12);
         assert!((t.lr_at(2500) - 0.0002).abs() < 1e-12);
         let c = TrainConfig {
-            schedule: "cosine".into(),
+            schedule: Schedule::Cosine,
             warmup_iters: 0,
             iters: 100,
             ..t
@@ -460,6 +633,7 @@ mod tests {
 #[cfg(test)]
 mod shipped {
     use super::*;
+    use seesaw_model::losses::LossKind;
 
     #[test]
     fn every_shipped_config_parses_and_names_its_recipe() {
@@ -492,13 +666,13 @@ mod shipped {
                     "the demo trains from scratch"
                 );
             }
-            assert_eq!(cfg.model.detector, detector, "{name}");
+            assert_eq!(cfg.model.detector.name(), detector, "{name}");
             assert_eq!(
                 cfg.model.num_stages().expect("stages"),
                 if detector == "mask_rcnn" { 1 } else { 3 },
                 "{name}"
             );
-            assert_eq!(cfg.model.loss == "seesaw", seesaw, "{name}");
+            assert_eq!(cfg.model.loss == LossKind::Seesaw, seesaw, "{name}");
             assert_eq!(cfg.model.bbox_head.normed_classifier, seesaw, "{name}");
             if name.contains("lvis") {
                 assert_eq!(cfg.model.num_classes, 1203, "{name}");

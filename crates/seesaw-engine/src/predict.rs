@@ -9,8 +9,7 @@ use seesaw_data::mask::Bitmap;
 use seesaw_data::{Dataset, Detection, Segmentation};
 use seesaw_eval::{Evaluation, Evaluator, IouType};
 use seesaw_model::detectors::Detector;
-use seesaw_model::detectors::two_stage::select_detections;
-use seesaw_model::losses::any::AnyLoss;
+use seesaw_model::detectors::select_detections;
 use seesaw_model::ops::Box2;
 use seesaw_model::ops::mask_paste::paste_mask;
 use seesaw_model::ops::nms::nms;
@@ -87,7 +86,6 @@ pub fn to_results(
 /// Runs `model` over every image of `split` at the test scale; COCO results.
 pub fn predict_split(
     model: &Detector,
-    loss: &AnyLoss,
     split: &Split,
     cfg: &Config,
     show_progress: bool,
@@ -103,7 +101,7 @@ pub fn predict_split(
             .map(|&i| split.sample(i, cfg.data.test_scale, false, &cfg.data, false))
             .collect::<Result<Vec<Sample>>>()?;
         let batch = collate(samples, cfg.data.size_divisor, &device);
-        let dets = model.predict(batch.images, &batch.metas, loss)?;
+        let dets = model.predict(batch.images, &batch.metas)?;
         for (d, meta) in dets.iter().zip(&batch.metas) {
             out.extend(to_results(
                 d,
@@ -121,7 +119,6 @@ pub fn predict_split(
 /// Detections of one image file (at the test scale), at input scale, with its meta.
 pub fn predict_file(
     model: &Detector,
-    loss: &AnyLoss,
     path: &Path,
     cfg: &Config,
 ) -> Result<(Detections, ImageMeta)> {
@@ -136,7 +133,7 @@ pub fn predict_file(
         cfg.data.size_divisor,
         &device,
     );
-    let mut dets = model.predict(batch.images, &batch.metas, loss)?;
+    let mut dets = model.predict(batch.images, &batch.metas)?;
     Ok((dets.pop().unwrap_or_default(), meta))
 }
 
@@ -229,7 +226,6 @@ impl Tta {
 /// (flipped back) averaged before thresholding. Detections on the original image.
 pub fn predict_image_tta(
     model: &Detector,
-    loss: &AnyLoss,
     split: &Split,
     index: usize,
     cfg: &Config,
@@ -275,7 +271,7 @@ pub fn predict_image_tta(
                 [0.0, b[0], b[1], b[2], b[3]]
             })
             .collect();
-        let (s, b) = model.box_predictions(feats, &rois, metas, loss)?;
+        let (s, b) = model.box_predictions(feats, &rois, metas)?;
         for k in 0..s.len() {
             scores[k] += s[k];
             let o = meta.to_original(&b[k]);
@@ -331,7 +327,6 @@ pub fn predict_image_tta(
 /// [`predict_split`] with test-time augmentation, one image at a time.
 pub fn predict_split_tta(
     model: &Detector,
-    loss: &AnyLoss,
     split: &Split,
     cfg: &Config,
     tta: &Tta,
@@ -341,7 +336,7 @@ pub fn predict_split_tta(
     let pb = progress_bar(n as u64, show_progress, "test (TTA)");
     let mut out = Vec::new();
     for i in 0..n {
-        let (d, meta) = predict_image_tta(model, loss, split, i, cfg, tta)?;
+        let (d, meta) = predict_image_tta(model, split, i, cfg, tta)?;
         out.extend(to_results(
             &d,
             &meta,

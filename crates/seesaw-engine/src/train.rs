@@ -14,7 +14,7 @@ use seesaw_model::burn::optim::momentum::MomentumConfig;
 use seesaw_model::burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use seesaw_model::burn::tensor::{Device, Tensor};
 use seesaw_model::detectors::{Detector, LossParts};
-use seesaw_model::losses::any::AnyLoss;
+use seesaw_model::losses::ClassStats;
 use serde_json::json;
 
 use crate::checkpoint::{Checkpoint, CheckpointMeta, save};
@@ -48,38 +48,12 @@ pub struct TrainOutcome {
     pub iters_per_sec: f64,
 }
 
-/// The classification losses of a run, one per box stage, from the training split's class
-/// statistics.
-pub fn build_losses(cfg: &Config, train: &Split) -> Result<Vec<AnyLoss>> {
-    let kind = cfg.model.loss_kind()?;
-    let counts = train.image_counts();
-    let images = train.dataset.images.len() as u64;
-    Ok((0..cfg.model.num_stages()?)
-        .map(|_| AnyLoss::new(kind, &counts, images, cfg.train.seed))
-        .collect())
-}
-
-/// Puts each stage's Seesaw counts of a checkpoint back into `losses`.
-fn restore_counts(losses: &mut [AnyLoss], counts: &[Vec<u64>], file: &Path) -> Result<()> {
-    if counts.is_empty() {
-        return Ok(());
+/// The training split's class statistics, as the losses that look at the data use them.
+pub fn class_stats(train: &Split) -> ClassStats {
+    ClassStats {
+        image_counts: train.image_counts(),
+        total_images: train.dataset.images.len() as u64,
     }
-    if counts.len() != losses.len() {
-        return Err(EngineError::checkpoint(
-            file,
-            format!(
-                "holds Seesaw counts of {} box stages but the model has {}",
-                counts.len(),
-                losses.len()
-            ),
-        ));
-    }
-    for (loss, c) in losses.iter_mut().zip(counts) {
-        if let AnyLoss::Seesaw(s) = loss {
-            s.set_counts(c.clone())?;
-        }
-    }
-    Ok(())
 }
 
 /// The SGD optimizer of the config.
@@ -96,16 +70,6 @@ pub fn build_optimizer(cfg: &Config) -> ModuleOptimizer {
         sgd = sgd.with_gradient_clipping(Some(GradientClippingConfig::Norm(t.grad_clip as f32)));
     }
     sgd.init()
-}
-
-fn seesaw_counts(losses: &[AnyLoss]) -> Vec<Vec<u64>> {
-    losses
-        .iter()
-        .filter_map(|l| match l {
-            AnyLoss::Seesaw(s) => Some(s.counts().to_vec()),
-            _ => None,
-        })
-        .collect()
 }
 
 fn append_line(file: &Path, value: &serde_json::Value) -> Result<()> {
@@ -136,9 +100,11 @@ fn truncate_metrics(file: &Path, iter: usize) -> Result<()> {
     Ok(())
 }
 
-/// Reads the loss parts back (one transfer).
+/// Reads the loss parts back, then the per-stage parts (one transfer).
 fn loss_values(parts: &LossParts) -> Result<Vec<f64>> {
-    let v = Tensor::cat(parts.to_vec(), 0).detach();
+    let mut all = parts.to_vec();
+    all.extend(parts.stages.iter().map(|(_, t)| t.clone()));
+    let v = Tensor::cat(all, 0).detach();
     v.into_data()
         .convert::<f64>()
         .try_to_vec::<f64>()
@@ -179,9 +145,8 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         device.seed(t.seed);
-        cfg.model.init(&device)?
+        cfg.model.init_with(&class_stats(&train), t.seed, &device)?
     };
-    let mut losses_cls = build_losses(cfg, &train)?;
     let mut optim = build_optimizer(cfg);
     let latest = wd.join("latest.ckpt");
     let metrics = wd.join("metrics.jsonl");
@@ -195,8 +160,8 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
             );
         }
         model = ck.load_model(&latest, model)?;
+        ck.load_loss_states(&latest, &mut model)?;
         optim = ck.load_optimizer(&latest, optim)?;
-        restore_counts(&mut losses_cls, &ck.meta.seesaw_counts, &latest)?;
         start = ck.meta.iter;
         truncate_metrics(&metrics, start)?;
         tracing::info!("resuming from {} at iteration {start}", latest.display());
@@ -222,12 +187,12 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         t.batch_size,
     )?;
     let end = opts.stop_at.map_or(t.iters, |s| s.min(t.iters));
-    let meta_for = |iter: usize, loss: &[AnyLoss], last: Option<f64>| CheckpointMeta {
+    let meta_for = |iter: usize, model: &Detector, last: Option<f64>| CheckpointMeta {
         iter,
         config: cfg_text.clone(),
         class_names: train.class_names(),
         category_ids: train.category_ids.clone(),
-        seesaw_counts: seesaw_counts(loss),
+        loss_states: model.loss_states().into_iter().collect(),
         last_loss: last,
     };
     let mut last_ckpt = latest.clone();
@@ -272,17 +237,11 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
             let batch = collate(samples, cfg.data.size_divisor, &device);
             phase[0] += tick.elapsed().as_secs_f64();
             let tick = Instant::now();
-            let parts = model.forward_train(
-                batch.images,
-                &batch.metas,
-                &batch.gts,
-                &mut losses_cls,
-                &mut rng,
-            )?;
+            let parts = model.forward_train(batch.images, &batch.metas, &batch.gts, &mut rng)?;
             let values = loss_values(&parts)?;
             phase[1] += tick.elapsed().as_secs_f64();
             let tick = Instant::now();
-            let total: f64 = values.iter().sum();
+            let total: f64 = values[..LossParts::NAMES.len()].iter().sum();
             if !total.is_finite() {
                 let named: Vec<String> = LossParts::NAMES
                     .iter()
@@ -311,6 +270,10 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
                 for (n, v) in LossParts::NAMES.iter().zip(&values) {
                     line[*n] = json!(v);
                 }
+                let stage_values = &values[LossParts::NAMES.len()..];
+                for ((n, _), v) in parts.stages.iter().zip(stage_values) {
+                    line[n.as_str()] = json!(v);
+                }
                 let n = (iter + 1 - start) as f64;
                 line["sec_per_iter"] = json!(t0.elapsed().as_secs_f64() / n);
                 line["data_sec"] = json!(phase[0] / n);
@@ -328,7 +291,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
                 let file = wd.join(format!("iter_{done:06}.ckpt"));
                 save(
                     &file,
-                    &meta_for(done, &losses_cls, Some(total)),
+                    &meta_for(done, &model, Some(total)),
                     &model,
                     Some(&optim),
                 )?;
@@ -339,7 +302,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
                 && done % t.eval_every == 0
             {
                 let m = model.valid();
-                let dets = predict_split(&m, &losses_cls[0], val, cfg, false)?;
+                let dets = predict_split(&m, val, cfg, false)?;
                 let (bbox, segm) = evaluate(&val.dataset, dets, with_masks)?;
                 let mut line = json!({"iter": done, "val": {"bbox": bbox.to_json()["stats"]}});
                 if let Some(s) = segm {
@@ -369,11 +332,10 @@ fn link_latest(file: &Path, latest: &Path) -> Result<()> {
     fs::rename(&tmp, latest).map_err(|e| EngineError::io(latest, "cannot rename onto", e))
 }
 
-/// A trained model for inference (no autodiff), with its loss and class mapping, from a
-/// checkpoint; `cfg` is the checkpoint's own config unless one is given.
+/// A trained model for inference (no autodiff), with its class mapping, from a checkpoint;
+/// `cfg` is the checkpoint's own config unless one is given.
 pub struct Loaded {
     pub model: Detector,
-    pub loss: AnyLoss,
     pub config: Config,
     pub meta: CheckpointMeta,
 }
@@ -399,16 +361,14 @@ pub fn load_for_inference_on(file: &Path, cfg: Option<&Config>, device: &Device)
             ),
         ));
     }
-    let model = ck.load_model(file, config.model.init(device)?)?;
-    let c = config.model.num_classes;
-    let mut loss = AnyLoss::new(config.model.loss_kind()?, &vec![1; c], 1, config.train.seed);
-    // Prediction needs the activation only; stage 0's counts are kept for inspection.
-    if let (AnyLoss::Seesaw(s), Some(counts)) = (&mut loss, ck.meta.seesaw_counts.first()) {
-        s.set_counts(counts.clone())?;
+    let mut model = ck.load_model(file, config.model.init(device)?)?;
+    // Prediction needs the losses' activations only; their state is kept for inspection.
+    // A converted checkpoint (`seesaw weights convert`) has none.
+    if !ck.meta.loss_states.is_empty() {
+        ck.load_loss_states(file, &mut model)?;
     }
     Ok(Loaded {
         model,
-        loss,
         config,
         meta: ck.meta,
     })

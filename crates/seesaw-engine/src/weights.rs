@@ -83,7 +83,7 @@ pub fn convert(
         config: cfg.to_toml()?,
         class_names,
         category_ids,
-        seesaw_counts: Vec::new(),
+        loss_states: Default::default(),
         last_loss: None,
     };
     checkpoint::save(out, &meta, &model, None)?;

@@ -10,6 +10,9 @@ use seesaw_engine::checkpoint::Checkpoint;
 use seesaw_engine::data::Split;
 use seesaw_engine::predict::{Tta, evaluate, predict_split, predict_split_tta};
 use seesaw_engine::train::{TrainOptions, load_for_inference, train};
+use seesaw_model::detectors::{DetectorKind, RoiHead};
+use seesaw_model::heads::BoxLossKind;
+use seesaw_model::losses::{LossKind, LossState};
 
 const DEMO: &str = include_str!("../../../configs/demo_mask_rcnn_seesaw.toml");
 
@@ -85,7 +88,7 @@ fn overfitting_a_few_images_drives_the_loss_down_and_finds_them_again() {
     assert!(last < 0.5 * first, "loss {first} -> {last}");
     let loaded = load_for_inference(&out.checkpoint, Some(&cfg)).expect("load");
     let split = Split::load(&cfg.data.val_json, &cfg.data.val_images).expect("split");
-    let dets = predict_split(&loaded.model, &loaded.loss, &split, &cfg, false).expect("predict");
+    let dets = predict_split(&loaded.model, &split, &cfg, false).expect("predict");
     let (bbox, segm) = evaluate(&split.dataset, dets, true).expect("eval");
     let segm = segm.expect("segm");
     let (b, m) = (
@@ -107,10 +110,14 @@ fn resume_repeats_the_uninterrupted_loss_sequence_exactly() {
     let head = train(&cfg, &opts(&b, Some(3), false)).expect("head");
     let ck = Checkpoint::load(&b.join("latest.ckpt")).expect("checkpoint");
     assert_eq!(ck.meta.iter, 3);
-    assert_eq!(ck.meta.seesaw_counts.len(), 1, "one box stage");
-    let counts = ck.meta.seesaw_counts[0].clone();
-    assert_eq!(counts.len(), 4);
-    assert!(counts.iter().sum::<u64>() > 0);
+    assert_eq!(ck.meta.loss_states.len(), 1, "one box stage");
+    let Some(LossState::Seesaw { cum_samples }) =
+        ck.meta.loss_states.get("roi_head.bbox_head.loss_cls")
+    else {
+        panic!("{:?}", ck.meta.loss_states);
+    };
+    assert_eq!(cum_samples.len(), 4);
+    assert!(cum_samples.iter().sum::<u64>() > 0);
     let tail = train(&cfg, &opts(&b, None, true)).expect("resumed");
     let joined: Vec<(usize, f64)> = head.losses.into_iter().chain(tail.losses).collect();
     assert_eq!(joined.len(), whole.losses.len());
@@ -129,16 +136,14 @@ fn resume_repeats_the_uninterrupted_loss_sequence_exactly() {
     // second scale it still gives valid detections.
     let loaded = load_for_inference(&whole.checkpoint, Some(&cfg)).expect("load");
     let split = Split::load(&cfg.data.val_json, &cfg.data.val_images).expect("split");
-    let plain = predict_split(&loaded.model, &loaded.loss, &split, &cfg, false).expect("plain");
+    let plain = predict_split(&loaded.model, &split, &cfg, false).expect("plain");
     let identity = Tta::parse("", cfg.data.test_scale).expect("tta");
-    let same = predict_split_tta(&loaded.model, &loaded.loss, &split, &cfg, &identity, false)
-        .expect("tta");
+    let same = predict_split_tta(&loaded.model, &split, &cfg, &identity, false).expect("tta");
     assert!(!plain.is_empty());
     assert_eq!(plain, same);
     let tta = Tta::parse("flip,scales=64,80", cfg.data.test_scale).expect("tta");
     assert_eq!(tta.scales, vec![[64, 64], [80, 80]]);
-    let aug =
-        predict_split_tta(&loaded.model, &loaded.loss, &split, &cfg, &tta, false).expect("tta");
+    let aug = predict_split_tta(&loaded.model, &split, &cfg, &tta, false).expect("tta");
     assert!(!aug.is_empty());
     for d in &aug {
         let b = d.bbox.expect("box");
@@ -158,31 +163,27 @@ fn resume_repeats_the_uninterrupted_loss_sequence_exactly() {
 }
 
 /// The cascade kinds on the tiny setup: the demo's own overrides.
-fn cascade(cfg: &mut Config, detector: &str) {
-    cfg.model.detector = detector.into();
+fn cascade(cfg: &mut Config, detector: DetectorKind) {
+    cfg.model.detector = detector;
     cfg.model.bbox_head.class_agnostic = true;
-    cfg.model.bbox_head.loss_bbox = "smooth_l1".into();
+    cfg.model.bbox_head.loss_bbox = BoxLossKind::SmoothL1;
 }
 
 #[test]
 fn htc_lite_memorises_a_few_images_and_its_checkpoints_round_trip() {
     let tmp = tempfile::tempdir().expect("tmp");
     let mut cfg = setup(tmp.path(), 3, 128, "seesaw");
-    cascade(&mut cfg, "htc_lite");
+    cascade(&mut cfg, DetectorKind::HtcLite);
     cfg.train.iters = 120;
     cfg.train.batch_size = 3;
     cfg.data.flip_ratio = 0.0;
     let out = train(&cfg, &opts(&tmp.path().join("work"), None, false)).expect("train");
     let ck = Checkpoint::load(&out.checkpoint).expect("checkpoint");
-    assert_eq!(
-        ck.meta.seesaw_counts.len(),
-        3,
-        "a Seesaw count per box stage"
-    );
+    assert_eq!(ck.meta.loss_states.len(), 3, "a Seesaw count per box stage");
     let loaded = load_for_inference(&out.checkpoint, Some(&cfg)).expect("load");
-    assert!(loaded.model.glbctx.is_some());
+    assert!(matches!(loaded.model.roi_head, RoiHead::HtcLite(_)));
     let split = Split::load(&cfg.data.val_json, &cfg.data.val_images).expect("split");
-    let dets = predict_split(&loaded.model, &loaded.loss, &split, &cfg, false).expect("predict");
+    let dets = predict_split(&loaded.model, &split, &cfg, false).expect("predict");
     let (bbox, segm) = evaluate(&split.dataset, dets.clone(), true).expect("eval");
     let (b, m) = (
         bbox.stat("AP").unwrap_or(0.0),
@@ -192,7 +193,7 @@ fn htc_lite_memorises_a_few_images_and_its_checkpoints_round_trip() {
     assert!(b > 0.7 && m > 0.7, "box AP {b}, mask AP {m}");
     // Loading again gives the same predictions; a Mask R-CNN config cannot take the weights.
     let again = load_for_inference(&out.checkpoint, Some(&cfg)).expect("load");
-    let dets2 = predict_split(&again.model, &again.loss, &split, &cfg, false).expect("predict");
+    let dets2 = predict_split(&again.model, &split, &cfg, false).expect("predict");
     assert_eq!(dets, dets2);
     let plain = setup(&tmp.path().join("other"), 3, 128, "seesaw");
     let e = load_for_inference(&out.checkpoint, Some(&plain))
@@ -202,31 +203,83 @@ fn htc_lite_memorises_a_few_images_and_its_checkpoints_round_trip() {
     assert!(e.contains(&out.checkpoint.display().to_string()), "{e}");
 }
 
-#[test]
-fn htc_resumes_exactly_with_its_stage_counts() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let mut cfg = setup(tmp.path(), 6, 64, "seesaw");
-    cascade(&mut cfg, "htc");
-    cfg.train.iters = 4;
-    cfg.train.checkpoint_every = 1;
-    let whole = train(&cfg, &opts(&tmp.path().join("a"), None, false)).expect("whole");
-    let b = tmp.path().join("b");
-    let head = train(&cfg, &opts(&b, Some(2), false)).expect("head");
-    let ck = Checkpoint::load(&b.join("latest.ckpt")).expect("checkpoint");
-    assert_eq!(ck.meta.seesaw_counts.len(), 3);
-    // Each stage counted its own samples, so the stages' counts differ.
-    assert_ne!(ck.meta.seesaw_counts[0], ck.meta.seesaw_counts[2]);
-    let tail = train(&cfg, &opts(&b, None, true)).expect("resumed");
-    let joined: Vec<(usize, f64)> = head.losses.into_iter().chain(tail.losses).collect();
-    assert_eq!(joined.len(), whole.losses.len());
-    for (x, y) in joined.iter().zip(&whole.losses) {
-        assert_eq!(x.1.to_bits(), y.1.to_bits(), "iteration {}", x.0);
+/// Whether a saved loss state has moved from where a fresh loss starts.
+fn has_accumulated(state: &LossState) -> bool {
+    match state {
+        LossState::Stateless => true,
+        LossState::Seesaw { cum_samples } => cum_samples.iter().sum::<u64>() > 0,
+        LossState::Eqlv2 { pos_grad, .. } => pos_grad.iter().any(|&b| f64::from_bits(b) > 0.0),
+        LossState::Federated { word_pos, .. } => word_pos != "0",
     }
-    let metrics = std::fs::read_to_string(b.join("metrics.jsonl")).expect("metrics");
-    assert!(
-        metrics.lines().all(|l| l.contains("\"glbctx\":0.0")),
-        "{metrics}"
-    );
+}
+
+#[test]
+fn every_loss_and_every_detector_kind_resumes_bit_for_bit() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let base = setup(tmp.path(), 6, 64, "ce");
+    for kind in DetectorKind::ALL {
+        for loss in LossKind::ALL {
+            let name = format!("{}-{}", kind.name(), loss.name());
+            let mut cfg = base.clone();
+            cfg.model.loss = loss;
+            cfg.model.bbox_head.normed_classifier = loss == LossKind::Seesaw;
+            if kind.is_cascade() {
+                cascade(&mut cfg, kind);
+            }
+            cfg.train.iters = 4;
+            cfg.train.checkpoint_every = 1;
+            let whole = train(
+                &cfg,
+                &opts(&tmp.path().join(format!("{name}-a")), None, false),
+            )
+            .expect("whole");
+            let b = tmp.path().join(format!("{name}-b"));
+            let head = train(&cfg, &opts(&b, Some(2), false)).expect("head");
+            let ck = Checkpoint::load(&b.join("latest.ckpt")).expect("checkpoint");
+            let stages = if kind.is_cascade() { 3 } else { 1 };
+            assert_eq!(ck.meta.loss_states.len(), stages, "{name}");
+            for (part, state) in &ck.meta.loss_states {
+                let stateless = matches!(
+                    loss,
+                    LossKind::CrossEntropy | LossKind::SigmoidBce | LossKind::Eql
+                );
+                assert_eq!(
+                    state.name(),
+                    if stateless { "stateless" } else { loss.name() },
+                    "{name} {part}"
+                );
+                assert!(has_accumulated(state), "{name} {part}: {state:?}");
+            }
+            let tail = train(&cfg, &opts(&b, None, true)).expect("resumed");
+            let joined: Vec<(usize, f64)> = head.losses.into_iter().chain(tail.losses).collect();
+            assert_eq!(joined.len(), whole.losses.len(), "{name}");
+            for (x, y) in joined.iter().zip(&whole.losses) {
+                assert_eq!(x.1.to_bits(), y.1.to_bits(), "{name}: iteration {}", x.0);
+            }
+            // Multi-stage heads log each stage's weighted losses, as mmdetection does.
+            let metrics = std::fs::read_to_string(b.join("metrics.jsonl")).expect("metrics");
+            let first: serde_json::Value =
+                serde_json::from_str(metrics.lines().next().expect("a line")).expect("json");
+            match kind {
+                DetectorKind::MaskRcnn => assert!(first.get("s0.loss_cls").is_none()),
+                DetectorKind::HtcLite => {
+                    assert!(
+                        first["s2.loss_bbox"].is_number() && first.get("s0.loss_mask").is_none()
+                    );
+                    assert!(first["glbctx"].as_f64().unwrap_or(0.0) > 0.0, "{name}");
+                }
+                _ => {
+                    assert!(first["s2.loss_mask"].is_number(), "{name}: {first}");
+                    let sum: f64 = (0..3)
+                        .map(|t| first[format!("s{t}.loss_cls")].as_f64().unwrap_or(f64::NAN))
+                        .sum();
+                    let cls = first["cls"].as_f64().unwrap_or(0.0);
+                    assert!((sum - cls).abs() <= 1e-5 * cls.abs().max(1.0), "{name}");
+                    assert_eq!(first["glbctx"], 0.0, "{name}");
+                }
+            }
+        }
+    }
 }
 
 #[test]

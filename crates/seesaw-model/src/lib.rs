@@ -11,6 +11,7 @@ pub mod layers;
 pub mod losses;
 pub mod necks;
 pub mod ops;
+pub mod roi_heads;
 pub mod structures;
 pub mod weights;
 

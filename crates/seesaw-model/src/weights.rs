@@ -18,7 +18,7 @@ use burn::store::{
 use burn::tensor::DType;
 
 use crate::backbones::ResNet;
-use crate::detectors::Detector;
+use crate::detectors::{Detector, RoiHead};
 use crate::error::{ModelError, Result};
 
 type PackTensor = burn::store::burn_pack::Tensor;
@@ -207,9 +207,6 @@ impl LoadReport {
 #[derive(Debug, Clone)]
 pub struct Naming {
     layout: Layout,
-    /// mmdetection's cascade heads are `ModuleList`s (`bbox_head.0`); single heads are not.
-    bbox_indexed: bool,
-    mask_indexed: bool,
     /// SCNet's residual context encoder: `convs.0.{block}.conv{1,2}`.
     glbctx_res: bool,
 }
@@ -217,20 +214,17 @@ pub struct Naming {
 impl Naming {
     /// For a whole detector.
     pub fn detector(layout: Layout, det: &Detector) -> Self {
-        Naming {
-            layout,
-            bbox_indexed: det.bbox_heads.len() > 1,
-            mask_indexed: det.mask_heads.len() > 1,
-            glbctx_res: det.glbctx.as_ref().is_some_and(|g| g.conv_to_res),
-        }
+        let glbctx_res = match &det.roi_head {
+            RoiHead::HtcLite(h) => h.glbctx_head.conv_to_res,
+            _ => false,
+        };
+        Naming { layout, glbctx_res }
     }
 
     /// For a ResNet on its own (a backbone checkpoint).
     pub fn backbone(layout: Layout) -> Self {
         Naming {
             layout,
-            bbox_indexed: false,
-            mask_indexed: false,
             glbctx_res: false,
         }
     }
@@ -247,50 +241,52 @@ impl Naming {
     }
 
     fn mmdet_module(&self, parts: &[&str]) -> Option<String> {
-        let index = |indexed: bool, i: &str| {
-            if indexed {
-                format!(".{i}")
-            } else {
-                String::new()
-            }
-        };
         Some(match parts {
             ["backbone", rest @ ..] => format!("backbone.{}", resnet_module(rest)),
             ["neck", list, i] => format!("neck.{list}.{i}.conv"),
             ["rpn_head", m] => format!("rpn_head.rpn_{m}"),
-            ["bbox_heads", s, m] => {
-                let s = index(self.bbox_indexed, s);
-                let m = match *m {
-                    "fc1" => "shared_fcs.0",
-                    "fc2" => "shared_fcs.1",
-                    "cls" | "cls_normed" => "fc_cls",
-                    "reg" => "fc_reg",
-                    _ => return None,
-                };
-                format!("roi_head.bbox_head{s}.{m}")
-            }
-            ["mask_heads", s, rest @ ..] => {
-                let s = index(self.mask_indexed, s);
-                let m = match rest {
-                    ["convs", i] => format!("convs.{i}.conv"),
-                    ["conv_res"] => "conv_res.conv".into(),
-                    ["upsample"] => "upsample".into(),
-                    ["logits"] | ["logits_normed"] => "conv_logits".into(),
-                    _ => return None,
-                };
-                format!("roi_head.mask_head{s}.{m}")
-            }
-            ["glbctx", "convs", i] => {
-                let i: usize = i.parse().ok()?;
-                if self.glbctx_res {
-                    format!("roi_head.glbctx_head.convs.0.{}.conv{}", i / 2, i % 2 + 1)
-                } else {
-                    format!("roi_head.glbctx_head.convs.{i}.conv")
-                }
-            }
-            ["glbctx", "fc"] => "roi_head.glbctx_head.fc".into(),
+            // Our RoI head kinds name their parts as mmdetection's (`bbox_head`, `mask_head` as
+            // lists exactly when mmdetection's are `ModuleList`s, `glbctx_head`); burn leaves
+            // the enum's variant out of the path, as mmdetection has no such level.
+            ["roi_head", rest @ ..] => format!("roi_head.{}", self.roi_part(rest)?),
             _ => return None,
         })
+    }
+
+    fn roi_part(&self, parts: &[&str]) -> Option<String> {
+        // A stage index, when the part is a list.
+        let (head, stage, rest) = match parts {
+            [head, i, rest @ ..] if i.parse::<usize>().is_ok() => (*head, format!(".{i}"), rest),
+            [head, rest @ ..] => (*head, String::new(), rest),
+            [] => return None,
+        };
+        let m = match (head, rest) {
+            ("bbox_head", [m]) => match *m {
+                "fc1" => "shared_fcs.0".to_string(),
+                "fc2" => "shared_fcs.1".to_string(),
+                "cls" | "cls_normed" => "fc_cls".to_string(),
+                "reg" => "fc_reg".to_string(),
+                _ => return None,
+            },
+            ("mask_head", rest) => match rest {
+                ["convs", i] => format!("convs.{i}.conv"),
+                ["conv_res"] => "conv_res.conv".into(),
+                ["upsample"] => "upsample".into(),
+                ["logits"] | ["logits_normed"] => "conv_logits".into(),
+                _ => return None,
+            },
+            ("glbctx_head", ["convs", i]) => {
+                let i: usize = i.parse().ok()?;
+                if self.glbctx_res {
+                    format!("convs.0.{}.conv{}", i / 2, i % 2 + 1)
+                } else {
+                    format!("convs.{i}.conv")
+                }
+            }
+            ("glbctx_head", ["fc"]) => "fc".into(),
+            _ => return None,
+        };
+        Some(format!("{head}{stage}.{m}"))
     }
 }
 

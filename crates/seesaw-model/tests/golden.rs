@@ -43,7 +43,7 @@ fn name_seed(name: &str) -> u64 {
 /// The tiny detector of `kind` with every tensor set from its mmdetection name.
 fn golden_config(kind: DetectorKind) -> DetectorConfig {
     let mut cfg = tiny("seesaw");
-    cfg.detector = kind.name().into();
+    cfg.detector = kind;
     cfg.roi.test.max_per_img = 40;
     cfg
 }
@@ -155,11 +155,10 @@ fn compute(kind: DetectorKind) -> Value {
     // Training losses of one step.
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let mut model_train = model;
-    let mut losses: Vec<seesaw_model::losses::AnyLoss> = (0..cfg.num_stages().unwrap()).map(|_| seesaw_model::losses::AnyLoss::new(seesaw_model::losses::LossKind::Seesaw, &[10, 1, 5, 2, 8], 20, 0)).collect();
     let parts = model_train
-        .forward_train(images.clone(), &metas, &gts, &mut losses, &mut rng)
+        .forward_train(images.clone(), &metas, &gts, &mut rng)
         .expect("forward_train");
-    let loss_values: Vec<f64> = parts
+    let losses: Vec<f64> = parts
         .to_vec()
         .into_iter()
         .map(|t| {
@@ -176,7 +175,7 @@ fn compute(kind: DetectorKind) -> Value {
     let images = Tensor::<4>::from_data(images.to_data(), &flex);
     let feats = plain.features(images.clone());
     let proposals = plain.proposals(&feats, &metas).expect("proposals");
-    let dets = plain.predict(images, &metas, &losses[0]).expect("predict");
+    let dets = plain.predict(images, &metas).expect("predict");
     let props: Vec<Value> = proposals
         .iter()
         .map(|p| {
@@ -205,7 +204,7 @@ fn compute(kind: DetectorKind) -> Value {
         .collect();
     json!({
         "detector": kind.name(),
-        "losses": loss_values,
+        "losses": losses,
         "proposals": props,
         "detections": dets,
     })
@@ -215,7 +214,10 @@ fn compute(kind: DetectorKind) -> Value {
 fn assert_close(got: &Value, want: &Value, path: &str) {
     match (got, want) {
         (Value::Number(g), Value::Number(w)) if w.is_f64() || g.is_f64() => {
-            let (g, w) = (g.as_f64().unwrap_or(f64::NAN), w.as_f64().unwrap_or(f64::NAN));
+            let (g, w) = (
+                g.as_f64().unwrap_or(f64::NAN),
+                w.as_f64().unwrap_or(f64::NAN),
+            );
             let tol = 1e-4 * w.abs().max(1e-2);
             assert!((g - w).abs() <= tol, "{path}: got {g}, stored {w}");
         }
@@ -251,8 +253,9 @@ fn every_roi_head_kind_reproduces_its_stored_outputs() {
             std::fs::write(&file, text + "\n").expect("write");
             continue;
         }
-        let text = std::fs::read_to_string(&file)
-            .unwrap_or_else(|e| panic!("{}: {e} (SEESAW_BLESS_GOLDEN=1 writes it)", file.display()));
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {
+            panic!("{}: {e} (SEESAW_BLESS_GOLDEN=1 writes it)", file.display())
+        });
         let want: Value = serde_json::from_str(&text).expect("golden json");
         assert_close(&got, &want, kind.name());
         // The stored case is not degenerate: it has proposals, detections with masks, and

@@ -10,8 +10,6 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use seesaw_model::burn;
 use seesaw_model::heads::rpn_head::level_anchors;
-use seesaw_model::losses::LossKind;
-use seesaw_model::losses::any::AnyLoss;
 use seesaw_model::structures::{GtInstances, ImageMeta};
 
 #[test]
@@ -19,7 +17,7 @@ fn every_stage_has_the_documented_shape_and_the_losses_are_finite() {
     let device = Device::flex().autodiff();
     for loss_name in ["ce", "seesaw"] {
         let cfg = tiny(loss_name);
-        let model = cfg.init(&device).expect("model");
+        let mut model = cfg.init(&device).expect("model");
         let images = Tensor::<4>::random(
             [2, 3, 64, 96],
             burn::tensor::Distribution::Normal(0.0, 1.0),
@@ -63,17 +61,9 @@ fn every_stage_has_the_documented_shape_and_the_losses_are_finite() {
                 ignore: vec![],
             })
             .collect();
-        let kind: LossKind = loss_name.parse().expect("loss");
-        let mut loss = AnyLoss::new(kind, &[10, 1, 5, 2, 8], 20, 0);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let parts = model
-            .forward_train(
-                images.clone(),
-                &metas,
-                &gts,
-                std::slice::from_mut(&mut loss),
-                &mut rng,
-            )
+            .forward_train(images.clone(), &metas, &gts, &mut rng)
             .expect("train forward");
         for (name, t) in ["rpn_cls", "rpn_bbox", "cls", "bbox", "mask", "glbctx"]
             .iter()
@@ -91,18 +81,32 @@ fn every_stage_has_the_documented_shape_and_the_losses_are_finite() {
             ("conv1", model.backbone.conv1.weight.grad(&grads)),
             ("fpn", model.neck.fpn_convs[0].weight.grad(&grads)),
             ("rpn", model.rpn_head.cls.weight.grad(&grads)),
-            ("mask", model.mask_heads[0].convs[0].weight.grad(&grads)),
+            (
+                "mask",
+                model.roi_head.ops().mask_heads()[0].convs[0]
+                    .weight
+                    .grad(&grads),
+            ),
         ] {
             assert!(g.is_some(), "{loss_name}: no gradient reaches {name}");
         }
-        assert!(model.bbox_heads[0].fc1.weight.grad(&grads).is_some());
+        assert!(
+            model.roi_head.ops().bbox_heads()[0]
+                .fc1
+                .weight
+                .grad(&grads)
+                .is_some()
+        );
         // Biases initialised to zero stay trainable.
         let bias = |b: &Option<burn::module::Param<Tensor<1>>>| {
             b.as_ref().expect("bias").grad(&grads).is_some()
         };
-        let mask_head = &model.mask_heads[0];
+        let mask_head = &model.roi_head.ops().mask_heads()[0];
         assert!(bias(&model.rpn_head.conv.bias) && bias(&model.rpn_head.reg.bias));
-        assert!(bias(&model.bbox_heads[0].fc1.bias) && bias(&model.bbox_heads[0].reg.bias));
+        assert!(
+            bias(&model.roi_head.ops().bbox_heads()[0].fc1.bias)
+                && bias(&model.roi_head.ops().bbox_heads()[0].reg.bias)
+        );
         assert!(bias(&mask_head.upsample.bias) && bias(&mask_head.convs[0].bias));
 
         let plain = model.valid();
@@ -110,7 +114,6 @@ fn every_stage_has_the_documented_shape_and_the_losses_are_finite() {
             .predict(
                 Tensor::<4>::from_data(images.to_data(), &Device::flex()),
                 &metas,
-                &loss,
             )
             .expect("predict");
         assert_eq!(dets.len(), 2);
@@ -142,9 +145,12 @@ fn frozen_stages_get_no_gradient_and_bad_configs_are_refused() {
     assert!(model.backbone.layer1[0].conv1.weight.grad(&grads).is_none());
     assert!(model.backbone.layer2[0].conv1.weight.grad(&grads).is_some());
 
-    let mut bad = tiny("focal");
-    assert!(bad.init(&device).is_err());
-    bad = tiny("ce");
+    let e = "focal"
+        .parse::<seesaw_model::losses::LossKind>()
+        .expect_err("no focal loss")
+        .to_string();
+    assert!(e.contains("seesaw") && e.contains("eqlv2"), "{e}");
+    let mut bad = tiny("ce");
     bad.rpn.anchor_strides = vec![4.0, 8.0];
     let e = bad.init(&device).expect_err("levels").to_string();
     assert!(e.contains("anchor_strides"), "{e}");

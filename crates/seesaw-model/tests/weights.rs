@@ -63,7 +63,7 @@ fn small_resnet() -> ResNetConfig {
 /// The fixtures' detectors: 5 classes, FPN 16, box fc 32, two 16-channel mask convs.
 fn config(detector: &str) -> DetectorConfig {
     let mut c = common::tiny("seesaw");
-    c.detector = detector.into();
+    c.detector = detector.parse().expect("detector");
     c.backbone = small_resnet();
     c.mask_head.conv_channels = 16;
     c.mask_head.normed = detector == "mask_rcnn";
@@ -166,11 +166,11 @@ fn mmdet_mask_rcnn_seesaw_matches_pytorch() {
     let rpn = det.rpn_head.forward(&feats);
     assert_close(rpn.cls, tensor(&out, "rpn_cls", &device), "rpn_cls");
     assert_close(rpn.reg, tensor(&out, "rpn_reg", &device), "rpn_reg");
-    let (cls, reg) = det.bbox_heads[0].forward(tensor(&out, "roi7", &device));
+    let (cls, reg) = det.roi_head.ops().bbox_heads()[0].forward(tensor(&out, "roi7", &device));
     assert_eq!(cls.dims(), [3, 5 + 2], "Seesaw's C + 2 classifier");
     assert_close(cls, tensor(&out, "cls0", &device), "fc_cls (NormedLinear)");
     assert_close(reg, tensor(&out, "reg0", &device), "fc_reg");
-    let mask = det.mask_heads[0].forward(tensor(&out, "roi14", &device));
+    let mask = det.roi_head.ops().mask_heads()[0].forward(tensor(&out, "roi14", &device));
     assert_close(
         mask,
         tensor(&out, "mask0", &device),
@@ -187,12 +187,12 @@ fn mmdet_htc_matches_pytorch_stage_by_stage() {
     let roi14 = tensor::<4>(&out, "roi14", &device);
     let mut res = None;
     for s in 0..3 {
-        let (cls, reg) = det.bbox_heads[s].forward(roi7.clone());
+        let (cls, reg) = det.roi_head.ops().bbox_heads()[s].forward(roi7.clone());
         assert_close(cls, tensor(&out, &format!("cls{s}"), &device), "cls");
         assert_close(reg, tensor(&out, &format!("reg{s}"), &device), "reg");
         // Mask information flow: each head takes the previous head's features.
-        let f = det.mask_heads[s].features(roi14.clone(), res);
-        let logits = det.mask_heads[s].logits(f.clone());
+        let f = det.roi_head.ops().mask_heads()[s].features(roi14.clone(), res);
+        let logits = det.roi_head.ops().mask_heads()[s].logits(f.clone());
         assert_close(logits, tensor(&out, &format!("mask{s}"), &device), "mask");
         res = Some(f);
     }
@@ -205,7 +205,11 @@ fn mmdet_htc_lite_matches_pytorch_with_the_global_context_head() {
     let out = open("mmdet_htc_lite_out.safetensors");
     let feats = det.features(tensor(&out, "input", &device));
     assert_close(feats[4].clone(), tensor(&out, "p6", &device), "p6");
-    let glbctx = det.glbctx.as_ref().expect("htc_lite has the context head");
+    let glbctx = det
+        .roi_head
+        .ops()
+        .glbctx_head()
+        .expect("htc_lite has the context head");
     let (logits, feat) = glbctx.forward(feats[4].clone());
     assert_close(
         logits,
@@ -214,10 +218,10 @@ fn mmdet_htc_lite_matches_pytorch_with_the_global_context_head() {
     );
     assert_close(feat, tensor(&out, "glbctx_feat", &device), "glbctx feature");
     for s in 0..3 {
-        let (cls, _) = det.bbox_heads[s].forward(tensor(&out, "roi7", &device));
+        let (cls, _) = det.roi_head.ops().bbox_heads()[s].forward(tensor(&out, "roi7", &device));
         assert_close(cls, tensor(&out, &format!("cls{s}"), &device), "cls");
     }
-    let mask = det.mask_heads[0].forward(tensor(&out, "roi14", &device));
+    let mask = det.roi_head.ops().mask_heads()[0].forward(tensor(&out, "roi14", &device));
     assert_close(mask, tensor(&out, "mask0", &device), "mask");
 }
 
@@ -253,11 +257,19 @@ fn a_checkpoint_that_does_not_fit_is_refused_by_name_unless_partial() {
         err.contains("roi_head.mask_head.conv_logits.weight"),
         "{err}"
     );
-    let before = det.bbox_heads[0].fc1.weight.val().into_data();
+    let before = det.roi_head.ops().bbox_heads()[0]
+        .fc1
+        .weight
+        .val()
+        .into_data();
     let report = weights::load(&mut det, &file, &naming, true).expect("partial loads");
     assert_eq!(report.mismatched.len(), 6, "{report:?}");
     assert_ne!(
-        det.bbox_heads[0].fc1.weight.val().into_data(),
+        det.roi_head.ops().bbox_heads()[0]
+            .fc1
+            .weight
+            .val()
+            .into_data(),
         before,
         "the rest loads"
     );
@@ -328,7 +340,7 @@ fn export_uses_mmdet_names_and_loads_back() {
         TensorData::new(vec![0.5f32; 16 * 7 * 7], [1, 16, 7, 7]),
         &device,
     );
-    let (a, _) = det.bbox_heads[2].forward(x.clone());
-    let (b, _) = again.bbox_heads[2].forward(x);
+    let (a, _) = det.roi_head.ops().bbox_heads()[2].forward(x.clone());
+    let (b, _) = again.roi_head.ops().bbox_heads()[2].forward(x);
     assert_close(a, b, "reloaded head");
 }

@@ -156,7 +156,7 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         let train_secs = t0.elapsed().as_secs_f64();
         let loaded = load_for_inference_on(&trained.checkpoint, Some(&cfg), &device)?;
         let t1 = Instant::now();
-        let dets = predict_split(&loaded.model, &loaded.loss, &val, &cfg, tty)?;
+        let dets = predict_split(&loaded.model, &val, &cfg, tty)?;
         let test_secs = t1.elapsed().as_secs_f64();
         let results = work_dir.join("results.json");
         seesaw_data::save_results(&results, &dets)?;
@@ -171,8 +171,8 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         );
         runs.push(Run {
             name,
-            detector: cfg.model.detector.clone(),
-            loss: cfg.model.loss.clone(),
+            detector: cfg.model.detector.name().to_string(),
+            loss: cfg.model.loss.name().to_string(),
             bbox,
             segm,
             dets,

@@ -125,9 +125,9 @@ pub fn run_test(a: &TestArgs) -> Result<()> {
     let dets = match &a.tta {
         Some(spec) => {
             let tta = Tta::parse(spec, cfg.data.test_scale)?;
-            predict_split_tta(&loaded.model, &loaded.loss, &val, &cfg, &tta, show)?
+            predict_split_tta(&loaded.model, &val, &cfg, &tta, show)?
         }
-        None => predict_split(&loaded.model, &loaded.loss, &val, &cfg, show)?,
+        None => predict_split(&loaded.model, &val, &cfg, show)?,
     };
     let secs = t0.elapsed().as_secs_f64();
     seesaw_data::save_results(&a.out, &dets)?;
@@ -165,7 +165,7 @@ pub fn run_infer(a: &InferArgs) -> Result<()> {
         .zip(loaded.meta.class_names.iter().cloned())
         .collect();
     for path in &a.images {
-        let (dets, meta) = predict_file(&loaded.model, &loaded.loss, path, &loaded.config)?;
+        let (dets, meta) = predict_file(&loaded.model, path, &loaded.config)?;
         let results = to_results(
             &dets,
             &meta,

@@ -2,6 +2,10 @@
 //! features, then a classifier (a plain or a cosine `NormedLinear`, with as many outputs as the
 //! loss wants: C + 1 for cross-entropy, C + 2 for Seesaw) and a box regressor (class-specific
 //! `4 C`, or class-agnostic `4`).
+//!
+//! As mmdetection's `BBoxHead`, the head owns its losses (`loss_cls`, whose state, such as
+//! Seesaw's class counts, is part of the model's) and its box coder, so it computes its own
+//! training loss, decodes its own deltas and turns its logits into class scores.
 
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig};
@@ -12,6 +16,25 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ModelError, Result};
 use crate::heads::rpn_head::zeros_param;
 use crate::layers::{NormedLinear, NormedLinearConfig};
+use crate::losses::AnyLoss;
+use crate::losses::Reduction;
+use crate::losses::bbox::{l1_loss, smooth_l1_loss};
+use crate::losses::common::{float_tensor, host_f32, index_tensor};
+use crate::ops::Box2;
+use crate::ops::box_coder::DeltaXywhCoder;
+use crate::roi_heads::sampling::SampledRois;
+use crate::structures::ImageMeta;
+
+/// The box regression loss (mmdetection's `loss_bbox`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BoxLossKind {
+    /// `l1`: L1 loss (Mask R-CNN).
+    #[default]
+    L1,
+    /// `smooth_l1`: smooth L1 with beta 1 (Cascade, HTC).
+    SmoothL1,
+}
 
 /// Settings of [`BBoxHead`]; defaults are mmdetection's (1024-d FCs, 7x7 RoIs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,7 +44,7 @@ pub struct BBoxHeadConfig {
     /// Cosine classifier (`NormedLinear`, temperature `tau`). Default false; every Seesaw
     /// config turns it on.
     pub normed_classifier: bool,
-    /// Default 20.
+    /// Temperature of the `NormedLinear` classifier. Default 20.
     pub tau: f64,
     /// One box per RoI instead of one per class. Default false.
     pub class_agnostic: bool,
@@ -29,7 +52,7 @@ pub struct BBoxHeadConfig {
     pub target_stds: [f32; 4],
     /// Box regression loss: l1 (Mask R-CNN) or smooth_l1 with beta 1 (Cascade, HTC).
     /// Default l1.
-    pub loss_bbox: String,
+    pub loss_bbox: BoxLossKind,
 }
 
 impl Default for BBoxHeadConfig {
@@ -40,19 +63,23 @@ impl Default for BBoxHeadConfig {
             tau: 20.0,
             class_agnostic: false,
             target_stds: [0.1, 0.1, 0.2, 0.2],
-            loss_bbox: "l1".into(),
+            loss_bbox: BoxLossKind::L1,
         }
     }
 }
 
 impl BBoxHeadConfig {
-    /// Builds the head for `in_features` = channels x 7 x 7, `num_classes` C and a classifier
-    /// of `cls_channels` outputs.
+    /// Builds the head for `in_features` = channels x 7 x 7 and `num_classes` C, training
+    /// with `loss_cls` (whose kind sets the classifier's width) and decoding with `stds`.
+    ///
+    /// # Errors
+    /// `fc_channels` or `num_classes` zero.
     pub fn init(
         &self,
         in_features: usize,
         num_classes: usize,
-        cls_channels: usize,
+        loss_cls: AnyLoss,
+        stds: [f32; 4],
         device: &Device,
     ) -> Result<BBoxHead> {
         if self.fc_channels == 0 || num_classes == 0 {
@@ -60,6 +87,7 @@ impl BBoxHeadConfig {
                 "bbox head: fc_channels and num_classes must be positive".into(),
             ));
         }
+        let cls_channels = loss_cls.kind().cls_channels(num_classes);
         let fc = self.fc_channels;
         let xavier = Initializer::XavierUniform { gain: 1.0 };
         let linear = |i: usize, o: usize, init: Initializer| {
@@ -96,8 +124,25 @@ impl BBoxHeadConfig {
                     std: 0.001,
                 },
             ),
+            loss_cls,
+            spec: BoxSpec {
+                num_classes,
+                class_agnostic: self.class_agnostic,
+                stds,
+                loss_bbox: self.loss_bbox,
+            },
         })
     }
+}
+
+/// What the head needs besides its weights to train and decode.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BoxSpec {
+    pub num_classes: usize,
+    pub class_agnostic: bool,
+    /// The box coder's stds (the stage's, for cascades).
+    pub stds: [f32; 4],
+    pub loss_bbox: BoxLossKind,
 }
 
 /// The box head.
@@ -108,6 +153,12 @@ pub struct BBoxHead {
     pub cls: Option<Linear>,
     pub cls_normed: Option<NormedLinear>,
     pub reg: Linear,
+    /// The classification loss and its state (Seesaw's counts, EQLv2's gradient statistics,
+    /// the federated loss's generator); checkpoints keep the state.
+    #[module(skip)]
+    pub loss_cls: AnyLoss,
+    #[module(skip)]
+    pub spec: BoxSpec,
 }
 
 impl BBoxHead {
@@ -124,6 +175,216 @@ impl BBoxHead {
         };
         (cls, self.reg.forward(x))
     }
+
+    /// The classification and box losses of the sampled RoIs `s` (mmdetection's
+    /// `BBoxHead.loss`): `loss_cls` averaged over the RoIs, L1 / smooth L1 over the positives'
+    /// deltas divided by the number of RoIs. Updates the classification loss's state.
+    ///
+    /// # Errors
+    /// Logits or labels that do not fit the loss.
+    pub fn loss(
+        &mut self,
+        cls_score: Tensor<2>,
+        reg: Tensor<2>,
+        s: &SampledRois,
+    ) -> Result<(Tensor<1>, Tensor<1>)> {
+        let r = s.rois.len();
+        let cls = self
+            .loss_cls
+            .forward(cls_score, &s.labels, Some(r.max(1) as f64))?;
+        Ok((cls, self.box_loss(reg, s)?))
+    }
+
+    /// L1 (or smooth L1) over the positives' deltas, averaged over all sampled RoIs; with no
+    /// positive, a zero that still reaches the regressor (every parameter stays in the graph).
+    fn box_loss(&self, reg: Tensor<2>, s: &SampledRois) -> Result<Tensor<1>> {
+        let device = reg.device();
+        let r = s.rois.len();
+        if s.pos_rows.is_empty() {
+            return Ok(reg.sum().mul_scalar(0.0));
+        }
+        let coder = self.coder();
+        let mut targets = Vec::with_capacity(s.pos_rows.len() * 4);
+        for (&row, gt) in s.pos_rows.iter().zip(&s.pos_gt_boxes) {
+            let roi = s.rois[row];
+            targets.extend(
+                coder
+                    .encode(&[roi[1], roi[2], roi[3], roi[4]], gt)
+                    .map(f64::from),
+            );
+        }
+        let p = s.pos_rows.len();
+        let pred = if self.spec.class_agnostic {
+            reg.select(0, index_tensor(&s.pos_rows, &device))
+        } else {
+            let c = self.spec.num_classes;
+            let idx: Vec<usize> = s
+                .pos_rows
+                .iter()
+                .map(|&row| row * c + s.labels[row])
+                .collect();
+            reg.reshape([r * c, 4])
+                .select(0, index_tensor(&idx, &device))
+        };
+        let target = float_tensor(targets, [p, 4], &device);
+        let sum = match self.spec.loss_bbox {
+            BoxLossKind::SmoothL1 => smooth_l1_loss(pred, target, 1.0, Reduction::Sum, None)?,
+            BoxLossKind::L1 => l1_loss(pred, target, Reduction::Sum, None)?,
+        };
+        Ok(sum.div_scalar(r as f64))
+    }
+
+    /// Class scores `[R, C]` from logits `[R, cls_channels]`, as the loss defines them
+    /// (softmax for CE and Seesaw, sigmoid for the sigmoid losses; background and objectness
+    /// left out).
+    ///
+    /// # Errors
+    /// Logits of the wrong width.
+    pub fn class_scores(&self, cls_score: Tensor<2>) -> Result<Tensor<2>> {
+        self.loss_cls.class_scores(cls_score, self.spec.num_classes)
+    }
+
+    fn coder(&self) -> DeltaXywhCoder {
+        DeltaXywhCoder {
+            stds: self.spec.stds,
+            ..Default::default()
+        }
+    }
+
+    /// Each RoI moved by its deltas (`[R, 4]` or `[R, 4 C]` row-major, of class `labels[r]`)
+    /// and clipped to its image.
+    ///
+    /// # Errors
+    /// A RoI naming an image `metas` does not have.
+    pub fn decode(
+        &self,
+        rois: &[[f32; 5]],
+        deltas: &[f32],
+        labels: &[usize],
+        metas: &[ImageMeta],
+    ) -> Result<Vec<Box2>> {
+        let per_roi = self.boxes_per_roi();
+        let coder = self.coder();
+        rois.iter()
+            .enumerate()
+            .map(|(r, roi)| {
+                let meta = image_meta(metas, roi, r)?;
+                let k = if per_roi == 1 {
+                    0
+                } else {
+                    labels[r].min(per_roi - 1)
+                };
+                let o = (r * per_roi + k) * 4;
+                let d = [deltas[o], deltas[o + 1], deltas[o + 2], deltas[o + 3]];
+                Ok(coder.decode(
+                    &[roi[1], roi[2], roi[3], roi[4]],
+                    &d,
+                    Some((meta.img_shape.0 as f32, meta.img_shape.1 as f32)),
+                ))
+            })
+            .collect()
+    }
+
+    /// Per RoI and class, the RoI moved by that class's deltas and clipped to its image,
+    /// `[R * C]` (the same box for every class when regression is class-agnostic).
+    ///
+    /// # Errors
+    /// A RoI naming an image `metas` does not have.
+    pub fn decode_all_classes(
+        &self,
+        rois: &[[f32; 5]],
+        deltas: &[f32],
+        metas: &[ImageMeta],
+    ) -> Result<Vec<Box2>> {
+        let c = self.spec.num_classes;
+        let per_roi = self.boxes_per_roi();
+        let coder = self.coder();
+        let mut boxes = Vec::with_capacity(rois.len() * c);
+        for (r, roi) in rois.iter().enumerate() {
+            let meta = image_meta(metas, roi, r)?;
+            let max_shape = Some((meta.img_shape.0 as f32, meta.img_shape.1 as f32));
+            let reference = [roi[1], roi[2], roi[3], roi[4]];
+            for k in 0..c {
+                let o = (r * per_roi + if per_roi == 1 { 0 } else { k }) * 4;
+                let d = [deltas[o], deltas[o + 1], deltas[o + 2], deltas[o + 3]];
+                boxes.push(coder.decode(&reference, &d, max_shape));
+            }
+        }
+        Ok(boxes)
+    }
+
+    /// mmdetection's `refine_bboxes`: every sampled RoI but the added ground truths, moved by
+    /// its regression (the target class for positives, the best-scoring class for negatives,
+    /// when regression is class-specific) and clipped to its image, as the next proposals.
+    ///
+    /// # Errors
+    /// Logits of the wrong width, or RoIs naming missing images.
+    pub fn refine(
+        &self,
+        s: &SampledRois,
+        cls_score: Tensor<2>,
+        reg: Tensor<2>,
+        metas: &[ImageMeta],
+    ) -> Result<Vec<Vec<Box2>>> {
+        let c = self.spec.num_classes;
+        let labels = if self.spec.class_agnostic {
+            s.labels.clone()
+        } else {
+            let best = argmax_rows(&host_f32(self.class_scores(cls_score.detach())?)?, c);
+            s.labels
+                .iter()
+                .zip(best)
+                .map(|(&l, b)| if l == c { b } else { l })
+                .collect()
+        };
+        let boxes = self.decode(&s.rois, &host_f32(reg.detach())?, &labels, metas)?;
+        let mut out = vec![Vec::new(); metas.len()];
+        for ((roi, bx), &gt) in s.rois.iter().zip(boxes).zip(&s.is_gt) {
+            if !gt {
+                out[roi[0] as usize].push(bx);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Boxes regressed per RoI: 1 (class-agnostic) or C.
+    fn boxes_per_roi(&self) -> usize {
+        if self.spec.class_agnostic {
+            1
+        } else {
+            self.spec.num_classes
+        }
+    }
+}
+
+/// The meta of the image RoI `r` names.
+pub(crate) fn image_meta<'a>(
+    metas: &'a [ImageMeta],
+    roi: &[f32; 5],
+    r: usize,
+) -> Result<&'a ImageMeta> {
+    metas.get(roi[0] as usize).ok_or_else(|| {
+        ModelError::Input(format!(
+            "rois[{r}] names image {} of {}",
+            roi[0],
+            metas.len()
+        ))
+    })
+}
+
+/// Per row of `scores` (`width` columns), the index of its best column (the first on ties).
+pub(crate) fn argmax_rows(scores: &[f32], width: usize) -> Vec<usize> {
+    scores
+        .chunks_exact(width.max(1))
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (j, &v)| {
+                    if v > best.1 { (j, v) } else { best }
+                })
+                .0
+        })
+        .collect()
 }
 
 /// A head built by [`BBoxHeadConfig::init`] always has a classifier; a hand-built one without

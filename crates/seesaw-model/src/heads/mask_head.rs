@@ -10,7 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 use crate::heads::rpn_head::{zero_bias, zeros_param};
-use crate::layers::{NormedConv2d, NormedConv2dConfig};
+use crate::layers::{NormedConv2d, NormedConv2dConfig, zero_touching};
+use crate::losses::common::{bce_with_logits, float_tensor, index_tensor};
+use crate::ops::mask_target::mask_target_bitmap;
+use crate::roi_heads::sampling::SampledRois;
+use crate::structures::GtInstances;
 
 /// Settings of [`MaskHead`]; defaults are mmdetection's (4 convs of 256 channels, 14x14 in).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,5 +160,58 @@ impl MaskHead {
             (Some(c), None) => c.forward(x),
             (None, None) => x,
         }
+    }
+}
+
+/// Side of the mask logits and targets (mmdetection's `mask_size`, 28).
+pub const MASK_SIZE: usize = 28;
+
+/// Side of the RoI features the mask head takes (`roi_layer.output_size`, 14).
+pub const MASK_ROI_SIZE: usize = 14;
+
+impl MaskHead {
+    /// The mask loss of the positives of `s` (mmdetection's `FCNMaskHead.loss_and_target`):
+    /// `logits` `[P, C, 28, 28]` of the positive RoIs in `s.pos_rows` order; binary
+    /// cross-entropy of each RoI's ground-truth class map against its ground truth's mask cut
+    /// out by the RoI and resized to 28 x 28, averaged over pixels and RoIs.
+    ///
+    /// # Errors
+    /// A positive whose ground truth has no mask.
+    pub fn loss(
+        &self,
+        logits: Tensor<4>,
+        s: &SampledRois,
+        gts: &[GtInstances],
+    ) -> Result<Tensor<1>> {
+        let device = logits.device();
+        let m = MASK_SIZE;
+        let mut targets = Vec::with_capacity(s.pos_rows.len() * m * m);
+        for (&row, &(img, g)) in s.pos_rows.iter().zip(&s.pos_gt) {
+            let gm = gts[img].masks.get(g).ok_or_else(|| {
+                ModelError::Input(format!("image {img}: ground truth {g} has no mask"))
+            })?;
+            let roi = s.rois[row];
+            targets.extend(
+                mask_target_bitmap(gm, &[roi[1], roi[2], roi[3], roi[4]], m)
+                    .into_iter()
+                    .map(f64::from),
+            );
+        }
+        let [p, c, _, _] = logits.dims();
+        let idx: Vec<usize> = s
+            .pos_rows
+            .iter()
+            .enumerate()
+            .map(|(k, &row)| k * c + s.labels[row])
+            .collect();
+        let chosen = logits
+            .reshape([p * c, m * m])
+            .select(0, index_tensor(&idx, &device));
+        Ok(bce_with_logits(chosen, float_tensor(targets, [p, m * m], &device)).mean())
+    }
+
+    /// The loss of a step without positive RoIs: a zero that still reaches every parameter.
+    pub fn zero_loss(&self, device: &Device) -> Tensor<1> {
+        zero_touching(self, device)
     }
 }

@@ -6,7 +6,7 @@ pub mod global_context_head;
 pub mod mask_head;
 pub mod rpn_head;
 
-pub use bbox_head::{BBoxHead, BBoxHeadConfig};
+pub use bbox_head::{BBoxHead, BBoxHeadConfig, BoxLossKind};
 pub use global_context_head::{GlobalContextConfig, GlobalContextHead};
 pub use mask_head::{MaskHead, MaskHeadConfig};
 pub use rpn_head::{ProposalConfig, RpnConfig, RpnHead};

@@ -5,6 +5,7 @@ use burn::tensor::Tensor;
 use crate::error::Result;
 use crate::losses::Reduction;
 use crate::losses::common::{check_input, cross_entropy_rows, reduce};
+use crate::losses::config::WeightParams;
 
 /// Softmax cross-entropy (mmdetection `CrossEntropyLoss`, `use_sigmoid=False`).
 #[derive(Debug, Clone, PartialEq)]
@@ -17,10 +18,16 @@ pub struct CrossEntropyLoss {
 }
 
 impl CrossEntropyLoss {
+    /// Weight 1 ([`WeightParams::default`]).
     pub fn new(num_classes: usize) -> Self {
+        Self::with_params(num_classes, &WeightParams::default())
+    }
+
+    /// The loss with the given weight.
+    pub fn with_params(num_classes: usize, params: &WeightParams) -> Self {
         Self {
             num_classes,
-            loss_weight: 1.0,
+            loss_weight: params.loss_weight,
             reduction: Reduction::Mean,
         }
     }

@@ -6,6 +6,7 @@ use burn::tensor::Tensor;
 
 use crate::error::{ModelError, Result};
 use crate::losses::common::{bce_with_logits, check_input, float_tensor, one_hot};
+use crate::losses::config::EqlParams;
 
 /// EQL with its class frequencies. `cls_score` is `[N, C]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,12 +22,18 @@ pub struct EqlLoss {
 }
 
 impl EqlLoss {
-    /// `frequencies[c]` = training images with class c / training images.
+    /// `frequencies[c]` = training images with class c / training images; the published
+    /// λ ([`EqlParams::default`]).
     pub fn new(frequencies: Vec<f64>) -> Self {
+        Self::with_params(frequencies, &EqlParams::default())
+    }
+
+    /// EQL with the given hyper-parameters.
+    pub fn with_params(frequencies: Vec<f64>, params: &EqlParams) -> Self {
         Self {
             num_classes: frequencies.len(),
-            lambda: 1.76e-3,
-            loss_weight: 1.0,
+            lambda: params.lambda,
+            loss_weight: params.loss_weight,
             frequencies,
         }
     }

@@ -7,6 +7,7 @@ use burn::tensor::activation::sigmoid;
 
 use crate::error::Result;
 use crate::losses::common::{bce_with_logits, check_input, float_tensor, host, one_hot};
+use crate::losses::config::Eqlv2Params;
 
 /// EQLv2 with its gradient statistics (model state, like Seesaw's counts).
 #[derive(Debug, Clone, PartialEq)]
@@ -29,14 +30,19 @@ pub struct Eqlv2Loss {
 }
 
 impl Eqlv2Loss {
-    /// The published defaults.
+    /// The published defaults ([`Eqlv2Params::default`]).
     pub fn new(num_classes: usize) -> Self {
+        Self::with_params(num_classes, &Eqlv2Params::default())
+    }
+
+    /// EQLv2 with the given hyper-parameters and fresh statistics.
+    pub fn with_params(num_classes: usize, params: &Eqlv2Params) -> Self {
         Self {
             num_classes,
-            gamma: 12.0,
-            mu: 0.8,
-            alpha: 4.0,
-            loss_weight: 1.0,
+            gamma: params.gamma,
+            mu: params.mu,
+            alpha: params.alpha,
+            loss_weight: params.loss_weight,
             pos_grad: vec![0.0; num_classes],
             neg_grad: vec![0.0; num_classes],
             pos_neg: vec![100.0; num_classes],

@@ -7,6 +7,7 @@ use rand::Rng;
 
 use crate::error::{ModelError, Result};
 use crate::losses::common::{bce_with_logits, check_input, float_tensor, one_hot};
+use crate::losses::config::FederatedParams;
 
 /// Federated loss. `cls_score` is `[N, C + 1]` (the background column is not trained).
 #[derive(Debug, Clone, PartialEq)]
@@ -21,15 +22,27 @@ pub struct FederatedLoss {
 }
 
 impl FederatedLoss {
-    /// `image_counts[c]`: training images with class c; `power` is 0.5 in the paper.
+    /// `image_counts[c]`: training images with class c; `power` is 0.5 in the paper; the
+    /// other settings are [`FederatedParams::default`]'s.
     pub fn new(image_counts: &[u64], power: f64) -> Self {
+        Self::with_params(
+            image_counts,
+            &FederatedParams {
+                freq_power: power,
+                ..FederatedParams::default()
+            },
+        )
+    }
+
+    /// The federated loss with the given hyper-parameters.
+    pub fn with_params(image_counts: &[u64], params: &FederatedParams) -> Self {
         Self {
             num_classes: image_counts.len(),
-            num_fed_classes: 50,
-            loss_weight: 1.0,
+            num_fed_classes: params.num_fed_classes,
+            loss_weight: params.loss_weight,
             weights: image_counts
                 .iter()
-                .map(|&n| (n as f64).powf(power))
+                .map(|&n| (n as f64).powf(params.freq_power))
                 .collect(),
         }
     }

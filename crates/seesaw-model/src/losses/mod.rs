@@ -3,6 +3,7 @@
 pub mod any;
 pub mod bbox;
 pub(crate) mod common;
+pub mod config;
 pub mod cross_entropy;
 pub mod eql;
 pub mod eqlv2;
@@ -10,7 +11,8 @@ pub mod federated;
 pub mod seesaw;
 pub mod sigmoid_bce;
 
-pub use any::AnyLoss;
+pub use any::{AnyLoss, LossState};
+pub use config::{ClassStats, LossesConfig};
 pub use cross_entropy::CrossEntropyLoss;
 pub use eql::EqlLoss;
 pub use eqlv2::Eqlv2Loss;
@@ -44,20 +46,28 @@ impl std::str::FromStr for Reduction {
     }
 }
 
-/// The classification losses, by the names configs use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The classification losses, by the names configs use (`model.loss`); a name that is not
+/// one of them is an error listing them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum LossKind {
     /// `ce`: softmax cross-entropy, C + 1 logits.
+    #[serde(rename = "ce")]
     CrossEntropy,
     /// `bce`: sigmoid binary cross-entropy, C logits.
+    #[serde(rename = "bce")]
     SigmoidBce,
     /// `eql`: Equalization Loss, C logits.
+    #[serde(rename = "eql")]
     Eql,
     /// `eqlv2`: Equalization Loss v2, C + 1 logits.
+    #[serde(rename = "eqlv2")]
     Eqlv2,
     /// `federated`: federated loss, C + 1 logits.
+    #[serde(rename = "federated")]
     Federated,
-    /// `seesaw`: Seesaw Loss, C + 2 logits.
+    /// `seesaw`: Seesaw Loss, C + 2 logits (the default, as the LVIS recipes).
+    #[serde(rename = "seesaw")]
+    #[default]
     Seesaw,
 }
 
@@ -91,6 +101,12 @@ impl LossKind {
             LossKind::CrossEntropy | LossKind::Eqlv2 | LossKind::Federated => num_classes + 1,
             LossKind::Seesaw => num_classes + 2,
         }
+    }
+}
+
+impl std::fmt::Display for LossKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -15,6 +15,7 @@ use crate::losses::Reduction;
 use crate::losses::common::{
     check_input, cross_entropy_rows, float_tensor, host, index_tensor, one_hot, reduce,
 };
+use crate::losses::config::SeesawParams;
 
 /// Settings of [`SeesawLoss`]; the defaults are mmdetection's.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,14 +35,19 @@ pub struct SeesawLossConfig {
 }
 
 impl SeesawLossConfig {
-    /// mmdetection's defaults for `num_classes` classes.
+    /// mmdetection's defaults ([`SeesawParams::default`]) for `num_classes` classes.
     pub fn new(num_classes: usize) -> Self {
+        Self::from_params(num_classes, &SeesawParams::default())
+    }
+
+    /// The given hyper-parameters for `num_classes` classes, mean reduction.
+    pub fn from_params(num_classes: usize, params: &SeesawParams) -> Self {
         Self {
             num_classes,
-            p: 0.8,
-            q: 2.0,
-            eps: 1e-2,
-            loss_weight: 1.0,
+            p: params.p,
+            q: params.q,
+            eps: params.eps,
+            loss_weight: params.loss_weight,
             reduction: Reduction::Mean,
         }
     }

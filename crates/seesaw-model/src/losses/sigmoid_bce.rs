@@ -5,6 +5,7 @@ use burn::tensor::Tensor;
 
 use crate::error::Result;
 use crate::losses::common::{bce_with_logits, check_input, one_hot};
+use crate::losses::config::WeightParams;
 
 /// Sigmoid BCE (mmdetection `CrossEntropyLoss`, `use_sigmoid=True`): the mean is over all N x C
 /// elements, or the element sum divided by `avg_factor`.
@@ -16,10 +17,16 @@ pub struct SigmoidBceLoss {
 }
 
 impl SigmoidBceLoss {
+    /// Weight 1 ([`WeightParams::default`]).
     pub fn new(num_classes: usize) -> Self {
+        Self::with_params(num_classes, &WeightParams::default())
+    }
+
+    /// The loss with the given weight.
+    pub fn with_params(num_classes: usize, params: &WeightParams) -> Self {
         Self {
             num_classes,
-            loss_weight: 1.0,
+            loss_weight: params.loss_weight,
         }
     }
 

@@ -11,7 +11,7 @@ use seesaw_model::structures::GtMask;
 pub fn tiny(loss: &str) -> DetectorConfig {
     let mut c = DetectorConfig {
         num_classes: 5,
-        loss: loss.into(),
+        loss: loss.parse().expect("loss"),
         ..Default::default()
     };
     c.backbone = ResNetConfig {

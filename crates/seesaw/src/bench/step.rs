@@ -15,7 +15,7 @@ use seesaw_engine::train::build_optimizer;
 use seesaw_model::burn::module::Module;
 use seesaw_model::burn::optim::GradientsParams;
 use seesaw_model::burn::tensor::{Distribution, Tensor};
-use seesaw_model::losses::any::AnyLoss;
+use seesaw_model::losses::ClassStats;
 use seesaw_model::structures::{GtInstances, GtMask, ImageMeta};
 
 use super::ops::median;
@@ -100,12 +100,12 @@ pub fn run(a: &StepArgs) -> Result<()> {
     let plain_device = a.device.open()?;
     let device = plain_device.clone().autodiff();
     device.seed(0);
-    let mut model = cfg.model.init(&device)?;
     let c = cfg.model.num_classes;
-    let kind = cfg.model.loss_kind()?;
-    let mut losses: Vec<AnyLoss> = (0..cfg.model.num_stages()?)
-        .map(|_| AnyLoss::new(kind, &vec![10; c], 100, 0))
-        .collect();
+    let stats = ClassStats {
+        image_counts: vec![10; c],
+        total_images: 100,
+    };
+    let mut model = cfg.model.init_with(&stats, 0, &device)?;
     let mut optim = build_optimizer(&cfg);
     let (ph, pw) = (a.height.div_ceil(32) * 32, a.width.div_ceil(32) * 32);
     let metas: Vec<ImageMeta> = (0..a.batch)
@@ -130,7 +130,7 @@ pub fn run(a: &StepArgs) -> Result<()> {
     let mut fwd_times = Vec::new();
     for i in 0..=a.iters {
         let t0 = Instant::now();
-        let parts = model.forward_train(images.clone(), &metas, &gts, &mut losses, &mut rng)?;
+        let parts = model.forward_train(images.clone(), &metas, &gts, &mut rng)?;
         let total = parts.total();
         let _ = total.clone().into_data();
         let t_fwd = t0.elapsed().as_secs_f64();
@@ -153,7 +153,7 @@ pub fn run(a: &StepArgs) -> Result<()> {
     let mut infer_times = Vec::new();
     for i in 0..=a.iters {
         let t0 = Instant::now();
-        let _ = plain.predict(test_images.clone(), &metas, &losses[0])?;
+        let _ = plain.predict(test_images.clone(), &metas)?;
         if i > 0 {
             infer_times.push(t0.elapsed().as_secs_f64());
         }
@@ -166,7 +166,7 @@ pub fn run(a: &StepArgs) -> Result<()> {
         a.height,
         a.width,
         c,
-        cfg.model.loss,
+        cfg.model.loss.name(),
         a.device
     );
     println!(

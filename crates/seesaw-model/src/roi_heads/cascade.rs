@@ -1,0 +1,168 @@
+//! Cascade Mask R-CNN's RoI head (Cai & Vasconcelos 2019; mmdetection's `CascadeRoIHead`):
+//! box stages trained at rising IoU (0.5, 0.6, 0.7), each on the boxes the previous stage
+//! refined, with a mask head per stage; at test time the stages run in sequence, scores are
+//! their mean and masks the mean of every stage's head.
+//!
+//! [`train_box_stage`] is the box step every multi-stage kind (this, HTC, HTC-Lite) shares.
+
+use burn::module::Module;
+use burn::tensor::Tensor;
+use rand::RngCore;
+
+use crate::error::Result;
+use crate::heads::mask_head::MASK_ROI_SIZE;
+use crate::heads::{BBoxHead, MaskHead};
+use crate::ops::Box2;
+use crate::roi_heads::inference::staged_box_predictions;
+use crate::roi_heads::mask_branch::{mask_loss, mean_mask_probs};
+use crate::roi_heads::sampling::SampledRois;
+use crate::roi_heads::{
+    BOX_ROI_SIZE, LossPart, RoiConfig, RoiHeadBuilder, RoiHeadOps, RoiLosses, Stage,
+    pool_with_context,
+};
+use crate::structures::{GtInstances, ImageMeta};
+
+/// What one box stage's training step leaves for the rest of the head.
+pub struct StageStep {
+    /// The RoIs the stage sampled.
+    pub s: SampledRois,
+    /// Its class logits `[R, cls_channels]` and deltas `[R, 4 or 4 C]`.
+    pub cls_score: Tensor<2>,
+    pub reg: Tensor<2>,
+}
+
+/// One box stage's training step: RoIs sampled from `proposals` at the stage's IoU, pooled
+/// (with HTC-Lite's context `ctx`), the head's losses added to `out` with the stage's weight
+/// (logged as `s{t}.*` when `t` is given).
+///
+/// # Errors
+/// Inputs that do not fit the head.
+#[allow(clippy::too_many_arguments)]
+pub fn train_box_stage(
+    head: &mut BBoxHead,
+    stage: &Stage,
+    t: Option<usize>,
+    roi: &RoiConfig,
+    feats: &[Tensor<4>],
+    proposals: &[Vec<Box2>],
+    gts: &[GtInstances],
+    ctx: Option<&Tensor<2>>,
+    mut rng: &mut dyn RngCore,
+    out: &mut RoiLosses,
+) -> Result<StageStep> {
+    let c = head.spec.num_classes;
+    let s = roi.sampler(stage.iou).sample(proposals, gts, c, &mut rng);
+    let pooled = pool_with_context(roi, feats, &s.rois, BOX_ROI_SIZE, ctx)?;
+    let (cls_score, reg) = head.forward(pooled);
+    let (cls, bbox) = head.loss(cls_score.clone(), reg.clone(), &s)?;
+    out.add(LossPart::Cls, t, cls, stage.weight);
+    out.add(LossPart::Bbox, t, bbox, stage.weight);
+    Ok(StageStep { s, cls_score, reg })
+}
+
+/// Cascade Mask R-CNN's RoI head.
+#[derive(Module, Debug)]
+pub struct CascadeRoiHead {
+    /// One per stage.
+    pub bbox_head: Vec<BBoxHead>,
+    /// One per stage; none when masks are off.
+    pub mask_head: Vec<MaskHead>,
+    #[module(skip)]
+    roi: RoiConfig,
+    #[module(skip)]
+    stages: Vec<Stage>,
+}
+
+impl RoiHeadOps for CascadeRoiHead {
+    fn build(b: &RoiHeadBuilder) -> Result<Self> {
+        let stages = b.stages()?;
+        let bbox_head = stages
+            .iter()
+            .map(|s| b.bbox_head(s))
+            .collect::<Result<Vec<_>>>()?;
+        let masks = if b.cfg.with_mask { stages.len() } else { 0 };
+        let mask_head = (0..masks)
+            .map(|_| b.mask_head(false))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(CascadeRoiHead {
+            bbox_head,
+            mask_head,
+            roi: b.cfg.roi.clone(),
+            stages,
+        })
+    }
+
+    fn forward_train(
+        &mut self,
+        feats: &[Tensor<4>],
+        mut proposals: Vec<Vec<Box2>>,
+        metas: &[ImageMeta],
+        gts: &[GtInstances],
+        rng: &mut dyn RngCore,
+    ) -> Result<RoiLosses> {
+        let mut out = RoiLosses::zeros(&feats[0].device());
+        let last = self.stages.len() - 1;
+        for (t, stage) in self.stages.iter().enumerate() {
+            let head = &mut self.bbox_head[t];
+            let StageStep { s, cls_score, reg } = train_box_stage(
+                head,
+                stage,
+                Some(t),
+                &self.roi,
+                feats,
+                &proposals,
+                gts,
+                None,
+                rng,
+                &mut out,
+            )?;
+            let refined = if t < last && !s.rois.is_empty() {
+                Some(head.refine(&s, cls_score, reg, metas)?)
+            } else {
+                None
+            };
+            if !self.mask_head.is_empty() {
+                let roi = &self.roi;
+                let m = mask_loss(&self.mask_head, t, false, &s, gts, |r| {
+                    roi.pool(feats, r, MASK_ROI_SIZE)
+                })?;
+                out.add(LossPart::Mask, Some(t), m, stage.weight);
+            }
+            if let Some(p) = refined {
+                proposals = p;
+            }
+        }
+        Ok(out)
+    }
+
+    fn box_predictions(
+        &self,
+        feats: &[Tensor<4>],
+        rois: &[[f32; 5]],
+        metas: &[ImageMeta],
+    ) -> Result<(Vec<f32>, Vec<Box2>)> {
+        staged_box_predictions(&self.bbox_head, rois, metas, |r| {
+            self.roi.pool(feats, r, BOX_ROI_SIZE)
+        })
+    }
+
+    fn mask_probs(&self, feats: &[Tensor<4>], rois: &[[f32; 5]]) -> Result<Option<Tensor<4>>> {
+        if self.mask_head.is_empty() {
+            return Ok(None);
+        }
+        let pooled = self.roi.pool(feats, rois, MASK_ROI_SIZE)?;
+        mean_mask_probs(&self.mask_head, false, pooled).map(Some)
+    }
+
+    fn mask_heads(&self) -> &[MaskHead] {
+        &self.mask_head
+    }
+
+    fn bbox_heads(&self) -> &[BBoxHead] {
+        &self.bbox_head
+    }
+
+    fn bbox_heads_mut(&mut self) -> &mut [BBoxHead] {
+        &mut self.bbox_head
+    }
+}

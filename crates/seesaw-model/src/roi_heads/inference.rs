@@ -1,0 +1,115 @@
+//! Test-time pieces every RoI-head kind shares: the box stages run in sequence on the RoIs
+//! (mmdetection's `CascadeRoIHead.predict_bbox`: each stage but the last moves the RoIs for
+//! the next, scores are the stages' mean), one class's mask per detection, and
+//! mmdetection's `multiclass_nms`.
+
+use burn::tensor::Tensor;
+
+use crate::error::{ModelError, Result};
+use crate::heads::BBoxHead;
+use crate::heads::bbox_head::argmax_rows;
+use crate::losses::common::{host_f32, index_tensor};
+use crate::ops::Box2;
+use crate::ops::nms::batched_nms;
+use crate::roi_heads::RcnnTestConfig;
+use crate::structures::{Detections, ImageMeta};
+
+/// The box stages `heads` on `rois` (`[image, x1, y1, x2, y2]` at input scale), each pooling
+/// with `pool`: class scores (`[R * C]`, row-major) from the stages' mean logits, and per RoI
+/// and class the box decoded by the last stage, clipped to its image (`[R * C]`). Each stage
+/// but the last moves the RoIs for the next, by the best-scoring class's regression.
+///
+/// # Errors
+/// No stages, or RoIs naming missing images.
+pub fn staged_box_predictions(
+    heads: &[BBoxHead],
+    rois: &[[f32; 5]],
+    metas: &[ImageMeta],
+    pool: impl Fn(&[[f32; 5]]) -> Result<Tensor<4>>,
+) -> Result<(Vec<f32>, Vec<Box2>)> {
+    let last_head = heads
+        .last()
+        .ok_or_else(|| ModelError::Input("no box stages".into()))?;
+    if rois.is_empty() {
+        return Ok((vec![], vec![]));
+    }
+    let c = last_head.spec.num_classes;
+    let mut rois = rois.to_vec();
+    let mut logits: Option<Tensor<2>> = None;
+    let last = heads.len() - 1;
+    let mut deltas = vec![];
+    for (t, head) in heads.iter().enumerate() {
+        let (cls_score, reg) = head.forward(pool(&rois)?);
+        logits = Some(match logits {
+            Some(sum) => sum + cls_score.clone(),
+            None => cls_score.clone(),
+        });
+        deltas = host_f32(reg)?;
+        if t < last {
+            let labels = if head.spec.class_agnostic {
+                vec![0; rois.len()]
+            } else {
+                argmax_rows(&host_f32(head.class_scores(cls_score)?)?, c)
+            };
+            let moved = head.decode(&rois, &deltas, &labels, metas)?;
+            for (roi, b) in rois.iter_mut().zip(moved) {
+                roi[1..].copy_from_slice(&b);
+            }
+        }
+    }
+    let mean = logits
+        .ok_or_else(|| ModelError::Input("no box stages".into()))?
+        .div_scalar(heads.len() as f64);
+    let scores = host_f32(last_head.class_scores(mean)?)?;
+    let boxes = last_head.decode_all_classes(&rois, &deltas, metas)?;
+    Ok((scores, boxes))
+}
+
+/// Per detection, the `m x m` map (row-major) of its class from `probs` `[R, C, m, m]`, and
+/// `m`.
+///
+/// # Errors
+/// A tensor that can not be read back.
+pub fn class_maps(probs: Tensor<4>, labels: &[usize]) -> Result<(Vec<Vec<f32>>, usize)> {
+    let [n, cc, m, _] = probs.dims();
+    let idx: Vec<usize> = labels
+        .iter()
+        .enumerate()
+        .map(|(k, &l)| k * cc + l)
+        .collect();
+    let device = probs.device();
+    let probs = host_f32(
+        probs
+            .reshape([n * cc, m * m])
+            .select(0, index_tensor(&idx, &device)),
+    )?;
+    Ok((probs.chunks_exact(m * m).map(<[f32]>::to_vec).collect(), m))
+}
+
+/// mmdetection's `multiclass_nms` over one image's RoIs: every (RoI, class) scoring above
+/// `score_thr` with a non-empty box, class-wise NMS, the best `max_per_img`. `scores` and
+/// `boxes` are `[R * C]`.
+pub fn select_detections(
+    scores: &[f32],
+    boxes: &[Box2],
+    num_classes: usize,
+    t: &RcnnTestConfig,
+) -> Detections {
+    let (mut bx, mut sc, mut labels) = (vec![], vec![], vec![]);
+    for (j, (&s, b)) in scores.iter().zip(boxes).enumerate() {
+        if s.is_nan() || s <= t.score_thr || !(b[2] > b[0] && b[3] > b[1]) {
+            continue;
+        }
+        bx.push(*b);
+        sc.push(s);
+        labels.push(j % num_classes);
+    }
+    let keep = batched_nms(&bx, &sc, &labels, t.nms_iou);
+    let mut d = Detections::default();
+    for k in keep.into_iter().take(t.max_per_img) {
+        d.boxes.push(bx[k]);
+        d.scores.push(sc[k]);
+        d.labels.push(labels[k]);
+    }
+    d
+}
