@@ -11,6 +11,7 @@ pub mod mask;
 pub mod results;
 pub mod sampling;
 pub mod stats;
+pub mod structures;
 pub mod synth;
 mod validate;
 
