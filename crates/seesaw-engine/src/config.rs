@@ -340,6 +340,28 @@ mod tests {
             .expect_err("loss")
             .to_string();
         assert!(e.contains("model.loss"), "{e}");
+        // A typo in a typed value names the file, the key and every valid value.
+        let e = Config::from_toml("[data]\nsampler = \"rsf\"\n", f, &[])
+            .expect_err("sampler")
+            .to_string();
+        assert!(
+            e.contains("x.toml") && e.contains("sampler") && e.contains("rsf"),
+            "{e}"
+        );
+        assert!(
+            ["`random`", "`rfs`", "`class_aware`"]
+                .iter()
+                .all(|v| e.contains(v)),
+            "{e}"
+        );
+        let e = Config::from_toml("", f, &["data.rfs_rounding=floor".into()])
+            .expect_err("rounding")
+            .to_string();
+        assert!(e.contains("`ceil`") && e.contains("`stochastic`"), "{e}");
+        let e = Config::from_toml("", f, &["data.train_scale_mode=ranges".into()])
+            .expect_err("scale mode")
+            .to_string();
+        assert!(e.contains("`value`") && e.contains("`range`"), "{e}");
     }
 
     #[test]
