@@ -1,33 +1,30 @@
 //! Repeat-factor sampling (RFS) for the long tail (Gupta et al. 2019, LVIS): a class seen in a
 //! fraction f(c) of the training images gets r(c) = max(1, sqrt(t / f(c))); an image gets the
-//! largest r(c) of its classes. mmdetection's `ClassBalancedDataset` repeats each image
-//! ⌈r(I)⌉ times, always; the LVIS paper and detectron2 repeat it ⌊r(I)⌋ times plus once more
-//! with probability r(I) - ⌊r(I)⌋, drawn again every epoch.
+//! largest r(c) of its classes. mmdetection's `ClassBalancedDataset`
+//! (`mmdet/datasets/dataset_wrappers.py`) repeats each image ⌈r(I)⌉ times, always; the LVIS
+//! paper and detectron2 repeat it ⌊r(I)⌋ times plus once more with probability r(I) - ⌊r(I)⌋,
+//! drawn again every epoch.
+//!
+//! This file holds the factors and one epoch's repetitions; the training order built from
+//! them (shuffled, epoch after epoch) is [`crate::samplers::TrainSampler`].
 
 use std::collections::HashMap;
 
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::dataset::{Dataset, Frequency};
 
-/// How fractional repeat factors become whole repetitions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How fractional repeat factors become whole repetitions (`data.rfs_rounding`: `"ceil"` or
+/// `"stochastic"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Rounding {
-    /// ⌈r⌉ every epoch (mmdetection).
+    /// ⌈r⌉ every epoch (mmdetection's `ClassBalancedDataset`). The default.
+    #[default]
     Ceil,
     /// ⌊r⌋ plus a Bernoulli(r - ⌊r⌋) draw per epoch (LVIS paper, detectron2).
     Stochastic,
-}
-
-impl std::str::FromStr for Rounding {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "ceil" => Ok(Rounding::Ceil),
-            "stochastic" => Ok(Rounding::Stochastic),
-            _ => Err(format!("rounding must be ceil or stochastic (got {s:?})")),
-        }
-    }
 }
 
 /// Per category id, r(c) = max(1, sqrt(t / f(c))); f(c) counts images of `ds` with the class

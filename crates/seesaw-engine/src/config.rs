@@ -3,86 +3,13 @@
 //! valid ones. The resolved config is what a work dir and a checkpoint keep.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+pub use seesaw_data::config::DataConfig;
 use seesaw_model::detectors::DetectorConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
-
-/// Where the data is and how images become network input.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DataConfig {
-    /// Training annotations (LVIS / COCO JSON, plain or gz).
-    pub train_json: PathBuf,
-    /// Folder the training images' `file_name`s are relative to.
-    pub train_images: PathBuf,
-    pub val_json: PathBuf,
-    pub val_images: PathBuf,
-    /// Training scales `[short, long]`, one drawn per image (mmdetection's multi-scale
-    /// "value" mode). Default the LVIS recipe's 640-800 x 1333.
-    pub train_scales: Vec<[u32; 2]>,
-    /// "value" (one of `train_scales`) or "range" (short and long sides drawn uniformly between
-    /// the smallest and largest given). Default "value".
-    pub train_scale_mode: String,
-    /// Test scale `[short, long]`. Default 800 x 1333.
-    pub test_scale: [u32; 2],
-    /// Random crop `[height, width]` after resizing (mmdetection's `RandomCrop`, instances
-    /// clipped, boxes recomputed from masks); `[0, 0]` = off. Default off.
-    pub crop_size: [u32; 2],
-    /// mmdetection's `PhotoMetricDistortion` in training (brightness, contrast, saturation,
-    /// hue; each with probability 0.5). Default false.
-    pub photometric: bool,
-    /// InstaBoost-style instance jitter: the probability that each instance is moved (scale
-    /// 0.8-1.2, rotation +/-1 degree, shift +/-15 px); 0 = off. Needs masks. Default 0.
-    pub instaboost: f64,
-    /// Probability of a horizontal flip in training. Default 0.5.
-    pub flip_ratio: f64,
-    /// Per-channel RGB mean and std (ImageNet's, in 0-255).
-    pub mean: [f32; 3],
-    pub std: [f32; 3],
-    /// Padded batches are multiples of this. Default 32.
-    pub size_divisor: usize,
-    /// "random" (uniform over images), "rfs" (repeat-factor sampling) or "class_aware" (a class
-    /// drawn uniformly, then one of its images).
-    pub sampler: String,
-    /// Repeat-factor threshold t of RFS. Default 1e-3.
-    pub rfs_threshold: f64,
-    /// "ceil" (mmdetection: ⌈r⌉ repeats) or "stochastic" (LVIS paper, detectron2: ⌊r⌋ plus one
-    /// more with probability r - ⌊r⌋, redrawn each epoch). Default "ceil".
-    pub rfs_rounding: String,
-    /// Training batches loaded ahead on a worker thread while the model computes. Default 2.
-    pub prefetch: usize,
-}
-
-impl Default for DataConfig {
-    fn default() -> Self {
-        Self {
-            train_json: "data/lvis_v1/annotations/lvis_v1_train.json".into(),
-            train_images: "data/coco".into(),
-            val_json: "data/lvis_v1/annotations/lvis_v1_val.json".into(),
-            val_images: "data/coco".into(),
-            train_scales: [640, 672, 704, 736, 768, 800]
-                .into_iter()
-                .map(|s| [s, 1333])
-                .collect(),
-            train_scale_mode: "value".into(),
-            test_scale: [800, 1333],
-            crop_size: [0, 0],
-            photometric: false,
-            instaboost: 0.0,
-            flip_ratio: 0.5,
-            mean: [123.675, 116.28, 103.53],
-            std: [58.395, 57.12, 57.375],
-            size_divisor: 32,
-            sampler: "random".into(),
-            rfs_threshold: 1e-3,
-            rfs_rounding: "ceil".into(),
-            prefetch: 2,
-        }
-    }
-}
 
 /// The optimisation schedule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -440,24 +367,6 @@ impl Config {
         if !(t.lr > 0.0 && t.lr.is_finite()) {
             return bad(format!("train.lr must be positive (got {})", t.lr));
         }
-        if !matches!(self.data.train_scale_mode.as_str(), "value" | "range") {
-            return bad(format!(
-                "data.train_scale_mode must be \"value\" or \"range\" (got {:?})",
-                self.data.train_scale_mode
-            ));
-        }
-        if !matches!(self.data.sampler.as_str(), "random" | "rfs" | "class_aware") {
-            return bad(format!(
-                "data.sampler must be \"random\", \"rfs\" or \"class_aware\" (got {:?})",
-                self.data.sampler
-            ));
-        }
-        if !matches!(self.data.rfs_rounding.as_str(), "ceil" | "stochastic") {
-            return bad(format!(
-                "data.rfs_rounding must be \"ceil\" or \"stochastic\" (got {:?})",
-                self.data.rfs_rounding
-            ));
-        }
         if self.data.train_scales.is_empty()
             || self
                 .data
@@ -480,6 +389,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use seesaw_data::SamplerKind;
 
     #[test]
     fn overrides_unknown_keys_and_round_trip() {
@@ -496,7 +406,7 @@ mod tests {
         assert_eq!(cfg.train.lr, 0.04);
         assert_eq!(cfg.model.num_classes, 40);
         assert_eq!(cfg.model.rpn.train.nms_pre, 600);
-        assert_eq!(cfg.data.sampler, "rfs");
+        assert_eq!(cfg.data.sampler, SamplerKind::Rfs);
         let again = Config::from_toml(&cfg.to_toml().expect("toml"), f, &[]).expect("again");
         assert_eq!(again, cfg);
 
@@ -520,6 +430,28 @@ mod tests {
             .expect_err("loss")
             .to_string();
         assert!(e.contains("model.loss"), "{e}");
+        // A typo in a typed value names the file, the key and every valid value.
+        let e = Config::from_toml("[data]\nsampler = \"rsf\"\n", f, &[])
+            .expect_err("sampler")
+            .to_string();
+        assert!(
+            e.contains("x.toml") && e.contains("sampler") && e.contains("rsf"),
+            "{e}"
+        );
+        assert!(
+            ["`random`", "`rfs`", "`class_aware`"]
+                .iter()
+                .all(|v| e.contains(v)),
+            "{e}"
+        );
+        let e = Config::from_toml("", f, &["data.rfs_rounding=floor".into()])
+            .expect_err("rounding")
+            .to_string();
+        assert!(e.contains("`ceil`") && e.contains("`stochastic`"), "{e}");
+        let e = Config::from_toml("", f, &["data.train_scale_mode=ranges".into()])
+            .expect_err("scale mode")
+            .to_string();
+        assert!(e.contains("`value`") && e.contains("`range`"), "{e}");
     }
 
     #[test]
@@ -633,6 +565,7 @@ mod tests {
 #[cfg(test)]
 mod shipped {
     use super::*;
+    use seesaw_data::SamplerKind;
     use seesaw_model::losses::LossKind;
 
     #[test]
@@ -684,9 +617,9 @@ mod shipped {
                 assert_eq!(
                     cfg.data.sampler,
                     if name.contains("rfs") {
-                        "rfs"
+                        SamplerKind::Rfs
                     } else {
-                        "random"
+                        SamplerKind::Random
                     }
                 );
                 assert_eq!(cfg.model.mask_head.normed, name.contains("normed_mask"));

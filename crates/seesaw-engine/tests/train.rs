@@ -7,7 +7,7 @@ use std::path::Path;
 use seesaw_data::synth::{SynthConfig, generate};
 use seesaw_engine::Config;
 use seesaw_engine::checkpoint::Checkpoint;
-use seesaw_engine::data::Split;
+use seesaw_engine::data::{SamplerKind, ScaleMode, Split};
 use seesaw_engine::predict::{Tta, evaluate, predict_split, predict_split_tta};
 use seesaw_engine::train::{TrainOptions, load_for_inference, train};
 use seesaw_model::detectors::{DetectorKind, RoiHead};
@@ -289,8 +289,8 @@ fn cross_entropy_trains_too_and_a_nan_stops_the_run() {
     cfg.train.iters = 2;
     cfg.train.eval_every = 2;
     // The other samplers and augmentations run end to end too.
-    cfg.data.sampler = "class_aware".into();
-    cfg.data.train_scale_mode = "range".into();
+    cfg.data.sampler = SamplerKind::ClassAware;
+    cfg.data.train_scale_mode = ScaleMode::Range;
     cfg.data.train_scales = vec![[56, 56], [72, 72]];
     cfg.data.crop_size = [48, 48];
     cfg.data.photometric = true;

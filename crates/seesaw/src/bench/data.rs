@@ -29,7 +29,13 @@ pub struct DataArgs {
 pub fn run(a: &DataArgs) -> Result<()> {
     let split = Split::load(&a.json, &a.images)?;
     let cfg = DataConfig::default();
-    let mut sampler = split.train_sampler("random", 1e-3, "ceil", 0, a.batch.max(1))?;
+    let mut sampler = split.train_sampler(
+        &cfg.sampler,
+        cfg.rfs_threshold,
+        &cfg.rfs_rounding,
+        0,
+        a.batch.max(1),
+    )?;
     // One warm-up batch (page cache, thread pool).
     train_samples(&split, &mut sampler, 0, 0, &cfg, true)?;
     let t0 = Instant::now();

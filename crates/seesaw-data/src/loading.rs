@@ -1,0 +1,139 @@
+//! Loading: an image file decoded, resized to a drawn scale (keep ratio), flipped if drawn and
+//! normalised, with its annotations as ground truths at that scale: mmdetection's
+//! `LoadImageFromFile` + `LoadAnnotations` + `Resize` + `RandomFlip` + `Normalize`
+//! (`mmdet/datasets/transforms/loading.py`, `transforms.py`) in one pass over the pixels, since
+//! the scale and the flip are drawn before the image is read.
+
+use std::path::Path;
+
+use crate::config::DataConfig;
+use crate::error::{DataError, JsonPath, Result};
+use crate::split::Split;
+use crate::structures::{GtInstances, ImageMeta};
+use crate::transforms::flip::flip_box;
+use crate::transforms::resize::{rescale, resize_mask};
+
+/// One image ready for the network, before padding.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// `[3, H, W]` normalised, row-major per channel.
+    pub pixels: Vec<f32>,
+    pub meta: ImageMeta,
+    pub gt: GtInstances,
+}
+
+impl Split {
+    /// Loads image `index`, resized to `scale` (`[short, long]`, keep ratio), flipped if asked,
+    /// normalised (`cfg.mean`, `cfg.std`); with its ground truths at that scale (masks only when
+    /// `with_masks`).
+    pub fn sample(
+        &self,
+        index: usize,
+        scale: [u32; 2],
+        flip: bool,
+        cfg: &DataConfig,
+        with_masks: bool,
+    ) -> Result<Sample> {
+        let im = &self.dataset.images[index];
+        let rel = im.relative_path().ok_or_else(|| {
+            DataError::invalid(
+                &self.json,
+                JsonPath::item("images", index),
+                format!("image id {} has no file_name or coco_url", im.id),
+            )
+        })?;
+        let path = self.image_root.join(&rel);
+        let (pixels, mut meta) = load_image(&path, scale, flip, cfg)?;
+        meta.image_id = im.id;
+        let (h0, w0) = meta.ori_shape;
+        let (h, w) = meta.img_shape;
+        let (sx, sy) = meta.scale;
+        let mut gt = GtInstances::default();
+        for &a in &self.anns_of[index] {
+            let ann = &self.dataset.annotations[a];
+            let [x, y, bw, bh] = ann.bbox;
+            if bw < 1.0 || bh < 1.0 {
+                continue;
+            }
+            let mut b = [
+                x as f32 * sx,
+                y as f32 * sy,
+                (x + bw) as f32 * sx,
+                (y + bh) as f32 * sy,
+            ];
+            if flip {
+                b = flip_box(b, w);
+            }
+            if ann.is_crowd() {
+                gt.ignore.push(b);
+                continue;
+            }
+            let Some(&class) = self.class_of.get(&ann.category_id) else {
+                continue;
+            };
+            if with_masks {
+                let at = JsonPath::item("annotations", a).field("segmentation");
+                let seg = ann.segmentation.as_ref().ok_or_else(|| {
+                    DataError::invalid(
+                        &self.json,
+                        at.clone(),
+                        format!("annotation id {} has none; masks are trained", ann.id),
+                    )
+                })?;
+                let full = crate::mask::decode(seg, h0, w0).map_err(|e| {
+                    DataError::invalid(&self.json, at, format!("annotation id {}: {e}", ann.id))
+                })?;
+                gt.masks.push(resize_mask(
+                    &full.data,
+                    h0 as usize,
+                    w0 as usize,
+                    h,
+                    w,
+                    flip,
+                ));
+            }
+            gt.boxes.push(b);
+            gt.labels.push(class);
+        }
+        Ok(Sample { pixels, meta, gt })
+    }
+}
+
+/// Reads an image file, resizes it to `scale` (keep ratio), flips it if asked and normalises
+/// it: `[3, H, W]` pixels and the meta (image id 0).
+pub fn load_image(
+    path: &Path,
+    scale: [u32; 2],
+    flip: bool,
+    cfg: &DataConfig,
+) -> Result<(Vec<f32>, ImageMeta)> {
+    let rgb = image::open(path)
+        .map_err(|e| DataError::Image {
+            file: path.to_path_buf(),
+            message: e.to_string(),
+        })?
+        .to_rgb8();
+    let (w0, h0) = rgb.dimensions();
+    let (nh, nw, sx, sy) = rescale(h0, w0, scale);
+    let rgb = if (nh, nw) == (h0, w0) {
+        rgb
+    } else {
+        image::imageops::resize(&rgb, nw, nh, image::imageops::FilterType::Triangle)
+    };
+    let (h, w) = (nh as usize, nw as usize);
+    let mut pixels = vec![0f32; 3 * h * w];
+    for (x, y, p) in rgb.enumerate_pixels() {
+        let x = if flip { w - 1 - x as usize } else { x as usize };
+        for c in 0..3 {
+            pixels[c * h * w + y as usize * w + x] = (f32::from(p[c]) - cfg.mean[c]) / cfg.std[c];
+        }
+    }
+    let meta = ImageMeta {
+        image_id: 0,
+        ori_shape: (h0, w0),
+        img_shape: (h, w),
+        scale: (sx, sy),
+        flip,
+    };
+    Ok((pixels, meta))
+}
