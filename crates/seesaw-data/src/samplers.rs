@@ -40,9 +40,9 @@ impl Split {
     /// ([`SamplerKind::ClassAware`]).
     pub fn train_sampler(
         &self,
-        sampler: &SamplerKind,
+        sampler: SamplerKind,
         threshold: f64,
-        rounding: &Rounding,
+        rounding: Rounding,
         seed: u64,
         batch_size: usize,
     ) -> Result<TrainSampler> {
@@ -60,7 +60,7 @@ impl Split {
             }
             SamplerKind::Rfs => Some((
                 sampling::image_repeat_factors(&self.dataset, threshold),
-                *rounding,
+                rounding,
             )),
             SamplerKind::Random => None,
         };

@@ -3,7 +3,7 @@
 //! valid ones. The resolved config is what a work dir and a checkpoint keep.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use seesaw_data::config::DataConfig;
 use seesaw_model::detectors::DetectorConfig;

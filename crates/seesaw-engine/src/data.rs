@@ -3,10 +3,7 @@
 //! `seesaw_data` (`loading`, `transforms`, `samplers`, `pipeline`); it is re-exported here so
 //! `seesaw_engine::data::{Split, Sample, train_samples, load_image, ...}` keep their paths.
 
-use std::ops::Deref;
-use std::path::Path;
-
-use seesaw_data::Dataset;
+pub use seesaw_data::Split;
 pub use seesaw_data::loading::{Sample, load_image};
 pub use seesaw_data::pipeline::{iteration_rng, train_samples};
 pub use seesaw_data::samplers::{SamplerKind, TrainSampler};
@@ -16,53 +13,6 @@ pub use seesaw_data::transforms::{
 };
 use seesaw_model::burn::tensor::{Device, Tensor, TensorData};
 use seesaw_model::structures::{GtInstances, ImageMeta};
-
-use crate::config::DataConfig;
-use crate::error::Result;
-
-/// A dataset split with its image folder: [`seesaw_data::Split`] (all its fields and methods,
-/// through `Deref`), with loading that reports an [`crate::EngineError`] (callers collect
-/// `split.sample(..)` straight into the engine's `Result`).
-#[derive(Debug, Clone)]
-pub struct Split(seesaw_data::Split);
-
-impl Deref for Split {
-    type Target = seesaw_data::Split;
-
-    fn deref(&self) -> &seesaw_data::Split {
-        &self.0
-    }
-}
-
-impl From<seesaw_data::Split> for Split {
-    fn from(split: seesaw_data::Split) -> Self {
-        Self(split)
-    }
-}
-
-impl Split {
-    /// Loads the annotations (the images are read when sampled).
-    pub fn load(json: &Path, image_root: &Path) -> Result<Self> {
-        Ok(Self(seesaw_data::Split::load(json, image_root)?))
-    }
-
-    pub fn new(dataset: Dataset, json: &Path, image_root: &Path) -> Self {
-        Self(seesaw_data::Split::new(dataset, json, image_root))
-    }
-
-    /// [`seesaw_data::Split::sample`]: image `index` at `scale`, flipped if asked, normalised,
-    /// with its ground truths (masks only when `with_masks`).
-    pub fn sample(
-        &self,
-        index: usize,
-        scale: [u32; 2],
-        flip: bool,
-        cfg: &DataConfig,
-        with_masks: bool,
-    ) -> Result<Sample> {
-        Ok(self.0.sample(index, scale, flip, cfg, with_masks)?)
-    }
-}
 
 /// A padded batch.
 #[derive(Debug, Clone)]

@@ -99,7 +99,7 @@ pub fn predict_split(
         let samples = chunk
             .par_iter()
             .map(|&i| split.sample(i, cfg.data.test_scale, false, &cfg.data, false))
-            .collect::<Result<Vec<Sample>>>()?;
+            .collect::<seesaw_data::Result<Vec<Sample>>>()?;
         let batch = collate(samples, cfg.data.size_divisor, &device);
         let dets = model.predict(batch.images, &batch.metas)?;
         for (d, meta) in dets.iter().zip(&batch.metas) {

@@ -180,9 +180,9 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         let _ = fs::remove_file(&metrics);
     }
     let mut sampler = train.train_sampler(
-        &cfg.data.sampler,
+        cfg.data.sampler,
         cfg.data.rfs_threshold,
-        &cfg.data.rfs_rounding,
+        cfg.data.rfs_rounding,
         t.seed,
         t.batch_size,
     )?;

@@ -30,9 +30,9 @@ pub fn run(a: &DataArgs) -> Result<()> {
     let split = Split::load(&a.json, &a.images)?;
     let cfg = DataConfig::default();
     let mut sampler = split.train_sampler(
-        &cfg.sampler,
+        cfg.sampler,
         cfg.rfs_threshold,
-        &cfg.rfs_rounding,
+        cfg.rfs_rounding,
         0,
         a.batch.max(1),
     )?;
