@@ -13,8 +13,7 @@ use crate::error::Result;
 use crate::heads::mask_head::MASK_ROI_SIZE;
 use crate::heads::{BBoxHead, MaskHead};
 use crate::ops::Box2;
-use crate::roi_heads::inference::staged_box_predictions;
-use crate::roi_heads::mask_branch::{mask_loss, mean_mask_probs};
+use crate::roi_heads::mask_branch::mask_loss;
 use crate::roi_heads::sampling::SampledRois;
 use crate::roi_heads::{
     BOX_ROI_SIZE, LossPart, RoiConfig, RoiHeadBuilder, RoiHeadOps, RoiLosses, Stage,
@@ -31,28 +30,36 @@ pub struct StageStep {
     pub reg: Tensor<2>,
 }
 
+/// What every box stage of a training step sees: the RoI settings, the pyramid features, the
+/// ground truths and HTC-Lite's image context.
+pub struct StageInputs<'a> {
+    pub roi: &'a RoiConfig,
+    pub feats: &'a [Tensor<4>],
+    pub gts: &'a [GtInstances],
+    /// The global context feature `[B, C]` added to every RoI feature (HTC-Lite).
+    pub ctx: Option<&'a Tensor<2>>,
+}
+
 /// One box stage's training step: RoIs sampled from `proposals` at the stage's IoU, pooled
-/// (with HTC-Lite's context `ctx`), the head's losses added to `out` with the stage's weight
+/// (with the context, if any), the head's losses added to `out` with the stage's weight
 /// (logged as `s{t}.*` when `t` is given).
 ///
 /// # Errors
 /// Inputs that do not fit the head.
-#[allow(clippy::too_many_arguments)]
 pub fn train_box_stage(
     head: &mut BBoxHead,
-    stage: &Stage,
-    t: Option<usize>,
-    roi: &RoiConfig,
-    feats: &[Tensor<4>],
+    (stage, t): (&Stage, Option<usize>),
+    inputs: &StageInputs,
     proposals: &[Vec<Box2>],
-    gts: &[GtInstances],
-    ctx: Option<&Tensor<2>>,
     mut rng: &mut dyn RngCore,
     out: &mut RoiLosses,
 ) -> Result<StageStep> {
     let c = head.spec.num_classes;
-    let s = roi.sampler(stage.iou).sample(proposals, gts, c, &mut rng);
-    let pooled = pool_with_context(roi, feats, &s.rois, BOX_ROI_SIZE, ctx)?;
+    let s = inputs
+        .roi
+        .sampler(stage.iou)
+        .sample(proposals, inputs.gts, c, &mut rng);
+    let pooled = pool_with_context(inputs.roi, inputs.feats, &s.rois, BOX_ROI_SIZE, inputs.ctx)?;
     let (cls_score, reg) = head.forward(pooled);
     let (cls, bbox) = head.loss(cls_score.clone(), reg.clone(), &s)?;
     out.add(LossPart::Cls, t, cls, stage.weight);
@@ -76,10 +83,7 @@ pub struct CascadeRoiHead {
 impl RoiHeadOps for CascadeRoiHead {
     fn build(b: &RoiHeadBuilder) -> Result<Self> {
         let stages = b.stages()?;
-        let bbox_head = stages
-            .iter()
-            .map(|s| b.bbox_head(s))
-            .collect::<Result<Vec<_>>>()?;
+        let bbox_head = b.bbox_heads(&stages)?;
         let masks = if b.cfg.with_mask { stages.len() } else { 0 };
         let mask_head = (0..masks)
             .map(|_| b.mask_head(false))
@@ -102,20 +106,16 @@ impl RoiHeadOps for CascadeRoiHead {
     ) -> Result<RoiLosses> {
         let mut out = RoiLosses::zeros(&feats[0].device());
         let last = self.stages.len() - 1;
+        let inputs = StageInputs {
+            roi: &self.roi,
+            feats,
+            gts,
+            ctx: None,
+        };
         for (t, stage) in self.stages.iter().enumerate() {
             let head = &mut self.bbox_head[t];
-            let StageStep { s, cls_score, reg } = train_box_stage(
-                head,
-                stage,
-                Some(t),
-                &self.roi,
-                feats,
-                &proposals,
-                gts,
-                None,
-                rng,
-                &mut out,
-            )?;
+            let step = train_box_stage(head, (stage, Some(t)), &inputs, &proposals, rng, &mut out)?;
+            let StageStep { s, cls_score, reg } = step;
             let refined = if t < last && !s.rois.is_empty() {
                 Some(head.refine(&s, cls_score, reg, metas)?)
             } else {
@@ -135,23 +135,8 @@ impl RoiHeadOps for CascadeRoiHead {
         Ok(out)
     }
 
-    fn box_predictions(
-        &self,
-        feats: &[Tensor<4>],
-        rois: &[[f32; 5]],
-        metas: &[ImageMeta],
-    ) -> Result<(Vec<f32>, Vec<Box2>)> {
-        staged_box_predictions(&self.bbox_head, rois, metas, |r| {
-            self.roi.pool(feats, r, BOX_ROI_SIZE)
-        })
-    }
-
-    fn mask_probs(&self, feats: &[Tensor<4>], rois: &[[f32; 5]]) -> Result<Option<Tensor<4>>> {
-        if self.mask_head.is_empty() {
-            return Ok(None);
-        }
-        let pooled = self.roi.pool(feats, rois, MASK_ROI_SIZE)?;
-        mean_mask_probs(&self.mask_head, false, pooled).map(Some)
+    fn roi_config(&self) -> &RoiConfig {
+        &self.roi
     }
 
     fn mask_heads(&self) -> &[MaskHead] {

@@ -14,12 +14,9 @@ use crate::error::Result;
 use crate::heads::mask_head::MASK_ROI_SIZE;
 use crate::heads::{BBoxHead, MaskHead};
 use crate::ops::Box2;
-use crate::roi_heads::cascade::{StageStep, train_box_stage};
-use crate::roi_heads::inference::staged_box_predictions;
-use crate::roi_heads::mask_branch::{mask_loss, mean_mask_probs};
-use crate::roi_heads::{
-    BOX_ROI_SIZE, LossPart, RoiConfig, RoiHeadBuilder, RoiHeadOps, RoiLosses, Stage,
-};
+use crate::roi_heads::cascade::{StageInputs, StageStep, train_box_stage};
+use crate::roi_heads::mask_branch::mask_loss;
+use crate::roi_heads::{LossPart, RoiConfig, RoiHeadBuilder, RoiHeadOps, RoiLosses, Stage};
 use crate::structures::{GtInstances, ImageMeta};
 
 /// HTC's RoI head (without the semantic branch).
@@ -38,10 +35,7 @@ pub struct HtcRoiHead {
 impl RoiHeadOps for HtcRoiHead {
     fn build(b: &RoiHeadBuilder) -> Result<Self> {
         let stages = b.stages()?;
-        let bbox_head = stages
-            .iter()
-            .map(|s| b.bbox_head(s))
-            .collect::<Result<Vec<_>>>()?;
+        let bbox_head = b.bbox_heads(&stages)?;
         let masks = if b.cfg.with_mask { stages.len() } else { 0 };
         let mask_head = (0..masks)
             .map(|t| b.mask_head(t > 0))
@@ -63,20 +57,16 @@ impl RoiHeadOps for HtcRoiHead {
         mut rng: &mut dyn RngCore,
     ) -> Result<RoiLosses> {
         let mut out = RoiLosses::zeros(&feats[0].device());
+        let inputs = StageInputs {
+            roi: &self.roi,
+            feats,
+            gts,
+            ctx: None,
+        };
         for (t, stage) in self.stages.iter().enumerate() {
             let head = &mut self.bbox_head[t];
-            let StageStep { s, cls_score, reg } = train_box_stage(
-                head,
-                stage,
-                Some(t),
-                &self.roi,
-                feats,
-                &proposals,
-                gts,
-                None,
-                rng,
-                &mut out,
-            )?;
+            let step = train_box_stage(head, (stage, Some(t)), &inputs, &proposals, rng, &mut out)?;
+            let StageStep { s, cls_score, reg } = step;
             // Interleaved: the boxes this stage has just refined feed its mask head (re-sampled)
             // and the next stage.
             if !s.rois.is_empty() {
@@ -98,23 +88,12 @@ impl RoiHeadOps for HtcRoiHead {
         Ok(out)
     }
 
-    fn box_predictions(
-        &self,
-        feats: &[Tensor<4>],
-        rois: &[[f32; 5]],
-        metas: &[ImageMeta],
-    ) -> Result<(Vec<f32>, Vec<Box2>)> {
-        staged_box_predictions(&self.bbox_head, rois, metas, |r| {
-            self.roi.pool(feats, r, BOX_ROI_SIZE)
-        })
+    fn roi_config(&self) -> &RoiConfig {
+        &self.roi
     }
 
-    fn mask_probs(&self, feats: &[Tensor<4>], rois: &[[f32; 5]]) -> Result<Option<Tensor<4>>> {
-        if self.mask_head.is_empty() {
-            return Ok(None);
-        }
-        let pooled = self.roi.pool(feats, rois, MASK_ROI_SIZE)?;
-        mean_mask_probs(&self.mask_head, true, pooled).map(Some)
+    fn mask_flow(&self) -> bool {
+        true
     }
 
     fn mask_heads(&self) -> &[MaskHead] {

@@ -13,11 +13,10 @@ use crate::error::Result;
 use crate::heads::mask_head::MASK_ROI_SIZE;
 use crate::heads::{BBoxHead, GlobalContextHead, MaskHead};
 use crate::ops::Box2;
-use crate::roi_heads::cascade::{StageStep, train_box_stage};
-use crate::roi_heads::inference::staged_box_predictions;
-use crate::roi_heads::mask_branch::{mask_loss, mean_mask_probs};
+use crate::roi_heads::cascade::{StageInputs, StageStep, train_box_stage};
+use crate::roi_heads::mask_branch::mask_loss;
 use crate::roi_heads::{
-    BOX_ROI_SIZE, RoiConfig, RoiHeadBuilder, RoiHeadOps, RoiLosses, Stage, pool_with_context,
+    RoiConfig, RoiHeadBuilder, RoiHeadOps, RoiLosses, Stage, pool_with_context,
 };
 use crate::structures::{GtInstances, ImageMeta};
 
@@ -41,28 +40,15 @@ pub struct HtcLiteRoiHead {
 
 impl HtcLiteRoiHead {
     /// The context encoder's logits `[B, K]` and feature `[B, C]` from the coarsest level.
-    fn context(&self, feats: &[Tensor<4>]) -> Option<(Tensor<2>, Tensor<2>)> {
+    fn context_logits_and_feature(&self, feats: &[Tensor<4>]) -> Option<(Tensor<2>, Tensor<2>)> {
         feats.last().map(|x| self.glbctx_head.forward(x.clone()))
-    }
-
-    fn pool(
-        &self,
-        feats: &[Tensor<4>],
-        rois: &[[f32; 5]],
-        size: usize,
-        ctx: Option<&Tensor<2>>,
-    ) -> Result<Tensor<4>> {
-        pool_with_context(&self.roi, feats, rois, size, ctx)
     }
 }
 
 impl RoiHeadOps for HtcLiteRoiHead {
     fn build(b: &RoiHeadBuilder) -> Result<Self> {
         let stages = b.stages()?;
-        let bbox_head = stages
-            .iter()
-            .map(|s| b.bbox_head(s))
-            .collect::<Result<Vec<_>>>()?;
+        let bbox_head = b.bbox_heads(&stages)?;
         let mask_head = if b.cfg.with_mask {
             Some(b.mask_head(false)?)
         } else {
@@ -91,7 +77,7 @@ impl RoiHeadOps for HtcLiteRoiHead {
         rng: &mut dyn RngCore,
     ) -> Result<RoiLosses> {
         let mut out = RoiLosses::zeros(&feats[0].device());
-        let ctx = match self.context(feats) {
+        let ctx = match self.context_logits_and_feature(feats) {
             Some((logits, g)) => {
                 let labels: Vec<Vec<usize>> = gts.iter().map(|g| g.labels.clone()).collect();
                 out.glbctx = self.glbctx_head.loss(logits, &labels)?;
@@ -100,20 +86,16 @@ impl RoiHeadOps for HtcLiteRoiHead {
             None => None,
         };
         let last = self.stages.len() - 1;
+        let inputs = StageInputs {
+            roi: &self.roi,
+            feats,
+            gts,
+            ctx: ctx.as_ref(),
+        };
         for (t, stage) in self.stages.iter().enumerate() {
             let head = &mut self.bbox_head[t];
-            let StageStep { s, cls_score, reg } = train_box_stage(
-                head,
-                stage,
-                Some(t),
-                &self.roi,
-                feats,
-                &proposals,
-                gts,
-                ctx.as_ref(),
-                rng,
-                &mut out,
-            )?;
+            let step = train_box_stage(head, (stage, Some(t)), &inputs, &proposals, rng, &mut out)?;
+            let StageStep { s, cls_score, reg } = step;
             let refined = if t < last && !s.rois.is_empty() {
                 Some(head.refine(&s, cls_score, reg, metas)?)
             } else {
@@ -133,28 +115,12 @@ impl RoiHeadOps for HtcLiteRoiHead {
         Ok(out)
     }
 
-    fn box_predictions(
-        &self,
-        feats: &[Tensor<4>],
-        rois: &[[f32; 5]],
-        metas: &[ImageMeta],
-    ) -> Result<(Vec<f32>, Vec<Box2>)> {
-        if rois.is_empty() {
-            return Ok((vec![], vec![]));
-        }
-        let ctx = self.context(feats).map(|(_, g)| g);
-        staged_box_predictions(&self.bbox_head, rois, metas, |r| {
-            self.pool(feats, r, BOX_ROI_SIZE, ctx.as_ref())
-        })
+    fn roi_config(&self) -> &RoiConfig {
+        &self.roi
     }
 
-    fn mask_probs(&self, feats: &[Tensor<4>], rois: &[[f32; 5]]) -> Result<Option<Tensor<4>>> {
-        if self.mask_head.is_none() {
-            return Ok(None);
-        }
-        let ctx = self.context(feats).map(|(_, g)| g);
-        let pooled = self.pool(feats, rois, MASK_ROI_SIZE, ctx.as_ref())?;
-        mean_mask_probs(self.mask_head.as_slice(), false, pooled).map(Some)
+    fn context(&self, feats: &[Tensor<4>]) -> Option<Tensor<2>> {
+        self.context_logits_and_feature(feats).map(|(_, g)| g)
     }
 
     fn mask_heads(&self) -> &[MaskHead] {

@@ -268,6 +268,14 @@ impl RoiHeadBuilder<'_> {
         )
     }
 
+    /// A box head per stage, each with its own classification loss.
+    ///
+    /// # Errors
+    /// Bad head settings.
+    pub fn bbox_heads(&self, stages: &[Stage]) -> Result<Vec<BBoxHead>> {
+        stages.iter().map(|s| self.bbox_head(s)).collect()
+    }
+
     /// A mask head; with `conv_res`, HTC's (it takes the previous stage's mask feature).
     ///
     /// # Errors
@@ -306,9 +314,23 @@ pub trait RoiHeadOps {
         rng: &mut dyn RngCore,
     ) -> Result<RoiLosses>;
 
+    /// The RoI sampling and pooling settings.
+    fn roi_config(&self) -> &RoiConfig;
+
+    /// The image context added to every RoI feature (`[B, C]`, HTC-Lite's global context
+    /// encoder on the coarsest level); None for the kinds without one.
+    fn context(&self, _feats: &[Tensor<4>]) -> Option<Tensor<2>> {
+        None
+    }
+
+    /// Whether each mask head takes the previous one's features (HTC's mask information flow).
+    fn mask_flow(&self) -> bool {
+        false
+    }
+
     /// The box stages on `rois` (`[image, x1, y1, x2, y2]` at input scale): class scores
     /// (`[R * C]`, row-major) and per RoI and class the box decoded by the last stage,
-    /// clipped to its image (`[R * C]`).
+    /// clipped to its image (`[R * C]`); see [`inference::staged_box_predictions`].
     ///
     /// # Errors
     /// RoIs naming missing images.
@@ -317,13 +339,30 @@ pub trait RoiHeadOps {
         feats: &[Tensor<4>],
         rois: &[[f32; 5]],
         metas: &[ImageMeta],
-    ) -> Result<(Vec<f32>, Vec<Box2>)>;
+    ) -> Result<(Vec<f32>, Vec<Box2>)> {
+        if rois.is_empty() {
+            return Ok((vec![], vec![]));
+        }
+        let ctx = self.context(feats);
+        inference::staged_box_predictions(self.bbox_heads(), rois, metas, |r| {
+            pool_with_context(self.roi_config(), feats, r, BOX_ROI_SIZE, ctx.as_ref())
+        })
+    }
 
-    /// Mask probabilities `[R, C, 28, 28]` of `rois` (non-empty), or None without masks.
+    /// Mask probabilities `[R, C, 28, 28]` of `rois` (non-empty), averaged over the mask
+    /// heads; None without masks.
     ///
     /// # Errors
     /// RoIs naming missing images.
-    fn mask_probs(&self, feats: &[Tensor<4>], rois: &[[f32; 5]]) -> Result<Option<Tensor<4>>>;
+    fn mask_probs(&self, feats: &[Tensor<4>], rois: &[[f32; 5]]) -> Result<Option<Tensor<4>>> {
+        if self.mask_heads().is_empty() {
+            return Ok(None);
+        }
+        let ctx = self.context(feats);
+        let size = crate::heads::mask_head::MASK_ROI_SIZE;
+        let pooled = pool_with_context(self.roi_config(), feats, rois, size, ctx.as_ref())?;
+        mask_branch::mean_mask_probs(self.mask_heads(), self.mask_flow(), pooled).map(Some)
+    }
 
     /// Whether the head predicts masks.
     fn with_mask(&self) -> bool {

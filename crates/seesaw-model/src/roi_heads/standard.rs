@@ -10,10 +10,9 @@ use crate::error::Result;
 use crate::heads::mask_head::MASK_ROI_SIZE;
 use crate::heads::{BBoxHead, MaskHead};
 use crate::ops::Box2;
-use crate::roi_heads::cascade::{StageStep, train_box_stage};
-use crate::roi_heads::inference::staged_box_predictions;
-use crate::roi_heads::mask_branch::{mask_loss, mean_mask_probs};
-use crate::roi_heads::{BOX_ROI_SIZE, RoiConfig, RoiHeadBuilder, RoiHeadOps, RoiLosses, Stage};
+use crate::roi_heads::cascade::{StageInputs, StageStep, train_box_stage};
+use crate::roi_heads::mask_branch::mask_loss;
+use crate::roi_heads::{RoiConfig, RoiHeadBuilder, RoiHeadOps, RoiLosses, Stage};
 use crate::structures::{GtInstances, ImageMeta};
 
 /// Mask R-CNN's RoI head.
@@ -54,15 +53,18 @@ impl RoiHeadOps for StandardRoiHead {
         rng: &mut dyn RngCore,
     ) -> Result<RoiLosses> {
         let mut out = RoiLosses::zeros(&feats[0].device());
-        let StageStep { s, .. } = train_box_stage(
-            &mut self.bbox_head,
-            &self.stage,
-            None,
-            &self.roi,
+        let inputs = StageInputs {
+            roi: &self.roi,
             feats,
-            &proposals,
             gts,
-            None,
+            ctx: None,
+        };
+        let head = &mut self.bbox_head;
+        let StageStep { s, .. } = train_box_stage(
+            head,
+            (&self.stage, None),
+            &inputs,
+            &proposals,
             rng,
             &mut out,
         )?;
@@ -76,23 +78,8 @@ impl RoiHeadOps for StandardRoiHead {
         Ok(out)
     }
 
-    fn box_predictions(
-        &self,
-        feats: &[Tensor<4>],
-        rois: &[[f32; 5]],
-        metas: &[ImageMeta],
-    ) -> Result<(Vec<f32>, Vec<Box2>)> {
-        staged_box_predictions(std::slice::from_ref(&self.bbox_head), rois, metas, |r| {
-            self.roi.pool(feats, r, BOX_ROI_SIZE)
-        })
-    }
-
-    fn mask_probs(&self, feats: &[Tensor<4>], rois: &[[f32; 5]]) -> Result<Option<Tensor<4>>> {
-        if self.mask_head.is_none() {
-            return Ok(None);
-        }
-        let pooled = self.roi.pool(feats, rois, MASK_ROI_SIZE)?;
-        mean_mask_probs(self.mask_head.as_slice(), false, pooled).map(Some)
+    fn roi_config(&self) -> &RoiConfig {
+        &self.roi
     }
 
     fn mask_heads(&self) -> &[MaskHead] {
