@@ -37,9 +37,9 @@ pub fn id_zero_warning(file: &Path, gt: &Dataset) -> Option<String> {
     };
     Some(format!(
         "{}: {which}: pycocotools and lvis-api never match an annotation whose id is 0 (they \
-         test the matched id as a truth value), so its detection counts as a false positive and \
-         the annotation as missed; these numbers do the same, as the official tools'. \
-         {n} annotation{} affected; number annotations from 1 to have {} evaluated.",
+         test the matched id as a truth value): its detection counts as a false positive and \
+         the annotation as a miss, and Seesaw's numbers do the same to stay equal to theirs; \
+         {n} annotation{} affected (number annotations from 1 to have {} matched)",
         file.display(),
         if n == 1 { "" } else { "s" },
         if n == 1 { "it" } else { "them" },
