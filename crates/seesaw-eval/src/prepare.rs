@@ -160,13 +160,26 @@ fn lvis_result_area(d: &Detection, boxes: bool) -> f64 {
 /// score; neither changes any result (evaluation sorts each image's and category's detections
 /// by score, stably), so the survivors keep their places here.
 fn lvis_cap(mut dets: Vec<Detection>) -> Vec<Detection> {
+    let Some(drop) = lvis_capped_away(&dets) else {
+        return dets;
+    };
+    let mut k = 0;
+    dets.retain(|_| {
+        k += 1;
+        !drop[k - 1]
+    });
+    dets
+}
+
+/// Which detections [`lvis_cap`] drops, `None` when no image is over the cap.
+fn lvis_capped_away(dets: &[Detection]) -> Option<Vec<bool>> {
     let mut per_image: HashMap<u64, usize> = HashMap::new();
-    for d in &dets {
+    for d in dets {
         *per_image.entry(d.image_id).or_default() += 1;
     }
     per_image.retain(|_, n| *n > LVIS_MAX_DETS_PER_IMAGE);
     if per_image.is_empty() {
-        return dets;
+        return None;
     }
     // Only the images over the cap are sorted.
     let mut over: HashMap<u64, Vec<usize>> = per_image.keys().map(|&id| (id, Vec::new())).collect();
@@ -182,12 +195,7 @@ fn lvis_cap(mut dets: Vec<Detection>) -> Vec<Detection> {
             drop[i] = true;
         }
     }
-    let mut k = 0;
-    dets.retain(|_| {
-        k += 1;
-        !drop[k - 1]
-    });
-    dets
+    Some(drop)
 }
 
 /// The result the official tool of `format` reads to decide where areas come from: the first
@@ -228,7 +236,8 @@ pub enum AreaSource {
 /// `LVISResults`): areas come from boxes when the first result has one, else from masks. With
 /// boxes, every result needs one: the official tools stop with a KeyError at the first that
 /// lacks it, so it is an error naming it here rather than an area made up (0, which would drop
-/// the detection, or its mask's, which would mix two rules in one file).
+/// the detection, or its mask's, which would mix two rules in one file). lvis-api reads only
+/// what its 300-per-image cap keeps, so a boxless result the cap drops is no error in LVIS.
 pub fn area_source(dets: &[Detection], format: Format) -> Result<AreaSource> {
     let Some(first) = first_result(dets, format) else {
         return Ok(AreaSource::Boxes);
@@ -236,7 +245,12 @@ pub fn area_source(dets: &[Detection], format: Format) -> Result<AreaSource> {
     if dets[first].bbox.is_none() {
         return Ok(AreaSource::Masks);
     }
-    match dets.iter().position(|d| d.bbox.is_none()) {
+    let dropped = match format {
+        Format::Lvis => lvis_capped_away(dets),
+        Format::Coco => None,
+    };
+    let read = |i: usize| dropped.as_ref().is_none_or(|d| !d[i]);
+    match (0..dets.len()).find(|&i| dets[i].bbox.is_none() && read(i)) {
         None => Ok(AreaSource::Boxes),
         Some(index) => Err(EvalError::Results {
             index,

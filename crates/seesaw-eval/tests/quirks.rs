@@ -204,3 +204,49 @@ fn masks_give_every_area_when_the_first_result_has_no_box() {
     let err = ev.evaluate(dets, IouType::Bbox).err().unwrap().to_string();
     assert_eq!(err, "[0].bbox: missing: needed for bbox evaluation");
 }
+
+/// lvis-api reads only what its 300-per-image cap keeps: a boxless result that the cap drops is
+/// never read (lvis-api gives the plain numbers, checked by hand), while pycocotools, which has
+/// no cap, stops at it.
+#[test]
+fn a_boxless_result_the_lvis_cap_drops_is_never_read() {
+    let gt = Dataset::load(&fixture("tiny/lvis_gt.json")).unwrap();
+    let mut dets = load_results(&fixture("tiny/lvis_dt.json")).unwrap();
+    let mut count = std::collections::HashMap::new();
+    for d in &dets {
+        *count.entry(d.image_id).or_insert(0usize) += 1;
+    }
+    let burst = dets
+        .iter()
+        .map(|d| d.image_id)
+        .find(|i| count[i] > 300)
+        .unwrap();
+    // The lowest score, the latest on a tie: what a stable sort by score puts last.
+    let worst = (0..dets.len())
+        .filter(|&i| dets[i].image_id == burst)
+        .reduce(|w, i| if dets[i].score <= dets[w].score { i } else { w })
+        .unwrap();
+    dets[worst].bbox = None;
+    let res = Evaluator::new(&gt, None)
+        .unwrap()
+        .evaluate(dets.clone(), IouType::Segm)
+        .unwrap();
+    let mut failures = Vec::new();
+    compare(
+        &res,
+        &json("tiny/lvis-api_segm.json")["stats"],
+        "capped away",
+        &mut failures,
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let err = Evaluator::new(&gt, Some(Format::Coco))
+        .unwrap()
+        .evaluate(dets, IouType::Segm)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.starts_with(&format!("[{worst}].bbox: missing")),
+        "{err}"
+    );
+}
