@@ -116,6 +116,57 @@ pub fn predict_split(
     Ok(out)
 }
 
+/// The RPN's test-time proposals over every image of `split` at the test scale
+/// (`model.rpn.test`: `nms_pre`, `max_per_img`, ...), as class-agnostic results on the original
+/// image: boxes `[x, y, w, h]` mapped back by each image's scale (not clipped again, as
+/// mmdetection rescales them), the objectness as the score, and the split's first category id
+/// on each, as mmdetection's `_proposal2json` writes category 1. For
+/// [`seesaw_eval::proposal_recall`].
+pub fn predict_proposals(
+    model: &Detector,
+    split: &Split,
+    cfg: &Config,
+    show_progress: bool,
+) -> Result<Vec<Detection>> {
+    let category_id = split.category_ids.first().copied().ok_or_else(|| {
+        crate::error::EngineError::Request("proposals need a split with a category".into())
+    })?;
+    let device = model.device();
+    let n = split.dataset.images.len();
+    let pb = progress_bar(n as u64, show_progress, "proposals");
+    let mut out = Vec::new();
+    let indices: Vec<usize> = (0..n).collect();
+    for chunk in indices.chunks(cfg.test.batch_size) {
+        let samples = chunk
+            .par_iter()
+            .map(|&i| split.sample(i, cfg.data.test_scale, false, &cfg.data, false))
+            .collect::<seesaw_data::Result<Vec<Sample>>>()?;
+        let batch = collate(samples, cfg.data.size_divisor, &device);
+        let feats = model.features(batch.images);
+        let props = model.proposals(&feats, &batch.metas)?;
+        for (p, meta) in props.iter().zip(&batch.metas) {
+            out.extend(p.iter().map(|(b, s)| {
+                let b = meta.to_original(b);
+                Detection {
+                    image_id: meta.image_id,
+                    category_id,
+                    bbox: Some([
+                        f64::from(b[0]),
+                        f64::from(b[1]),
+                        f64::from(b[2] - b[0]),
+                        f64::from(b[3] - b[1]),
+                    ]),
+                    segmentation: None,
+                    score: f64::from(*s),
+                }
+            }));
+        }
+        pb.inc(chunk.len() as u64);
+    }
+    pb.finish_and_clear();
+    Ok(out)
+}
+
 /// Detections of one image file (at the test scale), at input scale, with its meta.
 pub fn predict_file(
     model: &Detector,

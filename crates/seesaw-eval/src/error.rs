@@ -18,6 +18,13 @@ pub enum EvalError {
         field: &'static str,
         message: String,
     },
+    /// A ground-truth annotation unusable for the requested evaluation.
+    #[error("annotations[{index}].{field}: {message}")]
+    GroundTruth {
+        index: usize,
+        field: &'static str,
+        message: String,
+    },
     /// hotcoco refused the input.
     #[error("evaluation failed: {0}")]
     Hotcoco(String),

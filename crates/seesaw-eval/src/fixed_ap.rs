@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 use seesaw_data::{Detection, Format, Frequency};
 
 use crate::error::{EvalError, Result};
+use crate::protocol::{self, Cell, Protocol, Similarity};
 use crate::{Evaluation, Evaluator, IouType, prepare};
 
 /// The K of Fixed AP on LVIS.
@@ -64,6 +65,13 @@ impl Evaluator {
                 "Fixed AP and pooled AP are computed for bbox and segm, not boundary".into(),
             ));
         }
+        if !self.use_cats {
+            return Err(EvalError::Request(
+                "Fixed AP and pooled AP are per-category measures: not with categories ignored"
+                    .into(),
+            ));
+        }
+        self.check_ground_truth(iou)?;
         let mut dets = top_k_per_class(dets, dets_per_class.max(1));
         if iou == IouType::Segm {
             for d in &mut dets {
@@ -73,18 +81,34 @@ impl Evaluator {
             }
         }
         let dt = prepare::detections_uncapped(&self.gt, dets, iou)?;
-        let mut ev = hotcoco::COCOeval::new_lvis(self.gt.clone(), dt, crate::hot_iou(iou));
-        // lvis-api caps nothing once LVISResults did not; hotcoco would cap each cell at 300.
-        ev.params.max_dets = vec![usize::MAX];
-        ev.evaluate()
-            .map_err(|e| EvalError::Hotcoco(e.to_string()))?;
-        ev.accumulate();
-        ev.summarize_lines();
-        let mut stats: Vec<(String, f64)> = crate::summary(&ev)
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("AP"))
-            .collect();
-        stats.extend(self.pooled(&ev));
+        let (mut stats, cells, per_class) = if self.id_zero.is_some() {
+            // hotcoco would match the annotation whose id is 0; the protocol module does not.
+            let sim = match iou {
+                IouType::Bbox => Similarity::Box,
+                _ => Similarity::Mask,
+            };
+            let run = Protocol::new(Format::Lvis, sim);
+            let (acc, cells) = protocol::evaluate_keeping_cells(&self.gt, &dt, &run, true);
+            let frequency = self
+                .classes
+                .iter()
+                .filter_map(|(id, _, f, _)| Some((*id, (*f)?)))
+                .collect();
+            let stats = protocol::summarize(&acc, Format::Lvis, &frequency);
+            let per_class = self.per_class(&acc.cat_ids, |k| acc.class_ap(k));
+            (stats, cells, per_class)
+        } else {
+            let mut ev = hotcoco::COCOeval::new_lvis(self.gt.clone(), dt, crate::hot_iou(iou));
+            // lvis-api caps nothing once LVISResults did not; hotcoco would cap each cell at 300.
+            ev.params.max_dets = vec![usize::MAX];
+            ev.evaluate()
+                .map_err(|e| EvalError::Hotcoco(e.to_string()))?;
+            ev.accumulate();
+            ev.summarize_lines();
+            (crate::summary(&ev), cells_of(&ev), self.per_class_of(&ev))
+        };
+        stats.retain(|(k, _)| k.starts_with("AP"));
+        stats.extend(self.pooled(&cells));
         let table = stats
             .iter()
             .map(|(k, v)| format!(" {k:>13} = {v:0.3}"))
@@ -92,23 +116,18 @@ impl Evaluator {
         Ok(Evaluation {
             format: self.format,
             iou_type: iou,
-            per_class: self.per_class_of(&ev),
+            use_cats: true,
+            per_class,
             stats,
             table,
         })
     }
 
-    /// Pooled AP per pool, at area "all", from the per-cell matches of `ev`.
-    fn pooled(&self, ev: &hotcoco::COCOeval) -> Vec<(String, f64)> {
-        let all = ev.params.all_area_range();
-        let mut cells: Vec<&hotcoco::EvalImg> = ev
-            .eval_imgs()
-            .iter()
-            .flatten()
-            .filter(|e| e.area_rng == all)
-            .collect();
-        // The reference concatenates image by image, categories in id order inside each.
-        cells.sort_by_key(|e| (e.image_id, e.category_id));
+    /// Pooled AP per pool from the matches of each (image, category) cell at area "all", in
+    /// image then category order (the reference concatenates image by image, categories in id
+    /// order inside each).
+    fn pooled(&self, cells: &[(u64, u64, Cell)]) -> Vec<(String, f64)> {
+        let params = hotcoco::EvalMode::Lvis.default_params(hotcoco::IouType::Bbox);
         let group: HashMap<u64, Option<Frequency>> =
             self.classes.iter().map(|(id, _, f, _)| (*id, *f)).collect();
         let pools: [(&str, Option<Frequency>); 4] = [
@@ -125,23 +144,53 @@ impl Evaluator {
                     .filter(|(_, f)| want.is_none() || **f == want)
                     .map(|(id, _)| *id)
                     .collect();
-                let pool: Vec<&hotcoco::EvalImg> = cells
+                let pool: Vec<&Cell> = cells
                     .iter()
-                    .copied()
-                    .filter(|e| members.contains(&e.category_id))
+                    .filter(|(_, cat, _)| members.contains(cat))
+                    .map(|(_, _, c)| c)
                     .collect();
                 (
                     name.to_string(),
-                    pooled_ap(&pool, &ev.params.iou_thrs, &ev.params.rec_thrs),
+                    pooled_ap(&pool, &params.iou_thrs, &params.rec_thrs),
                 )
             })
             .collect()
     }
 }
 
+/// hotcoco's cells at area "all" as (image, category, matches), sorted by image then category.
+fn cells_of(ev: &hotcoco::COCOeval) -> Vec<(u64, u64, Cell)> {
+    let all = ev.params.all_area_range();
+    let nt = ev.params.iou_thrs.len();
+    let mut cells: Vec<(u64, u64, Cell)> = ev
+        .eval_imgs()
+        .iter()
+        .flatten()
+        .filter(|e| e.area_rng == all)
+        .map(|e| {
+            let nd = e.dt_scores.len();
+            let grid = |m: &dyn Fn(usize, usize) -> bool| {
+                (0..nt)
+                    .flat_map(|t| (0..nd).map(move |d| (t, d)))
+                    .map(|(t, d)| m(t, d))
+                    .collect::<Vec<bool>>()
+            };
+            let cell = Cell {
+                scores: e.dt_scores.clone(),
+                matched: grid(&|t, d| e.dt_matched[(t, d)]),
+                ignored: grid(&|t, d| e.dt_ignore[(t, d)]),
+                num_gt: e.num_gt_in_denominator(),
+            };
+            (e.image_id, e.category_id, cell)
+        })
+        .collect();
+    cells.sort_by_key(|&(img, cat, _)| (img, cat));
+    cells
+}
+
 /// lvis-api's `accumulate` + `_summarize('ap')` over the union of `cells`.
-fn pooled_ap(cells: &[&hotcoco::EvalImg], iou_thrs: &[f64], rec_thrs: &[f64]) -> f64 {
-    let num_gt: usize = cells.iter().map(|e| e.num_gt_in_denominator()).sum();
+fn pooled_ap(cells: &[&Cell], iou_thrs: &[f64], rec_thrs: &[f64]) -> f64 {
+    let num_gt: usize = cells.iter().map(|e| e.num_gt).sum();
     if num_gt == 0 || cells.is_empty() {
         return -1.0;
     }
@@ -149,7 +198,7 @@ fn pooled_ap(cells: &[&hotcoco::EvalImg], iou_thrs: &[f64], rec_thrs: &[f64]) ->
     let mut order: Vec<(f64, usize, usize)> = cells
         .iter()
         .enumerate()
-        .flat_map(|(c, e)| e.dt_scores.iter().enumerate().map(move |(d, &s)| (s, c, d)))
+        .flat_map(|(c, e)| e.scores.iter().enumerate().map(move |(d, &s)| (s, c, d)))
         .collect();
     order.sort_by(|a, b| b.0.total_cmp(&a.0));
     let mut values = Vec::with_capacity(iou_thrs.len() * rec_thrs.len());
@@ -159,9 +208,10 @@ fn pooled_ap(cells: &[&hotcoco::EvalImg], iou_thrs: &[f64], rec_thrs: &[f64]) ->
         let mut pr = Vec::with_capacity(order.len());
         for &(_, c, d) in &order {
             let e = cells[c];
-            if e.dt_ignore[(t, d)] {
+            let k = t * e.scores.len() + d;
+            if e.ignored[k] {
                 // Neither a true nor a false positive: the sums carry over.
-            } else if e.dt_matched[(t, d)] {
+            } else if e.matched[k] {
                 tp += 1.0;
             } else {
                 fp += 1.0;

@@ -3,12 +3,16 @@
 //! correct), plus per-class AP against training frequency.
 //!
 //! [`Evaluator`] takes detections in memory, so training can evaluate without writing JSON.
+//! Besides the official evaluations: category-agnostic evaluation ([`Evaluator::use_categories`],
+//! pycocotools' `useCats = 0`) and the recall of class-agnostic proposals
+//! ([`proposal_recall`], mmdetection's proposal metric).
 
 pub mod boundary;
 pub mod error;
 pub mod fixed_ap;
 pub mod prepare;
 mod protocol;
+pub mod quirks;
 
 use std::fmt;
 use std::str::FromStr;
@@ -69,12 +73,18 @@ pub struct ClassAp {
 /// The result of one evaluation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation {
+    /// The rules in force (proposal recall is always pycocotools').
     pub format: Format,
     pub iou_type: IouType,
+    /// pycocotools' `useCats`: false when categories were ignored (every ground truth of an
+    /// image against every detection of it); `per_class` is then empty.
+    pub use_cats: bool,
     /// The official summary, in the official order: for LVIS `AP AP50 AP75 APs APm APl APr
     /// APc APf AR@300 ARs@300 ARm@300 ARl@300`, for COCO `AP AP50 AP75 APs APm APl AR1 AR10
-    /// AR100 ARs ARm ARl`. -1 where a stat has nothing to average.
+    /// AR100 ARs ARm ARl`, for proposals `AR@100 AR@300 AR@1000 ARs@1000 ARm@1000 ARl@1000`.
+    /// -1 where a stat has nothing to average.
     pub stats: Vec<(String, f64)>,
+    /// AP per category of the ground truth, in its order (empty without categories).
     pub per_class: Vec<ClassAp>,
     /// The table as the official tool prints it.
     pub table: Vec<String>,
@@ -86,7 +96,8 @@ impl Evaluation {
         self.stats.iter().find(|(k, _)| k == key).map(|&(_, v)| v)
     }
 
-    /// `{"format": ..., "iou_type": ..., "stats": {...}}`, as `seesaw eval --json` writes it.
+    /// `{"format": ..., "iou_type": ..., "use_cats": ..., "stats": {...}}`, as `seesaw eval
+    /// --json` writes it.
     pub fn to_json(&self) -> serde_json::Value {
         let stats: serde_json::Map<String, serde_json::Value> = self
             .stats
@@ -96,6 +107,7 @@ impl Evaluation {
         serde_json::json!({
             "format": self.format,
             "iou_type": self.iou_type.to_string(),
+            "use_cats": self.use_cats,
             "stats": stats,
         })
     }
@@ -129,6 +141,11 @@ pub struct Evaluator {
     format: Format,
     gt: Arc<hotcoco::COCO>,
     classes: Vec<(u64, String, Option<Frequency>, Option<u64>)>,
+    use_cats: bool,
+    /// The annotation whose id is 0, which the official tools never match (see [`quirks`]).
+    id_zero: Option<usize>,
+    /// The first evaluated annotation without a mask, which mask evaluation cannot use.
+    without_mask: Option<usize>,
 }
 
 impl Evaluator {
@@ -151,7 +168,24 @@ impl Evaluator {
                 .iter()
                 .map(|c| (c.id, c.name.clone(), c.frequency, c.image_count))
                 .collect(),
+            use_cats: true,
+            id_zero: quirks::annotations_with_id_zero(gt).first().copied(),
+            without_mask: gt
+                .annotations
+                .iter()
+                .position(|a| a.segmentation.is_none() && prepare::evaluated(a, format)),
         })
+    }
+
+    /// pycocotools' `useCats`: with `false`, categories are ignored and each image is one cell
+    /// (every ground truth against every detection). COCO: pycocotools' numbers. LVIS: lvis-api
+    /// 0.5.3's protocol with its `useCats = 0` path corrected (0.5.3 gathers nothing there): a
+    /// detection still counts only where its own category is annotated or listed negative on the
+    /// image, and is ignored unmatched where its own category is not exhaustive; APr, APc and
+    /// APf are -1 (no categories, no frequency groups). No per-class AP, no Fixed AP.
+    pub fn use_categories(mut self, use_cats: bool) -> Self {
+        self.use_cats = use_cats;
+        self
     }
 
     /// The rules in force.
@@ -159,11 +193,39 @@ impl Evaluator {
         self.format
     }
 
+    /// Whether categories are evaluated (pycocotools' `useCats`).
+    pub fn uses_categories(&self) -> bool {
+        self.use_cats
+    }
+
+    /// Checks that the ground truth carries what an `iou` evaluation reads: masks, for mask and
+    /// boundary evaluation (pycocotools and lvis-api stop with a KeyError without one).
+    pub fn check_ground_truth(&self, iou: IouType) -> Result<()> {
+        match (iou, self.without_mask) {
+            (IouType::Segm | IouType::Boundary, Some(index)) => Err(EvalError::GroundTruth {
+                index,
+                field: "segmentation",
+                message: format!("missing: needed for {iou} evaluation"),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Evaluates `dets` (image and category ids must exist in the ground truth; see
     /// [`seesaw_data::check_results_against`]).
     pub fn evaluate(&self, dets: Vec<Detection>, iou: IouType) -> Result<Evaluation> {
-        if iou == IouType::Boundary {
-            return self.evaluate_boundary(dets, boundary::DEFAULT_DILATION_RATIO);
+        let sim = match iou {
+            IouType::Boundary => {
+                return self.evaluate_boundary(dets, boundary::DEFAULT_DILATION_RATIO);
+            }
+            IouType::Bbox => protocol::Similarity::Box,
+            IouType::Segm => protocol::Similarity::Mask,
+        };
+        self.check_ground_truth(iou)?;
+        // hotcoco matches an annotation whose id is 0 and has no `useCats = 0` for LVIS; the
+        // protocol module keeps the official rules there.
+        if self.id_zero.is_some() || !self.use_cats {
+            return self.evaluate_protocol(dets, iou, sim);
         }
         let t0 = std::time::Instant::now();
         let dt = prepare::detections(&self.gt, dets, self.format, iou)?;
@@ -189,6 +251,7 @@ impl Evaluator {
         Ok(Evaluation {
             format: self.format,
             iou_type: iou,
+            use_cats: true,
             per_class: self.per_class_of(&ev),
             stats,
             table,
@@ -208,15 +271,29 @@ impl Evaluator {
                 "the dilation ratio must be a positive number, not {dilation_ratio}"
             )));
         }
-        let t0 = std::time::Instant::now();
-        let dt = prepare::detections(&self.gt, dets, self.format, IouType::Boundary)?;
-        let t_prepare = t0.elapsed();
-        let acc = protocol::evaluate(
-            &self.gt,
-            &dt,
-            self.format,
+        self.check_ground_truth(IouType::Boundary)?;
+        self.evaluate_protocol(
+            dets,
+            IouType::Boundary,
             protocol::Similarity::Boundary { dilation_ratio },
-        );
+        )
+    }
+
+    /// The official protocol run by [`protocol`] with `sim`.
+    fn evaluate_protocol(
+        &self,
+        dets: Vec<Detection>,
+        iou: IouType,
+        sim: protocol::Similarity,
+    ) -> Result<Evaluation> {
+        let t0 = std::time::Instant::now();
+        let dt = prepare::detections(&self.gt, dets, self.format, iou)?;
+        let t_prepare = t0.elapsed();
+        let run = protocol::Protocol {
+            use_cats: self.use_cats,
+            ..protocol::Protocol::new(self.format, sim)
+        };
+        let acc = protocol::evaluate(&self.gt, &dt, &run);
         let frequency = self
             .classes
             .iter()
@@ -224,15 +301,21 @@ impl Evaluator {
             .collect();
         let stats = protocol::summarize(&acc, self.format, &frequency);
         tracing::debug!(
-            "prepare {:.2} s, boundary match + accumulate {:.2} s",
+            "prepare {:.2} s, match + accumulate {:.2} s",
             t_prepare.as_secs_f64(),
             (t0.elapsed() - t_prepare).as_secs_f64()
         );
         let table = table(self.format, &stats);
+        let per_class = if self.use_cats {
+            self.per_class(&acc.cat_ids, |k| acc.class_ap(k))
+        } else {
+            Vec::new()
+        };
         Ok(Evaluation {
             format: self.format,
-            iou_type: IouType::Boundary,
-            per_class: self.per_class(&acc.cat_ids, |k| acc.class_ap(k)),
+            iou_type: iou,
+            use_cats: self.use_cats,
+            per_class,
             stats,
             table,
         })
@@ -269,6 +352,50 @@ impl Evaluator {
             })
             .collect()
     }
+}
+
+/// mmdetection's proposal caps (`proposal_nums`).
+pub const PROPOSAL_NUMS: [usize; 3] = [100, 300, 1000];
+
+/// The recall of class-agnostic proposals, as mmdetection's `proposal` metric computes it:
+/// pycocotools' box evaluation with `useCats = 0` and `maxDets = nums` (sorted), reporting
+/// `AR@n` for each cap and `ARs@N`, `ARm@N`, `ARl@N` at the largest. pycocotools' rules
+/// whatever the ground truth's format: an LVIS file is read as COCO without crowd regions
+/// (its `ignore` flags mean nothing there, and no annotation is dropped for a zero area).
+/// Proposals are [`Detection`]s with boxes; their categories only order ties, as in
+/// pycocotools (mmdetection writes category 1 on every proposal).
+pub fn proposal_recall(
+    gt: &Dataset,
+    proposals: Vec<Detection>,
+    nums: &[usize],
+) -> Result<Evaluation> {
+    if nums.is_empty() || nums.contains(&0) {
+        return Err(EvalError::Request(format!(
+            "proposal numbers must be positive, at least one ({nums:?})"
+        )));
+    }
+    let hot_gt = prepare::ground_truth(gt, Format::Coco);
+    let dt = prepare::detections(&hot_gt, proposals, Format::Coco, IouType::Bbox)?;
+    let run = protocol::Protocol {
+        use_cats: false,
+        max_dets: Some(nums.to_vec()),
+        ..protocol::Protocol::new(Format::Coco, protocol::Similarity::Box)
+    };
+    let acc = protocol::evaluate(&hot_gt, &dt, &run);
+    let stats = protocol::summarize_entries(
+        &acc,
+        &protocol::proposal_entries(nums),
+        &std::collections::HashMap::new(),
+    );
+    let table = coco_table(&stats);
+    Ok(Evaluation {
+        format: Format::Coco,
+        iou_type: IouType::Bbox,
+        use_cats: false,
+        stats,
+        per_class: Vec::new(),
+        table,
+    })
 }
 
 fn hot_iou(iou: IouType) -> hotcoco::IouType {
@@ -324,10 +451,13 @@ fn coco_table(stats: &[(String, f64)]) -> Vec<String> {
                 Some('l') => "large",
                 _ => "all",
             };
-            let max_dets = match key.as_str() {
-                "AR1" => 1,
-                "AR10" => 10,
-                _ => 100,
+            let max_dets = match key.split_once('@') {
+                Some((_, n)) => n.parse().unwrap_or(100),
+                None => match key.as_str() {
+                    "AR1" => 1,
+                    "AR10" => 10,
+                    _ => 100,
+                },
             };
             format!(" {title:<18} {kind} @[ IoU={iou:<9} | area={area:>6} | maxDets={max_dets:>3} ] = {value:0.3}")
         })

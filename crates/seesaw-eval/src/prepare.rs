@@ -13,6 +13,11 @@
 //! - (C) lvis-api drops ground truth whose area is not in (0, inf), which also removes its
 //!   category from the image's set of present categories. We drop it from the dataset.
 //! - (D) LVIS has no crowd regions: `iscrowd` is cleared.
+//!
+//! One rule of both tools is kept and made explicit (see [`detections`]): the area of every
+//! result comes from its box when the first result has one, else from its mask; a later result
+//! without the box the first one chose is an error here, where the official tools stop with a
+//! KeyError.
 
 use std::collections::HashMap;
 
@@ -28,6 +33,12 @@ pub const LVIS_MAX_DETS_PER_IMAGE: usize = 300;
 
 /// Above the largest area range bound of both tools (1e5 ** 2).
 const IGNORED_AREA: f64 = f64::MAX;
+
+/// Whether `format`'s tool evaluates the annotation at all: LVIS drops those whose area is not
+/// in (0, inf) (C).
+pub fn evaluated(a: &seesaw_data::Annotation, format: Format) -> bool {
+    format != Format::Lvis || (a.area > 0.0 && a.area < f64::INFINITY)
+}
 
 /// The ground truth as hotcoco evaluates it under `format`'s rules.
 pub fn ground_truth(gt: &Dataset, format: Format) -> hotcoco::COCO {
@@ -60,7 +71,7 @@ pub fn ground_truth(gt: &Dataset, format: Format) -> hotcoco::COCO {
         .annotations
         .iter()
         // (C)
-        .filter(|a| !lvis || (a.area > 0.0 && a.area < f64::INFINITY))
+        .filter(|a| evaluated(a, format))
         .map(|a| {
             let ignored = lvis && a.ignore.unwrap_or(0) != 0;
             hotcoco::Annotation {
@@ -127,8 +138,8 @@ fn result_segmentation(s: Segmentation) -> hotcoco::Segmentation {
     }
 }
 
-/// The area lvis-api gives a detection: the box's when the first detection has a box, else
-/// the mask's pixel count.
+/// The area lvis-api gives a detection: the box's when the detections have boxes (see
+/// [`area_source`]), else the mask's pixel count.
 fn lvis_result_area(d: &Detection, boxes: bool) -> f64 {
     if boxes {
         return d.bbox.map_or(0.0, |b| b[2] * b[3]);
@@ -149,13 +160,26 @@ fn lvis_result_area(d: &Detection, boxes: bool) -> f64 {
 /// score; neither changes any result (evaluation sorts each image's and category's detections
 /// by score, stably), so the survivors keep their places here.
 fn lvis_cap(mut dets: Vec<Detection>) -> Vec<Detection> {
+    let Some(drop) = lvis_capped_away(&dets) else {
+        return dets;
+    };
+    let mut k = 0;
+    dets.retain(|_| {
+        k += 1;
+        !drop[k - 1]
+    });
+    dets
+}
+
+/// Which detections [`lvis_cap`] drops, `None` when no image is over the cap.
+fn lvis_capped_away(dets: &[Detection]) -> Option<Vec<bool>> {
     let mut per_image: HashMap<u64, usize> = HashMap::new();
-    for d in &dets {
+    for d in dets {
         *per_image.entry(d.image_id).or_default() += 1;
     }
     per_image.retain(|_, n| *n > LVIS_MAX_DETS_PER_IMAGE);
     if per_image.is_empty() {
-        return dets;
+        return None;
     }
     // Only the images over the cap are sorted.
     let mut over: HashMap<u64, Vec<usize>> = per_image.keys().map(|&id| (id, Vec::new())).collect();
@@ -171,23 +195,94 @@ fn lvis_cap(mut dets: Vec<Detection>) -> Vec<Detection> {
             drop[i] = true;
         }
     }
-    let mut k = 0;
-    dets.retain(|_| {
-        k += 1;
-        !drop[k - 1]
-    });
-    dets
+    Some(drop)
+}
+
+/// The result the official tool of `format` reads to decide where areas come from: the first
+/// one, except that lvis-api first caps each image at 300 detections (regrouping the list by
+/// image, in order of first appearance, and sorting a capped image by score, stably), so when
+/// the first image is over the cap its best-scoring detection comes first.
+pub fn first_result(dets: &[Detection], format: Format) -> Option<usize> {
+    let first = dets.first()?;
+    if format == Format::Coco {
+        return Some(0);
+    }
+    let same: Vec<usize> = (0..dets.len())
+        .filter(|&i| dets[i].image_id == first.image_id)
+        .collect();
+    if same.len() <= LVIS_MAX_DETS_PER_IMAGE {
+        return Some(0);
+    }
+    // The earliest of the best scores, as a stable descending sort puts first.
+    same.into_iter().reduce(|best, i| {
+        if dets[i].score > dets[best].score {
+            i
+        } else {
+            best
+        }
+    })
+}
+
+/// Where the official tools take every result's area from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AreaSource {
+    /// `w * h` of each box: the first result (see [`first_result`]) has a box.
+    Boxes,
+    /// Each mask's pixel count: the first result has no box.
+    Masks,
+}
+
+/// The official tools' one rule for a whole result file (pycocotools' `loadRes`, lvis-api's
+/// `LVISResults`): areas come from boxes when the first result has one, else from masks. With
+/// boxes, every result needs one: the official tools stop with a KeyError at the first that
+/// lacks it, so it is an error naming it here rather than an area made up (0, which would drop
+/// the detection, or its mask's, which would mix two rules in one file). lvis-api reads only
+/// what its 300-per-image cap keeps, so a boxless result the cap drops is no error in LVIS.
+pub fn area_source(dets: &[Detection], format: Format) -> Result<AreaSource> {
+    let Some(first) = first_result(dets, format) else {
+        return Ok(AreaSource::Boxes);
+    };
+    if dets[first].bbox.is_none() {
+        return Ok(AreaSource::Masks);
+    }
+    let dropped = match format {
+        Format::Lvis => lvis_capped_away(dets),
+        Format::Coco => None,
+    };
+    let read = |i: usize| dropped.as_ref().is_none_or(|d| !d[i]);
+    match (0..dets.len()).find(|&i| dets[i].bbox.is_none() && read(i)) {
+        None => Ok(AreaSource::Boxes),
+        Some(index) => Err(EvalError::Results {
+            index,
+            field: "bbox",
+            message: format!(
+                "missing, while the first result ([{first}]) has one: pycocotools and lvis-api \
+                 take every result's area from its box when the first has a box (and stop with \
+                 a KeyError here), from its mask when it has none; give every result a box, or \
+                 none"
+            ),
+        }),
+    }
 }
 
 /// The detections as hotcoco evaluates them against `gt` under `format`'s rules.
+///
+/// Where the area of each result comes from follows [`area_source`]: for masks with no box on
+/// the first result, boxes are set aside so that every area is the mask's, as the official
+/// tools have it.
 pub fn detections(
     gt: &hotcoco::COCO,
-    dets: Vec<Detection>,
+    mut dets: Vec<Detection>,
     format: Format,
     iou: IouType,
 ) -> Result<hotcoco::COCO> {
     let t0 = std::time::Instant::now();
     check(&dets, iou)?;
+    if iou != IouType::Bbox && area_source(&dets, format)? == AreaSource::Masks {
+        for d in &mut dets {
+            d.bbox = None;
+        }
+    }
     tracing::debug!(
         "checked {} detections in {:.2} s",
         dets.len(),

@@ -9,6 +9,18 @@
 //! precision interpolated at 101 recall points (`accumulate`); means in numpy's summation order
 //! (`summarize`). Its tests check it against the official numbers with the mask and box
 //! similarities, where hotcoco agrees with them bit for bit.
+//!
+//! It also keeps two rules of the official tools that hotcoco corrects, and so serves the box
+//! and mask evaluations where they apply:
+//!
+//! - a match is recorded as the matched ground truth's id and later tested as a truth value, so
+//!   an annotation whose id is 0 is never matched: the detection it takes is a false positive
+//!   (or ignored, where an unmatched one would be), and the annotation stays a miss;
+//! - `useCats = 0` (category-agnostic evaluation): one cell per image holding every ground truth
+//!   and every detection, gathered category by category in id order. lvis-api 0.5.3 gathers
+//!   nothing there (`_get_gt_dt` indexes with -1 instead of each category id); with that corrected
+//!   its rules stay per category: a detection is kept where its own category is annotated or
+//!   listed negative on the image, and ignored unmatched where its own category is not exhaustive.
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
@@ -20,17 +32,43 @@ use seesaw_data::{Format, Frequency};
 
 use crate::boundary::boundary_similarity_from;
 
+/// The category slot of a category-agnostic evaluation (never a category id in practice:
+/// hotcoco uses the same placeholder).
+pub(crate) const AGNOSTIC: u64 = u64::MAX;
+
 /// How a detection is compared with a ground truth.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Similarity {
     /// Box IoU.
-    #[cfg_attr(not(test), allow(dead_code))]
     Box,
     /// Mask IoU.
-    #[cfg_attr(not(test), allow(dead_code))]
     Mask,
     /// min(mask IoU, boundary IoU), as [`boundary_similarity`].
     Boundary { dilation_ratio: f64 },
+}
+
+/// What to run: the protocol of `format` with `sim`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Protocol {
+    pub format: Format,
+    pub sim: Similarity,
+    /// pycocotools' `useCats`: false puts every category of an image in one cell.
+    pub use_cats: bool,
+    /// Detection caps (pycocotools' `maxDets`, sorted; the last one caps each cell), `None` for
+    /// the tool's defaults.
+    pub max_dets: Option<Vec<usize>>,
+}
+
+impl Protocol {
+    /// The official protocol of `format` with `sim`, per category, at the default caps.
+    pub fn new(format: Format, sim: Similarity) -> Self {
+        Self {
+            format,
+            sim,
+            use_cats: true,
+            max_dets: None,
+        }
+    }
 }
 
 /// Precision and recall of a run, laid out as pycocotools' `eval["precision"]` /
@@ -75,14 +113,14 @@ impl Accumulated {
 }
 
 /// One cell's matches under one area range, detections in score order.
-struct Cell {
-    scores: Vec<f64>,
-    /// `[T, D]`: matched to a ground truth (whose id is not 0, as pycocotools tests it).
-    matched: Vec<bool>,
+pub(crate) struct Cell {
+    pub scores: Vec<f64>,
+    /// `[T, D]`: matched to a ground truth whose id is not 0 (pycocotools tests the id).
+    pub matched: Vec<bool>,
     /// `[T, D]`: neither a true nor a false positive.
-    ignored: Vec<bool>,
+    pub ignored: Vec<bool>,
     /// Ground truths that count in recall's denominator.
-    num_gt: usize,
+    pub num_gt: usize,
 }
 
 /// Descending score, stable, with -0 equal to +0 as numpy's mergesort of `-score` has it.
@@ -101,6 +139,8 @@ struct Rules {
     evaluated: HashSet<(u64, u64)>,
     /// LVIS: pairs where unmatched detections are ignored.
     not_exhaustive: HashSet<(u64, u64)>,
+    /// The ground truth's categories: category-agnostic cells gather detections of these only.
+    categories: HashSet<u64>,
 }
 
 impl Rules {
@@ -123,6 +163,7 @@ impl Rules {
             lvis,
             evaluated,
             not_exhaustive,
+            categories: gt.dataset.categories.iter().map(|c| c.id).collect(),
         }
     }
 
@@ -171,6 +212,29 @@ fn similarities(
     }
 }
 
+/// The annotations of a cell: of one category, or with `cat` = [`AGNOSTIC`] every category of
+/// the ground truth, grouped by category in id order and in array order within one, as the
+/// official tools gather them; each kept only where `keep(category)`.
+fn cell_anns(coco: &COCO, (img, cat): (u64, u64), keep: impl Fn(u64) -> bool) -> Vec<&Annotation> {
+    if cat == AGNOSTIC {
+        let mut v: Vec<&Annotation> = coco
+            .get_ann_ids_for_img(img)
+            .iter()
+            .filter_map(|&id| coco.get_ann(id))
+            .filter(|a| keep(a.category_id))
+            .collect();
+        v.sort_by_key(|a| a.category_id);
+        v
+    } else if keep(cat) {
+        coco.get_ann_ids_for_img_cat(img, cat)
+            .iter()
+            .filter_map(|&id| coco.get_ann(id))
+            .collect()
+    } else {
+        Vec::new()
+    }
+}
+
 /// `evaluateImg` / `evaluate_img` of one cell under every area range.
 #[allow(clippy::too_many_arguments)]
 fn evaluate_cell(
@@ -182,19 +246,10 @@ fn evaluate_cell(
     max_det: usize,
     sim: Similarity,
 ) -> Option<Vec<Cell>> {
-    let gts: Vec<&Annotation> = gt
-        .get_ann_ids_for_img_cat(img, cat)
-        .iter()
-        .filter_map(|&id| gt.get_ann(id))
-        .collect();
-    let mut dts: Vec<&Annotation> = if rules.keeps(img, cat) {
-        dt.get_ann_ids_for_img_cat(img, cat)
-            .iter()
-            .filter_map(|&id| dt.get_ann(id))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let gts = cell_anns(gt, (img, cat), |c| rules.categories.contains(&c));
+    let mut dts = cell_anns(dt, (img, cat), |c| {
+        rules.categories.contains(&c) && rules.keeps(img, c)
+    });
     if gts.is_empty() && dts.is_empty() {
         return None;
     }
@@ -215,7 +270,12 @@ fn evaluate_cell(
     let ng = gts.len();
     let nt = params.iou_thrs.len();
     let nd = dts.len();
-    let unmatched_ignored_cat = rules.lvis && rules.not_exhaustive.contains(&(img, cat));
+    // LVIS ignores an unmatched detection of a category not exhaustively annotated (its own
+    // category, also in a category-agnostic cell).
+    let unmatched_ignored: Vec<bool> = dts
+        .iter()
+        .map(|d| rules.lvis && rules.not_exhaustive.contains(&(img, d.category_id)))
+        .collect();
     let cells = params
         .area_ranges
         .iter()
@@ -271,7 +331,7 @@ fn evaluate_cell(
                 for (di, d) in dts.iter().enumerate() {
                     let k = t * nd + di;
                     matched[k] = dt_gt_id[k] != 0;
-                    if dt_gt_id[k] == 0 && (out(d.area) || unmatched_ignored_cat) {
+                    if dt_gt_id[k] == 0 && (out(d.area) || unmatched_ignored[di]) {
                         ignored[k] = true;
                     }
                 }
@@ -287,25 +347,60 @@ fn evaluate_cell(
     Some(cells)
 }
 
-/// Runs the protocol of `format` with `sim` on `gt` and `dt` as [`crate::prepare`] made them.
-pub(crate) fn evaluate(gt: &COCO, dt: &COCO, format: Format, sim: Similarity) -> Accumulated {
+/// Runs `protocol` on `gt` and `dt` as [`crate::prepare`] made them.
+pub(crate) fn evaluate(gt: &COCO, dt: &COCO, protocol: &Protocol) -> Accumulated {
+    evaluate_keeping_cells(gt, dt, protocol, false).0
+}
+
+/// [`evaluate`], also handing back with `keep` every cell's matches at area "all" as (image,
+/// category slot, cell), sorted by image then category (what pooled AP reads).
+pub(crate) fn evaluate_keeping_cells(
+    gt: &COCO,
+    dt: &COCO,
+    protocol: &Protocol,
+    keep: bool,
+) -> (Accumulated, Vec<(u64, u64, Cell)>) {
+    let Protocol {
+        format,
+        sim,
+        use_cats,
+        ref max_dets,
+    } = *protocol;
     let mode = match format {
         Format::Lvis => hotcoco::EvalMode::Lvis,
         Format::Coco => hotcoco::EvalMode::Coco,
     };
-    let params = mode.default_params(hotcoco::IouType::Segm);
+    let mut params = mode.default_params(match sim {
+        Similarity::Box => hotcoco::IouType::Bbox,
+        Similarity::Mask | Similarity::Boundary { .. } => hotcoco::IouType::Segm,
+    });
+    if let Some(caps) = max_dets {
+        params.max_dets = caps.clone();
+        params.max_dets.sort_unstable();
+    }
     let rules = Rules::new(gt, format);
-    let mut cat_ids: Vec<u64> = gt.dataset.categories.iter().map(|c| c.id).collect();
-    cat_ids.sort_unstable();
-    cat_ids.dedup();
+    let cat_ids: Vec<u64> = if use_cats {
+        let mut ids: Vec<u64> = rules.categories.iter().copied().collect();
+        ids.sort_unstable();
+        ids
+    } else {
+        vec![AGNOSTIC]
+    };
+    let slot = |cat: u64| if use_cats { cat } else { AGNOSTIC };
     // The images each category has a cell in, in image id order.
     let mut cells_of: HashMap<u64, Vec<u64>> = HashMap::new();
     for a in &gt.dataset.annotations {
-        cells_of.entry(a.category_id).or_default().push(a.image_id);
+        cells_of
+            .entry(slot(a.category_id))
+            .or_default()
+            .push(a.image_id);
     }
     for a in &dt.dataset.annotations {
-        if rules.keeps(a.image_id, a.category_id) {
-            cells_of.entry(a.category_id).or_default().push(a.image_id);
+        if rules.categories.contains(&a.category_id) && rules.keeps(a.image_id, a.category_id) {
+            cells_of
+                .entry(slot(a.category_id))
+                .or_default()
+                .push(a.image_id);
         }
     }
     for imgs in cells_of.values_mut() {
@@ -325,14 +420,19 @@ pub(crate) fn evaluate(gt: &COCO, dt: &COCO, format: Format, sim: Similarity) ->
         params.area_ranges.len(),
         params.max_dets.len(),
     );
-    let per_cat: Vec<(Vec<f64>, Vec<f64>)> = cat_ids
+    let all_area = params.all_area_idx();
+    type PerCat = (Vec<f64>, Vec<f64>, Vec<(u64, u64, Cell)>);
+    let per_cat: Vec<PerCat> = cat_ids
         .par_iter()
         .map(|&cat| {
             let imgs = cells_of.get(&cat).map_or(&[][..], Vec::as_slice);
-            let cells: Vec<Vec<Cell>> = imgs
+            let (cell_imgs, cells): (Vec<u64>, Vec<Vec<Cell>>) = imgs
                 .iter()
-                .filter_map(|&img| evaluate_cell(gt, dt, &params, &rules, (img, cat), max_det, sim))
-                .collect();
+                .filter_map(|&img| {
+                    evaluate_cell(gt, dt, &params, &rules, (img, cat), max_det, sim)
+                        .map(|c| (img, c))
+                })
+                .unzip();
             // [T, R, A, M] and [T, A, M] for this category.
             let mut precision = vec![-1.0; nt * nr * na * nm];
             let mut recall = vec![-1.0; nt * na * nm];
@@ -347,13 +447,22 @@ pub(crate) fn evaluate(gt: &COCO, dt: &COCO, format: Format, sim: Similarity) ->
                     });
                 }
             }
-            (precision, recall)
+            let kept = if keep {
+                cells
+                    .into_iter()
+                    .zip(cell_imgs)
+                    .map(|(mut c, img)| (img, cat, c.swap_remove(all_area)))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (precision, recall, kept)
         })
         .collect();
     let nk = cat_ids.len();
     let mut precision = vec![-1.0; nt * nr * nk * na * nm];
     let mut recall = vec![-1.0; nt * nk * na * nm];
-    for (k, (p, r)) in per_cat.iter().enumerate() {
+    for (k, (p, r, _)) in per_cat.iter().enumerate() {
         for t in 0..nt {
             for a in 0..na {
                 for m in 0..nm {
@@ -366,12 +475,15 @@ pub(crate) fn evaluate(gt: &COCO, dt: &COCO, format: Format, sim: Similarity) ->
             }
         }
     }
-    Accumulated {
+    let mut kept: Vec<(u64, u64, Cell)> = per_cat.into_iter().flat_map(|(_, _, c)| c).collect();
+    kept.sort_by_key(|&(img, cat, _)| (img, cat));
+    let acc = Accumulated {
         params,
         cat_ids,
         precision,
         recall,
-    }
+    };
+    (acc, kept)
 }
 
 /// `accumulate` for one category, area range and detection cap: hands `store` each threshold's
@@ -475,24 +587,21 @@ fn numpy_mean(values: &[f64]) -> f64 {
 
 /// One summary entry: key, AP (else AR), IoU threshold (all when `None`), area range, detection
 /// cap (all when `None`), LVIS frequency group.
-type Entry = (
-    &'static str,
+type EntryOf<K> = (
+    K,
     bool,
     Option<f64>,
     &'static str,
     Option<usize>,
     Option<Frequency>,
 );
+type Entry = EntryOf<String>;
 
-/// pycocotools' `summarize` / lvis-api's `summarize`, keyed as [`crate::Evaluation::stats`].
-/// `frequency` gives each category's group (LVIS).
-pub(crate) fn summarize(
-    acc: &Accumulated,
-    format: Format,
-    frequency: &HashMap<u64, Frequency>,
-) -> Vec<(String, f64)> {
+/// The entries of pycocotools' `summarize` / lvis-api's `summarize`, keyed as
+/// [`crate::Evaluation::stats`].
+fn official_entries(format: Format) -> Vec<Entry> {
     use Frequency::{Common, Frequent, Rare};
-    let entries: Vec<Entry> = match format {
+    let rows: Vec<EntryOf<&str>> = match format {
         Format::Coco => vec![
             ("AP", true, None, "all", Some(100), None),
             ("AP50", true, Some(0.5), "all", Some(100), None),
@@ -523,11 +632,50 @@ pub(crate) fn summarize(
             ("ARl@300", false, None, "large", None, None),
         ],
     };
+    rows.into_iter()
+        .map(|(k, ap, iou, area, m, g)| (k.to_string(), ap, iou, area, m, g))
+        .collect()
+}
+
+/// mmdetection's proposal metric from pycocotools' stats at `maxDets = nums`: `AR@n` for each
+/// cap, then `ARs@N`, `ARm@N`, `ARl@N` at the largest (`AR_s@1000` ... in mmdetection's log).
+pub(crate) fn proposal_entries(nums: &[usize]) -> Vec<Entry> {
+    let mut nums = nums.to_vec();
+    nums.sort_unstable();
+    let last = nums.last().copied();
+    let mut out: Vec<Entry> = nums
+        .iter()
+        .map(|&n| (format!("AR@{n}"), false, None, "all", Some(n), None))
+        .collect();
+    if let Some(n) = last {
+        for (letter, area) in [("s", "small"), ("m", "medium"), ("l", "large")] {
+            out.push((format!("AR{letter}@{n}"), false, None, area, Some(n), None));
+        }
+    }
+    out
+}
+
+/// pycocotools' `summarize` / lvis-api's `summarize`, keyed as [`crate::Evaluation::stats`].
+/// `frequency` gives each category's group (LVIS).
+pub(crate) fn summarize(
+    acc: &Accumulated,
+    format: Format,
+    frequency: &HashMap<u64, Frequency>,
+) -> Vec<(String, f64)> {
+    summarize_entries(acc, &official_entries(format), frequency)
+}
+
+/// The means of `entries` over `acc` (the values above -1, numpy's order), -1 where none.
+pub(crate) fn summarize_entries(
+    acc: &Accumulated,
+    entries: &[Entry],
+    frequency: &HashMap<u64, Frequency>,
+) -> Vec<(String, f64)> {
     let (nt, nr, nk, _, nm) = acc.dims();
     let p = &acc.params;
     entries
         .iter()
-        .map(|&(key, ap, iou, area, max_det, group)| {
+        .map(|&(ref key, ap, iou, area, max_det, group)| {
             let ts: Vec<usize> = (0..nt)
                 .filter(|&t| iou.is_none_or(|v| p.iou_thrs[t] == v))
                 .collect();
@@ -559,7 +707,7 @@ pub(crate) fn summarize(
                 }
             }
             values.retain(|&v| v > -1.0);
-            (key.to_string(), numpy_mean(&values))
+            (key.clone(), numpy_mean(&values))
         })
         .collect()
 }
@@ -608,7 +756,7 @@ mod tests {
         let format = gt.format();
         let hot_gt = prepare::ground_truth(&gt, format);
         let dt = prepare::detections(&hot_gt, dets, format, iou).unwrap();
-        let acc = evaluate(&hot_gt, &dt, format, sim);
+        let acc = evaluate(&hot_gt, &dt, &Protocol::new(format, sim));
         let freq = gt
             .categories
             .iter()

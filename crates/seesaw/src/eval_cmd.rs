@@ -34,8 +34,8 @@ pub struct EvalArgs {
     #[arg(long)]
     pub results: PathBuf,
     /// What to compare: boxes, masks, or mask boundaries (Boundary AP).
-    #[arg(long, value_enum)]
-    pub iou_type: IouArg,
+    #[arg(long, value_enum, required_unless_present = "proposals")]
+    pub iou_type: Option<IouArg>,
     /// Boundary AP: the boundary's width as a fraction of the image diagonal.
     #[arg(long, default_value_t = seesaw_eval::boundary::DEFAULT_DILATION_RATIO)]
     pub dilation_ratio: f64,
@@ -58,27 +58,61 @@ pub struct EvalArgs {
     /// K of Fixed AP.
     #[arg(long, default_value_t = seesaw_eval::fixed_ap::DEFAULT_DETS_PER_CLASS)]
     pub dets_per_class: usize,
+    /// Ignore categories (pycocotools' useCats = 0): every ground truth of an image against
+    /// every detection of it. LVIS: lvis-api's protocol with its useCats = 0 path corrected
+    /// (README, "Category-agnostic evaluation").
+    #[arg(long)]
+    pub no_categories: bool,
+    /// The results are class-agnostic proposals: their recall AR@100/300/1000 (mmdetection's
+    /// proposal metric: pycocotools, bbox, useCats = 0, maxDets 100, 300, 1000).
+    #[arg(long, conflicts_with_all = ["iou_type", "no_categories", "fixed_ap"])]
+    pub proposals: bool,
 }
 
 pub fn run(a: &EvalArgs) -> Result<()> {
     let t0 = Instant::now();
     let gt = Dataset::load(&a.gt)?;
-    if a.fixed_ap && matches!(a.iou_type, IouArg::Boundary) {
+    let iou = match a.iou_type {
+        None | Some(IouArg::Bbox) => IouType::Bbox,
+        Some(IouArg::Segm) => IouType::Segm,
+        Some(IouArg::Boundary) => IouType::Boundary,
+    };
+    if a.fixed_ap && iou == IouType::Boundary {
         anyhow::bail!("--fixed-ap is computed for --iou-type bbox and segm, not boundary");
     }
-    let dets = load_results_with(&a.results, !matches!(a.iou_type, IouArg::Bbox))?;
+    if a.no_categories || a.proposals {
+        let what = if a.proposals {
+            "--proposals"
+        } else {
+            "--no-categories"
+        };
+        if a.fixed_ap {
+            anyhow::bail!("--fixed-ap is a per-category measure: not with {what}");
+        }
+        if a.per_class.is_some() || a.plot.is_some() {
+            anyhow::bail!("--per-class and --plot report categories: not with {what}");
+        }
+    }
+    warn_about_quirks(&a.gt, &gt);
+    let dets = load_results_with(&a.results, iou != IouType::Bbox)?;
     check_results_against(&a.results, &dets, &gt)?;
     let t_load = t0.elapsed();
+    if a.proposals {
+        let res = seesaw_eval::proposal_recall(&gt, dets, &seesaw_eval::PROPOSAL_NUMS)
+            .with_context(|| a.results.display().to_string())?;
+        print_table(&res);
+        return write_outputs(&res, None, &gt, a);
+    }
     let format = a.format.map(|f| match f {
         FormatArg::Lvis => Format::Lvis,
         FormatArg::Coco => Format::Coco,
     });
-    let iou = match a.iou_type {
-        IouArg::Bbox => IouType::Bbox,
-        IouArg::Segm => IouType::Segm,
-        IouArg::Boundary => IouType::Boundary,
-    };
-    let evaluator = Evaluator::new(&gt, format).with_context(|| a.gt.display().to_string())?;
+    let evaluator = Evaluator::new(&gt, format)
+        .with_context(|| a.gt.display().to_string())?
+        .use_categories(!a.no_categories);
+    evaluator
+        .check_ground_truth(iou)
+        .with_context(|| a.gt.display().to_string())?;
     let fixed = if a.fixed_ap {
         Some(
             evaluator
@@ -111,12 +145,23 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     write_outputs(&res, fixed.as_ref(), &gt, a)
 }
 
+/// Warns (on stderr) about ground truth `file` where the official tools' numbers rest on one
+/// of their accidents, which ours reproduce: annotations whose id is 0.
+pub fn warn_about_quirks(file: &std::path::Path, gt: &Dataset) {
+    if let Some(w) = seesaw_eval::quirks::id_zero_warning(file, gt) {
+        tracing::warn!("{w}");
+    }
+}
+
 pub fn print_table(res: &Evaluation) {
-    println!(
-        "{} {} evaluation:",
-        res.format.to_string().to_uppercase(),
-        res.iou_type
-    );
+    let what = if res.stats.first().is_some_and(|(k, _)| k.starts_with("AR@")) {
+        "proposal recall (class-agnostic boxes)".to_string()
+    } else if res.use_cats {
+        format!("{} evaluation", res.iou_type)
+    } else {
+        format!("{} evaluation, categories ignored", res.iou_type)
+    };
+    println!("{} {what}:", res.format.to_string().to_uppercase());
     for line in &res.table {
         println!("{line}");
     }

@@ -10,7 +10,7 @@ use seesaw_engine::Config;
 use seesaw_engine::data::Split;
 use seesaw_engine::device::DeviceSpec;
 use seesaw_engine::predict::{
-    Tta, evaluate, predict_file, predict_split, predict_split_tta, to_results,
+    Tta, evaluate, predict_file, predict_proposals, predict_split, predict_split_tta, to_results,
 };
 use seesaw_engine::train::{TrainOptions, load_for_inference_on, train};
 
@@ -49,6 +49,12 @@ pub struct TestArgs {
     /// Evaluate the results against data.val_json and print the table.
     #[arg(long)]
     pub eval: bool,
+    /// Write the RPN's test proposals instead of detections (class-agnostic boxes on the
+    /// original image, category_id of the first category); with --eval, their recall
+    /// AR@100/300/1000 (mmdetection's proposal metric). AR@1000 needs
+    /// model.rpn.test.max_per_img >= 1000.
+    #[arg(long, conflicts_with = "tta")]
+    pub proposals: bool,
     /// Write the evaluation stats (keys of `seesaw eval --json`) here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -120,8 +126,30 @@ pub fn run_test(a: &TestArgs) -> Result<()> {
             loaded.meta.category_ids.len()
         ));
     }
+    crate::eval_cmd::warn_about_quirks(&cfg.data.val_json, &val.dataset);
     let t0 = std::time::Instant::now();
     let show = !a.quiet && std::io::stderr().is_terminal();
+    if a.proposals {
+        let props = predict_proposals(&loaded.model, &val, &cfg, show)?;
+        let secs = t0.elapsed().as_secs_f64();
+        seesaw_data::save_results(&a.out, &props)?;
+        println!(
+            "{} proposals on {} images ({:.1} images/s) -> {}",
+            props.len(),
+            val.dataset.images.len(),
+            val.dataset.images.len() as f64 / secs.max(1e-9),
+            a.out.display()
+        );
+        if a.eval || a.json.is_some() {
+            let ev = seesaw_eval::proposal_recall(&val.dataset, props, &seesaw_eval::PROPOSAL_NUMS)
+                .with_context(|| cfg.data.val_json.display().to_string())?;
+            crate::eval_cmd::print_table(&ev);
+            if let Some(j) = &a.json {
+                seesaw_data::io::write_json(j, &vec![ev.to_json()])?;
+            }
+        }
+        return Ok(());
+    }
     let dets = match &a.tta {
         Some(spec) => {
             let tta = Tta::parse(spec, cfg.data.test_scale)?;
@@ -139,7 +167,8 @@ pub fn run_test(a: &TestArgs) -> Result<()> {
         a.out.display()
     );
     if a.eval || a.json.is_some() {
-        let (bbox, segm) = evaluate(&val.dataset, dets, cfg.model.with_mask)?;
+        let (bbox, segm) = evaluate(&val.dataset, dets, cfg.model.with_mask)
+            .with_context(|| cfg.data.val_json.display().to_string())?;
         let mut all = vec![bbox];
         all.extend(segm);
         for ev in &all {
