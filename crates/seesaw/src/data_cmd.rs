@@ -29,6 +29,12 @@ pub struct RfsArgs {
     /// The threshold t of r(c) = max(1, sqrt(t / f(c))).
     #[arg(long, default_value_t = 1e-3)]
     pub thr: f64,
+    /// As the config key `data.filter_empty_gt`: drop the images without a usable annotation
+    /// before f(c) is taken (true, as mmdetection and detectron2), or keep them as a
+    /// background class (false).
+    #[arg(long, default_value_t = seesaw_data::DataConfig::default().filter_empty_gt,
+          action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub filter_empty_gt: bool,
 }
 
 #[derive(Args, Clone)]
@@ -110,15 +116,22 @@ pub fn run(cmd: DataCommand) -> Result<()> {
                 anyhow::bail!("--thr must be positive (got {})", a.thr);
             }
             let ds = Dataset::load(&a.file)?;
-            let s = seesaw_data::sampling::summarize(&ds, a.thr);
+            let split = seesaw_data::Split::new(ds, &a.file, &parent_dir(&a.file));
+            let s = seesaw_data::sampling::summarize(&split, a.thr, a.filter_empty_gt);
             println!(
-                "{}: repeat-factor sampling at t = {}: {} images -> epoch of {} (ceil, mmdetection) or {:.1} expected (stochastic, LVIS / detectron2)",
+                "{}: repeat-factor sampling at t = {}: {} -> epoch of {} (ceil, mmdetection) or {:.1} expected (stochastic, LVIS / detectron2)",
                 a.file.display(),
                 a.thr,
-                s.images,
+                s.training.describe(),
                 s.epoch_ceil,
                 s.epoch_stochastic
             );
+            if s.background_images > 0 {
+                println!(
+                    "  {} images without annotations kept as a background class (data.filter_empty_gt = false)",
+                    s.background_images
+                );
+            }
             println!("  group            images  after ceil  after stochastic (expected)");
             for (g, n, ceil, stoch) in &s.groups {
                 println!("  {:<14} {n:>8} {ceil:>11} {stoch:>17.1}", format!("{g}"));

@@ -400,6 +400,70 @@ fn rfs_reports_epoch_size_and_groups() {
 }
 
 #[test]
+fn rfs_drops_unannotated_images_before_taking_f() {
+    // 10 images, 4 without annotations; class 1 on image 1, class 2 on 2-3, class 3 on 4-6.
+    // mmdetection and detectron2 drop the 4 first: at t = 0.3 the ceil epoch is 7.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("train.json");
+    let images: Vec<String> = (1..=10)
+        .map(|i| format!(r#"{{"id": {i}, "width": 10, "height": 10, "file_name": "{i}.png"}}"#))
+        .collect();
+    let anns: Vec<String> = [(1, 1), (2, 2), (3, 2), (4, 3), (5, 3), (6, 3)]
+        .iter()
+        .enumerate()
+        .map(|(k, (im, c))| {
+            format!(
+                r#"{{"id": {}, "image_id": {im}, "category_id": {c}, "bbox": [0, 0, 5, 5], "area": 25}}"#,
+                k + 1
+            )
+        })
+        .collect();
+    let cats: Vec<String> = (1..=3)
+        .map(|c| format!(r#"{{"id": {c}, "name": "c{c}"}}"#))
+        .collect();
+    std::fs::write(
+        &file,
+        format!(
+            r#"{{"images": [{}], "annotations": [{}], "categories": [{}]}}"#,
+            images.join(","),
+            anns.join(","),
+            cats.join(",")
+        ),
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let out = seesaw(&["data", "rfs", f, "--thr", "0.3"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(
+            "6 of 10 images (data.filter_empty_gt dropped 4 for having no annotations) -> epoch of 7 (ceil"
+        ),
+        "{stdout}"
+    );
+    // Kept, as mmdetection with filter_empty_gt=False: a background class of 4 images.
+    let out = seesaw(&[
+        "data",
+        "rfs",
+        f,
+        "--thr",
+        "0.3",
+        "--filter-empty-gt",
+        "false",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("10 images -> epoch of 13 (ceil"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("4 images without annotations kept as a background class"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn bad_configs_and_checkpoints_fail_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
