@@ -44,9 +44,11 @@ pub struct Image {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date_captured: Option<String>,
     /// LVIS: categories verified absent from the image (their detections are false positives).
+    /// Required on every image of an LVIS file ([`Dataset::missing_lvis_list`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub neg_category_ids: Option<Vec<u64>>,
-    /// LVIS: categories whose instances are not all annotated in the image.
+    /// LVIS: categories whose instances are not all annotated in the image (their unmatched
+    /// detections are ignored). Required on every image of an LVIS file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_exhaustive_category_ids: Option<Vec<u64>>,
 }
@@ -261,8 +263,24 @@ impl fmt::Display for Format {
 }
 
 impl Dataset {
-    /// Reads a `.json` or `.json.gz` file and checks it with [`Dataset::validate`].
+    /// Reads a `.json` or `.json.gz` file and checks it with [`Dataset::validate`] and, for an
+    /// LVIS file, [`Dataset::check_lvis_lists`].
     pub fn load(file: &Path) -> Result<Self> {
+        let ds = Self::load_unchecked_lists(file)?;
+        ds.check_lvis_lists(file)?;
+        Ok(ds)
+    }
+
+    /// Reads a file to describe or draw it (`seesaw data stats`, `data show`): every check of
+    /// [`Dataset::load`] stops it, except the problems that do not stop a file from being
+    /// described (an LVIS image without its category lists), which come back as warnings.
+    pub fn load_with_warnings(file: &Path) -> Result<(Self, Vec<crate::error::DataError>)> {
+        let ds = Self::load_unchecked_lists(file)?;
+        let warnings = ds.check_lvis_lists(file).err().into_iter().collect();
+        Ok((ds, warnings))
+    }
+
+    fn load_unchecked_lists(file: &Path) -> Result<Self> {
         let t0 = std::time::Instant::now();
         let bytes = io::read_bytes(file)?;
         let t_read = t0.elapsed();

@@ -143,6 +143,14 @@ impl Evaluator {
                 "LVIS evaluation needs a frequency on every category; categories[{i}] has none"
             )));
         }
+        // A file is checked when loaded; this guards ground truth built in memory.
+        if format == Format::Lvis
+            && let Some((path, message)) = gt.missing_lvis_list()
+        {
+            return Err(EvalError::Request(format!(
+                "ground truth: {path}: {message}"
+            )));
+        }
         Ok(Self {
             format,
             gt: Arc::new(prepare::ground_truth(gt, format)),

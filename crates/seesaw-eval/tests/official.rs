@@ -174,6 +174,21 @@ fn rule_d_iscrowd_means_nothing_in_lvis() {
 }
 
 #[test]
+fn lvis_ground_truth_built_without_an_image_list_is_refused() {
+    // A file is refused when loaded; ground truth built in memory is refused here, not read
+    // as if its lists were empty.
+    let (mut gt, _) = load("tiny", "lvis");
+    gt.images[2].not_exhaustive_category_ids = None;
+    let err = Evaluator::new(&gt, None).err().unwrap().to_string();
+    assert!(
+        err.starts_with("ground truth: images[2].not_exhaustive_category_ids: missing"),
+        "{err}"
+    );
+    // COCO rules read no list.
+    assert!(Evaluator::new(&gt, Some(Format::Coco)).is_ok());
+}
+
+#[test]
 fn empty_results_give_zero_or_minus_one() {
     let (gt, _) = load("tiny", "lvis");
     let res = Evaluator::new(&gt, None)

@@ -101,7 +101,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
     match cmd {
         DataCommand::Synth(a) => synth(&a).map(|_| ()),
         DataCommand::Stats(a) => {
-            let ds = Dataset::load(&a.file)?;
+            let ds = load_to_describe(&a.file)?;
             let stats = DatasetStats::of(&ds);
             print_stats(&a.file, &stats);
             if let Some(out) = &a.plot {
@@ -139,7 +139,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
             Ok(())
         }
         DataCommand::Show(a) => {
-            let ds = Dataset::load(&a.file)?;
+            let ds = load_to_describe(&a.file)?;
             let root = a.image_root.clone().unwrap_or_else(|| parent_dir(&a.file));
             viz::draw_annotated(&ds, a.image_id, &root, &a.out).with_context(|| {
                 format!("{}: cannot draw image {}", a.file.display(), a.image_id)
@@ -169,6 +169,17 @@ pub fn synth(a: &SynthArgs) -> Result<seesaw_data::synth::SynthOutput> {
         n as f64 / secs.max(1e-9)
     );
     Ok(out)
+}
+
+/// Loads a file to describe or draw it: a problem that does not stop that (an LVIS image
+/// without its category lists) is a warning on stderr, and an error for every command that
+/// trains or evaluates.
+fn load_to_describe(file: &Path) -> Result<Dataset> {
+    let (ds, warnings) = Dataset::load_with_warnings(file)?;
+    for w in warnings {
+        tracing::warn!("{w}; described anyway, but evaluating or training on it is an error");
+    }
+    Ok(ds)
 }
 
 fn parent_dir(file: &Path) -> PathBuf {

@@ -1,0 +1,78 @@
+//! What the commands do with data files that the official tools refuse or read differently:
+//! LVIS images without their category lists, images that do not decode as their JSON says.
+
+use std::path::{Path, PathBuf};
+mod common;
+use common::{seesaw, text};
+
+fn case() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lvis-missing-neg-ids")
+}
+
+#[test]
+fn lvis_images_without_their_lists_are_refused_except_to_describe() {
+    let gt = case().join("gt_no_neg_lists.json");
+    let g = gt.to_str().unwrap();
+    let dt = case().join("dt.json");
+    let want = format!(
+        "{}: images[0].neg_category_ids: missing (2 of 2 images lack it)",
+        gt.display()
+    );
+    // Evaluation: lvis-api refuses the file (KeyError); so do we, saying what the list means.
+    let out = seesaw(&[
+        "eval",
+        "--gt",
+        g,
+        "--results",
+        dt.to_str().unwrap(),
+        "--iou-type",
+        "bbox",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&want), "{err}");
+    assert!(
+        err.contains("verified absent from the image") && err.contains("lvis-api refuses"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    // RFS describes a training set, and training refuses the file: an error too.
+    let out = seesaw(&["data", "rfs", g]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(&want), "{}", text(&out.stderr));
+    // Statistics describe it, with the problem as a warning.
+    let out = seesaw(&["data", "stats", g]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("WARN") && err.contains(&want), "{err}");
+    assert!(
+        text(&out.stdout).contains("LVIS format, 2 images"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn lvis_with_full_lists_gives_lvis_api_numbers() {
+    // The same file with both lists on every image: lvis-api's stats (made by
+    // make_full_lists.py), where the false positives on absent categories count (AP 0.4).
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("stats.json");
+    let out = seesaw(&[
+        "eval",
+        "--gt",
+        case().join("gt_full_lists.json").to_str().unwrap(),
+        "--results",
+        case().join("dt.json").to_str().unwrap(),
+        "--iou-type",
+        "bbox",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ours: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let official: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(case().join("lvis_api_bbox.json")).unwrap()).unwrap();
+    assert_eq!(ours["stats"]["AP"], 0.4);
+    assert_eq!(ours["stats"], official["stats"]);
+}
