@@ -141,7 +141,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
         DataCommand::Show(a) => {
             let ds = load_to_describe(&a.file)?;
             let root = a.image_root.clone().unwrap_or_else(|| parent_dir(&a.file));
-            viz::draw_annotated(&ds, a.image_id, &root, &a.out).with_context(|| {
+            viz::draw_annotated(&ds, &a.file, a.image_id, &root, &a.out).with_context(|| {
                 format!("{}: cannot draw image {}", a.file.display(), a.image_id)
             })?;
             tracing::info!("wrote {}", a.out.display());
