@@ -345,6 +345,35 @@ fn train_test_and_infer_from_the_cli() {
         image.file_stem().unwrap().to_string_lossy()
     ));
     assert!(image::open(&png).is_ok(), "{}", png.display());
+    // A photo cut short is refused, naming it; one with an EXIF orientation is drawn turned.
+    let images = data_fixtures().join("images");
+    let cut = images.join("no_eoi.jpg");
+    let out = seesaw(&[
+        "infer",
+        ckpt.to_str().unwrap(),
+        cut.to_str().unwrap(),
+        "--out-dir",
+        pics.to_str().unwrap(),
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{}: the JPEG file is truncated", cut.display())),
+        "{err}"
+    );
+    let out = seesaw(&[
+        "infer",
+        ckpt.to_str().unwrap(),
+        images.join("orient6.png").to_str().unwrap(),
+        "--out-dir",
+        pics.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (w, h) = image::image_dimensions(pics.join("orient6.png")).unwrap();
+    assert!(
+        h > w,
+        "drawn {w}x{h}: the 40x30 pixels turned by their tag are 30x40"
+    );
 
     // Resuming a finished run trains nothing more; a longer schedule continues it.
     let mut args = vec![

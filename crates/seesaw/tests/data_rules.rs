@@ -76,3 +76,47 @@ fn lvis_with_full_lists_gives_lvis_api_numbers() {
     assert_eq!(ours["stats"]["AP"], 0.4);
     assert_eq!(ours["stats"], official["stats"]);
 }
+
+#[test]
+fn data_show_reads_images_turned_and_checks_their_size() {
+    let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("../seesaw-data/tests/fixtures/images");
+    let dir = tempfile::tempdir().unwrap();
+    let show = |w: u32, h: u32| {
+        let json = dir.path().join("gt.json");
+        std::fs::write(
+            &json,
+            format!(
+                r#"{{"images": [{{"id": 1, "width": {w}, "height": {h}, "file_name": "orient6.png"}}],
+                    "annotations": [], "categories": [{{"id": 1, "name": "a"}}]}}"#
+            ),
+        )
+        .unwrap();
+        let out = seesaw(&[
+            "data",
+            "show",
+            json.to_str().unwrap(),
+            "--image-id",
+            "1",
+            "--image-root",
+            images.to_str().unwrap(),
+            "--out",
+            dir.path().join("show.png").to_str().unwrap(),
+        ]);
+        (out.status.code(), text(&out.stderr))
+    };
+    // The record describes the turned view, as mmcv and detectron2 read the file.
+    let (code, err) = show(30, 40);
+    assert_eq!(code, Some(0), "{err}");
+    let (w, h) = image::image_dimensions(dir.path().join("show.png")).unwrap();
+    assert!(h > w, "{w}x{h}");
+    // The record describes the stored pixels: the image, both sizes and the cause are named.
+    let (code, err) = show(40, 30);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(
+            "orient6.png: the image is 30x40 after its EXIF orientation (6) but images[0] (id 1)"
+        ) && err.contains("says 40x30")
+            && err.contains("EXIF orientation tag (6) turns it"),
+        "{err}"
+    );
+}
