@@ -77,11 +77,15 @@ impl Split {
             };
             if with_masks {
                 let at = JsonPath::item("annotations", a).field("segmentation");
-                let seg = ann.segmentation.as_ref().ok_or_else(|| {
+                let seg = ann.mask().ok_or_else(|| {
                     DataError::invalid(
                         &self.json,
                         at.clone(),
-                        format!("annotation id {} has none; masks are trained", ann.id),
+                        format!(
+                            "annotation id {} has no mask (the field is absent or an empty \
+                             list); masks are trained (model.with_mask)",
+                            ann.id
+                        ),
                     )
                 })?;
                 let full = crate::mask::decode(seg, h0, w0).map_err(|e| {

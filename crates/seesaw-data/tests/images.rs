@@ -71,13 +71,18 @@ fn every_exif_orientation_gives_pils_pixels() {
 
 /// A one-image annotation file whose record says `w` x `h` for `file`.
 fn split_of(dir: &Path, file: &str, w: u32, h: u32) -> Split {
+    split_with_mask(dir, file, w, h, "[[2, 2, 12, 2, 12, 10, 2, 10]]")
+}
+
+/// [`split_of`] with the annotation's `segmentation` written as `mask`.
+fn split_with_mask(dir: &Path, file: &str, w: u32, h: u32, mask: &str) -> Split {
     let json = dir.join("gt.json");
     std::fs::write(
         &json,
         format!(
             r#"{{"images": [{{"id": 5, "width": {w}, "height": {h}, "file_name": "{file}"}}],
                 "annotations": [{{"id": 1, "image_id": 5, "category_id": 1,
-                  "bbox": [2, 2, 10, 8], "area": 80, "segmentation": [[2, 2, 12, 2, 12, 10, 2, 10]]}}],
+                  "bbox": [2, 2, 10, 8], "area": 80, "segmentation": {mask}}}],
                 "categories": [{{"id": 1, "name": "a"}}]}}"#
         ),
     )
@@ -125,4 +130,26 @@ fn the_decoded_size_must_be_the_records() {
         err.contains("no_eoi.jpg: the JPEG file is truncated"),
         "{err}"
     );
+}
+
+#[test]
+fn training_masks_needs_every_instance_to_have_one() {
+    // An empty list of polygons is no mask (pycocotools fails on it, detectron2 drops the
+    // instance): training masks stops naming it; training boxes only is fine.
+    let dir = tempfile::tempdir().unwrap();
+    let split = split_with_mask(dir.path(), "ok.png", 40, 30, "[]");
+    let cfg = seesaw_data::DataConfig::default();
+    let err = split
+        .sample(0, [30, 40], false, &cfg, true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.ends_with(
+            "gt.json: annotations[0].segmentation: annotation id 1 has no mask (the field is \
+             absent or an empty list); masks are trained (model.with_mask)"
+        ),
+        "{err}"
+    );
+    let s = split.sample(0, [30, 40], false, &cfg, false).unwrap();
+    assert_eq!(s.gt.boxes.len(), 1);
 }

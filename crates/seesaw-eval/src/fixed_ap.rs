@@ -64,6 +64,7 @@ impl Evaluator {
                 "Fixed AP and pooled AP are computed for bbox and segm, not boundary".into(),
             ));
         }
+        self.check_gt_masks(iou)?;
         let mut dets = top_k_per_class(dets, dets_per_class.max(1));
         if iou == IouType::Segm {
             for d in &mut dets {

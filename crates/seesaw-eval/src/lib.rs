@@ -124,11 +124,31 @@ impl Evaluation {
     }
 }
 
+/// COCO rules read every ground truth's `iscrowd`: pycocotools fails without it
+/// (`KeyError: 'iscrowd'`); we read it as 0, as mmdetection and detectron2 do, and say so.
+fn warn_missing_iscrowd(gt: &Dataset) {
+    let mut missing = gt
+        .annotations
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.iscrowd.is_none());
+    if let Some((first, _)) = missing.next() {
+        tracing::warn!(
+            "ground truth: {} annotations have no iscrowd (the first is annotations[{first}]); \
+             read as 0 (not a crowd region), as mmdetection and detectron2 read it, where \
+             pycocotools fails on the file (KeyError: 'iscrowd')",
+            1 + missing.count()
+        );
+    }
+}
+
 /// Evaluates detections against one ground truth, under the rules of its format.
 pub struct Evaluator {
     format: Format,
     gt: Arc<hotcoco::COCO>,
     classes: Vec<(u64, String, Option<Frequency>, Option<u64>)>,
+    /// The first ground truth the evaluation keeps that has no mask (mask evaluation refuses).
+    gt_without_mask: Option<usize>,
 }
 
 impl Evaluator {
@@ -151,8 +171,17 @@ impl Evaluator {
                 "ground truth: {path}: {message}"
             )));
         }
+        if format == Format::Coco {
+            warn_missing_iscrowd(gt);
+        }
+        // lvis-api never reads the masks of the ground truth it drops for its area (rule C).
+        let gt_without_mask = gt.annotations.iter().position(|a| {
+            a.mask().is_none()
+                && (format == Format::Coco || (a.area > 0.0 && a.area < f64::INFINITY))
+        });
         Ok(Self {
             format,
+            gt_without_mask,
             gt: Arc::new(prepare::ground_truth(gt, format)),
             classes: gt
                 .categories
@@ -160,6 +189,21 @@ impl Evaluator {
                 .map(|c| (c.id, c.name.clone(), c.frequency, c.image_count))
                 .collect(),
         })
+    }
+
+    /// Mask evaluation needs the mask of every ground truth it reads; pycocotools and lvis-api
+    /// fail without one (`KeyError: 'segmentation'`, or an `IndexError` on `[]`). Every
+    /// evaluation checks this first; a caller that knows the ground truth's file checks it
+    /// beforehand to name the file.
+    pub fn check_gt_masks(&self, iou: IouType) -> Result<()> {
+        match self.gt_without_mask {
+            Some(i) if iou != IouType::Bbox => Err(EvalError::Request(format!(
+                "ground truth: annotations[{i}].segmentation: missing or an empty list, but \
+                 {iou} evaluation needs the mask of every ground truth (pycocotools and \
+                 lvis-api fail on such a file)"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// The rules in force.
@@ -170,6 +214,7 @@ impl Evaluator {
     /// Evaluates `dets` (image and category ids must exist in the ground truth; see
     /// [`seesaw_data::check_results_against`]).
     pub fn evaluate(&self, dets: Vec<Detection>, iou: IouType) -> Result<Evaluation> {
+        self.check_gt_masks(iou)?;
         if iou == IouType::Boundary {
             return self.evaluate_boundary(dets, boundary::DEFAULT_DILATION_RATIO);
         }
@@ -216,6 +261,7 @@ impl Evaluator {
                 "the dilation ratio must be a positive number, not {dilation_ratio}"
             )));
         }
+        self.check_gt_masks(IouType::Boundary)?;
         let t0 = std::time::Instant::now();
         let dt = prepare::detections(&self.gt, dets, self.format, IouType::Boundary)?;
         let t_prepare = t0.elapsed();

@@ -79,6 +79,9 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         IouArg::Boundary => IouType::Boundary,
     };
     let evaluator = Evaluator::new(&gt, format).with_context(|| a.gt.display().to_string())?;
+    evaluator
+        .check_gt_masks(iou)
+        .with_context(|| a.gt.display().to_string())?;
     let fixed = if a.fixed_ap {
         Some(
             evaluator

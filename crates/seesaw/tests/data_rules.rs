@@ -120,3 +120,92 @@ fn data_show_reads_images_turned_and_checks_their_size() {
         "{err}"
     );
 }
+
+/// `seesaw eval --json` on `gt` and `dt` for `iou`: the exit code, stderr and the stats.
+fn eval(gt: &Path, dt: &Path, iou: &str) -> (Option<i32>, String, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("stats.json");
+    let out = seesaw(&[
+        "eval",
+        "--gt",
+        gt.to_str().unwrap(),
+        "--results",
+        dt.to_str().unwrap(),
+        "--iou-type",
+        iou,
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let stats = std::fs::read(&json)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .map_or(serde_json::Value::Null, |v| v["stats"].clone());
+    (out.status.code(), text(&out.stderr), stats)
+}
+
+#[test]
+fn coco_ground_truth_fields_the_official_tools_need() {
+    let case =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../seesaw-data/tests/fixtures/eval/tiny");
+    let (gt, dt) = (case.join("coco_gt.json"), case.join("coco_dt.json"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&gt).unwrap()).unwrap();
+    let (code, err, official) = eval(&gt, &dt, "segm");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("iscrowd"), "{err}");
+
+    // No iscrowd where it is 0: pycocotools fails (KeyError), mmdetection and detectron2 read
+    // 0; so do we, with a warning, and the numbers are those of the file with the zeros.
+    let anns = doc["annotations"].as_array_mut().unwrap();
+    let mut dropped = 0;
+    for a in anns.iter_mut() {
+        if a["iscrowd"] == 0 {
+            a.as_object_mut().unwrap().remove("iscrowd");
+            dropped += 1;
+        }
+    }
+    let no_crowd_flag = dir.path().join("no_iscrowd.json");
+    std::fs::write(&no_crowd_flag, doc.to_string()).unwrap();
+    let (code, err, stats) = eval(&no_crowd_flag, &dt, "segm");
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(stats, official);
+    assert!(
+        err.contains("WARN")
+            && err.contains(&format!("{dropped} annotations have no iscrowd"))
+            && err.contains("KeyError: 'iscrowd'"),
+        "{err}"
+    );
+
+    // A ground truth without a mask, or with an empty list of polygons: mask evaluation fails
+    // in pycocotools (KeyError, IndexError); here it is an error naming the annotation, and
+    // box evaluation, which reads no mask, is unchanged.
+    let (_, _, official_bbox) = eval(&gt, &dt, "bbox");
+    for (name, seg) in [
+        ("no_mask.json", None),
+        ("empty_mask.json", Some(serde_json::json!([]))),
+    ] {
+        let mut doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&gt).unwrap()).unwrap();
+        let a = doc["annotations"][4].as_object_mut().unwrap();
+        match &seg {
+            None => a.remove("segmentation"),
+            Some(v) => a.insert("segmentation".into(), v.clone()),
+        };
+        let file = dir.path().join(name);
+        std::fs::write(&file, doc.to_string()).unwrap();
+        for iou in ["segm", "boundary"] {
+            let (code, err, _) = eval(&file, &dt, iou);
+            assert_eq!(code, Some(1), "{name} {iou}: {err}");
+            assert!(
+                err.contains(&format!(
+                    "{}: ground truth: annotations[4].segmentation: missing or an empty list, but {iou} evaluation needs",
+                    file.display()
+                )),
+                "{name} {iou}: {err}"
+            );
+        }
+        let (code, err, stats) = eval(&file, &dt, "bbox");
+        assert_eq!(code, Some(0), "{name}: {err}");
+        assert_eq!(stats, official_bbox, "{name}");
+    }
+}
