@@ -52,6 +52,13 @@ pub struct DataConfig {
     /// "ceil" (mmdetection: ⌈r⌉ repeats) or "stochastic" (LVIS paper, detectron2: ⌊r⌋ plus one
     /// more with probability r - ⌊r⌋, redrawn each epoch). Default "ceil".
     pub rfs_rounding: Rounding,
+    /// Drop training images without a usable annotation (none at all, or only crowd regions
+    /// and boxes under 1 px) before anything else, so that the sampler and the repeat factors
+    /// (f(c) of RFS) see only annotated images: mmdetection's `filter_empty_gt`, detectron2's
+    /// `DATALOADER.FILTER_EMPTY_ANNOTATIONS`. With false every image is trained on, the
+    /// unannotated ones as pure background (and, for RFS, as a background class of their own,
+    /// as mmdetection's `ClassBalancedDataset`). Default true.
+    pub filter_empty_gt: bool,
     /// Training batches loaded ahead on a worker thread while the model computes. Default 2.
     pub prefetch: usize,
 }
@@ -79,6 +86,7 @@ impl Default for DataConfig {
             sampler: SamplerKind::default(),
             rfs_threshold: 1e-3,
             rfs_rounding: Rounding::default(),
+            filter_empty_gt: true,
             prefetch: 2,
         }
     }

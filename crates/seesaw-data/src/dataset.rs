@@ -44,9 +44,11 @@ pub struct Image {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date_captured: Option<String>,
     /// LVIS: categories verified absent from the image (their detections are false positives).
+    /// Required on every image of an LVIS file ([`Dataset::missing_lvis_list`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub neg_category_ids: Option<Vec<u64>>,
-    /// LVIS: categories whose instances are not all annotated in the image.
+    /// LVIS: categories whose instances are not all annotated in the image (their unmatched
+    /// detections are ignored). Required on every image of an LVIS file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_exhaustive_category_ids: Option<Vec<u64>>,
 }
@@ -158,9 +160,20 @@ pub struct Annotation {
 }
 
 impl Annotation {
-    /// Whether the annotation is a COCO crowd region.
+    /// Whether the annotation is a COCO crowd region (`iscrowd` absent reads as 0, as
+    /// mmdetection and detectron2 read it).
     pub fn is_crowd(&self) -> bool {
         self.iscrowd.unwrap_or(0) != 0
+    }
+
+    /// The instance's mask, or `None` when `segmentation` is absent or an empty list of
+    /// polygons: both are "no mask" (pycocotools and lvis-api fail on either in mask
+    /// evaluation, detectron2 drops such an instance when it trains masks), never an empty mask.
+    pub fn mask(&self) -> Option<&Segmentation> {
+        match &self.segmentation {
+            Some(Segmentation::Polygons(p)) if p.is_empty() => None,
+            other => other.as_ref(),
+        }
     }
 }
 
@@ -261,8 +274,24 @@ impl fmt::Display for Format {
 }
 
 impl Dataset {
-    /// Reads a `.json` or `.json.gz` file and checks it with [`Dataset::validate`].
+    /// Reads a `.json` or `.json.gz` file and checks it with [`Dataset::validate`] and, for an
+    /// LVIS file, [`Dataset::check_lvis_lists`].
     pub fn load(file: &Path) -> Result<Self> {
+        let ds = Self::load_unchecked_lists(file)?;
+        ds.check_lvis_lists(file)?;
+        Ok(ds)
+    }
+
+    /// Reads a file to describe or draw it (`seesaw data stats`, `data show`): every check of
+    /// [`Dataset::load`] stops it, except the problems that do not stop a file from being
+    /// described (an LVIS image without its category lists), which come back as warnings.
+    pub fn load_with_warnings(file: &Path) -> Result<(Self, Vec<crate::error::DataError>)> {
+        let ds = Self::load_unchecked_lists(file)?;
+        let warnings = ds.check_lvis_lists(file).err().into_iter().collect();
+        Ok((ds, warnings))
+    }
+
+    fn load_unchecked_lists(file: &Path) -> Result<Self> {
         let t0 = std::time::Instant::now();
         let bytes = io::read_bytes(file)?;
         let t_read = t0.elapsed();
@@ -342,5 +371,51 @@ impl Dataset {
             }
         }
         counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_the_tools_ignore_are_ignored_and_lvis_paths_come_from_the_url() {
+        // Unknown fields anywhere are skipped, as Python's json + pycocotools / lvis-api skip
+        // them; optional ones read as absent.
+        let dir = tempfile::tempdir().expect("tmp");
+        let f = dir.path().join("x.json");
+        std::fs::write(
+            &f,
+            r#"{"type": "instances", "info": {"year": 2017},
+                "images": [{"id": 1, "width": 8, "height": 6, "license": 3, "extra": [1],
+                            "coco_url": "http://images.cocodataset.org/val2017/000000397133.jpg"}],
+                "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1],
+                                 "area": 1, "num_keypoints": 0, "attributes": {}}],
+                "categories": [{"id": 1, "name": "a", "keypoints": []}]}"#,
+        )
+        .expect("write");
+        let ds = Dataset::load(&f).expect("loads");
+        assert_eq!(ds.format(), Format::Coco);
+        let im = &ds.images[0];
+        // LVIS v1 has no file_name: mmdetection and detectron2 take the URL's last two parts.
+        assert_eq!(
+            im.relative_path().as_deref(),
+            Some("val2017/000000397133.jpg")
+        );
+        let mut named = im.clone();
+        named.file_name = Some("a/b.jpg".into());
+        assert_eq!(named.relative_path().as_deref(), Some("a/b.jpg"));
+        named.file_name = None;
+        named.coco_url = None;
+        assert_eq!(named.relative_path(), None);
+        // No iscrowd reads as not crowd; no segmentation and an empty list are both no mask.
+        let mut a = ds.annotations[0].clone();
+        assert!(!a.is_crowd() && a.mask().is_none());
+        a.segmentation = Some(Segmentation::Polygons(vec![]));
+        assert!(a.mask().is_none());
+        a.segmentation = Some(Segmentation::Polygons(vec![vec![
+            0.0, 0.0, 1.0, 0.0, 1.0, 1.0,
+        ]]));
+        assert!(a.mask().is_some());
     }
 }

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod dataset;
 pub mod error;
+pub mod image_file;
 pub mod io;
 pub mod loading;
 pub mod mask;
@@ -27,6 +28,7 @@ pub use dataset::{
     Annotation, Category, Dataset, Format, Frequency, Image, Rle, RleCounts, Segmentation,
 };
 pub use error::{DataError, JsonPath, Result};
+pub use image_file::{DecodedImage, check_image_size, read_image};
 pub use loading::{Sample, load_image};
 pub use pipeline::{iteration_rng, train_samples};
 pub use results::{

@@ -1,4 +1,5 @@
-//! Loading: an image file decoded, resized to a drawn scale (keep ratio), flipped if drawn and
+//! Loading: an image file decoded (as mmcv and detectron2 read it: [`crate::image_file`]) and
+//! checked against its record's size, resized to a drawn scale (keep ratio), flipped if drawn and
 //! normalised, with its annotations as ground truths at that scale: mmdetection's
 //! `LoadImageFromFile` + `LoadAnnotations` + `Resize` + `RandomFlip` + `Normalize`
 //! (`mmdet/datasets/transforms/loading.py`, `transforms.py`) in one pass over the pixels, since
@@ -8,6 +9,7 @@ use std::path::Path;
 
 use crate::config::DataConfig;
 use crate::error::{DataError, JsonPath, Result};
+use crate::image_file::{check_image_size, read_image};
 use crate::split::Split;
 use crate::structures::{GtInstances, ImageMeta};
 use crate::transforms::flip::flip_box;
@@ -43,7 +45,9 @@ impl Split {
             )
         })?;
         let path = self.image_root.join(&rel);
-        let (pixels, mut meta) = load_image(&path, scale, flip, cfg)?;
+        let decoded = read_image(&path)?;
+        check_image_size(&decoded, &path, im, index, &self.json)?;
+        let (pixels, mut meta) = prepare_image(decoded.rgb, scale, flip, cfg);
         meta.image_id = im.id;
         let (h0, w0) = meta.ori_shape;
         let (h, w) = meta.img_shape;
@@ -73,11 +77,15 @@ impl Split {
             };
             if with_masks {
                 let at = JsonPath::item("annotations", a).field("segmentation");
-                let seg = ann.segmentation.as_ref().ok_or_else(|| {
+                let seg = ann.mask().ok_or_else(|| {
                     DataError::invalid(
                         &self.json,
                         at.clone(),
-                        format!("annotation id {} has none; masks are trained", ann.id),
+                        format!(
+                            "annotation id {} has no mask (the field is absent or an empty \
+                             list); masks are trained (model.with_mask)",
+                            ann.id
+                        ),
                     )
                 })?;
                 let full = crate::mask::decode(seg, h0, w0).map_err(|e| {
@@ -99,20 +107,25 @@ impl Split {
     }
 }
 
-/// Reads an image file, resizes it to `scale` (keep ratio), flips it if asked and normalises
-/// it: `[3, H, W]` pixels and the meta (image id 0).
+/// Reads an image file ([`read_image`]: EXIF orientation applied, a truncated file refused),
+/// resizes it to `scale` (keep ratio), flips it if asked and normalises it: `[3, H, W]` pixels
+/// and the meta (image id 0).
 pub fn load_image(
     path: &Path,
     scale: [u32; 2],
     flip: bool,
     cfg: &DataConfig,
 ) -> Result<(Vec<f32>, ImageMeta)> {
-    let rgb = image::open(path)
-        .map_err(|e| DataError::Image {
-            file: path.to_path_buf(),
-            message: e.to_string(),
-        })?
-        .to_rgb8();
+    Ok(prepare_image(read_image(path)?.rgb, scale, flip, cfg))
+}
+
+/// Resizes decoded pixels to `scale` (keep ratio), flips them if asked and normalises them.
+fn prepare_image(
+    rgb: image::RgbImage,
+    scale: [u32; 2],
+    flip: bool,
+    cfg: &DataConfig,
+) -> (Vec<f32>, ImageMeta) {
     let (w0, h0) = rgb.dimensions();
     let (nh, nw, sx, sy) = rescale(h0, w0, scale);
     let rgb = if (nh, nw) == (h0, w0) {
@@ -135,5 +148,5 @@ pub fn load_image(
         scale: (sx, sy),
         flip,
     };
-    Ok((pixels, meta))
+    (pixels, meta)
 }

@@ -110,7 +110,7 @@ mod tests {
             ..Default::default()
         };
         let mut sampler = split
-            .train_sampler(SamplerKind::Random, 1e-3, Rounding::Ceil, 1, 4)
+            .train_sampler(SamplerKind::Random, 1e-3, Rounding::Ceil, true, 1, 4)
             .expect("sampler");
         let (mut seen, mut cropped) = (0, 0);
         for iter in 0..6 {

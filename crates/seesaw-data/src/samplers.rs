@@ -34,7 +34,8 @@ pub enum SamplerKind {
 }
 
 impl Split {
-    /// The training sampler of a config: every trainable image once an epoch
+    /// The training sampler of a config over the training images
+    /// ([`Split::training_images`] under `filter_empty_gt`): each once an epoch
     /// ([`SamplerKind::Random`]), repeated by its repeat factor at `threshold`
     /// ([`SamplerKind::Rfs`], rounded per `rounding`), or class-aware
     /// ([`SamplerKind::ClassAware`]).
@@ -43,10 +44,11 @@ impl Split {
         sampler: SamplerKind,
         threshold: f64,
         rounding: Rounding,
+        filter_empty_gt: bool,
         seed: u64,
         batch_size: usize,
     ) -> Result<TrainSampler> {
-        let images = self.trainable_images();
+        let images = self.training_images(filter_empty_gt).kept;
         let factors = match sampler {
             SamplerKind::ClassAware => {
                 let mut lists = vec![Vec::new(); self.num_classes()];
@@ -59,7 +61,7 @@ impl Split {
                 return Ok(TrainSampler::new(images, None, seed, batch_size)?.class_aware(lists));
             }
             SamplerKind::Rfs => Some((
-                sampling::image_repeat_factors(&self.dataset, threshold),
+                sampling::repeat_factors(self, &images, threshold).per_image,
                 rounding,
             )),
             SamplerKind::Random => None,
@@ -84,6 +86,8 @@ pub struct TrainSampler {
 }
 
 impl TrainSampler {
+    /// A sampler over `images` (positions in the dataset), repeated per `factors` (indexed by
+    /// position) when given; an error when there is no image or `batch_size` is 0.
     pub fn new(
         images: Vec<usize>,
         factors: Option<(Vec<f64>, Rounding)>,
@@ -92,7 +96,9 @@ impl TrainSampler {
     ) -> Result<Self> {
         if images.is_empty() || batch_size == 0 {
             return Err(DataError::Request(
-                "the training set has no image with a usable annotation".into(),
+                "the training set has no image to train on (with data.filter_empty_gt, none \
+                 has a usable annotation)"
+                    .into(),
             ));
         }
         let mut s = Self {

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::dataset::Dataset;
+use crate::dataset::{Annotation, Dataset};
 use crate::error::Result;
 
 /// A dataset split with its image folder.
@@ -90,16 +90,76 @@ impl Split {
         counts
     }
 
-    /// Images with at least one usable (non-crowd, non-empty) box: mmdetection's
-    /// `filter_empty_gt` for training.
-    pub fn trainable_images(&self) -> Vec<usize> {
-        (0..self.dataset.images.len())
-            .filter(|&i| {
-                self.anns_of[i].iter().any(|&a| {
-                    let ann = &self.dataset.annotations[a];
-                    !ann.is_crowd() && ann.bbox[2] >= 1.0 && ann.bbox[3] >= 1.0
-                })
-            })
-            .collect()
+    /// The images training samples from: with `filter_empty_gt` (`data.filter_empty_gt`,
+    /// mmdetection's `filter_empty_gt`, detectron2's `DATALOADER.FILTER_EMPTY_ANNOTATIONS`),
+    /// those with at least one usable box (not a crowd region, at least 1 px wide and high),
+    /// the others counted by reason; without it, every image.
+    ///
+    /// Everything that describes the training set for sampling (repeat factors, class-aware
+    /// lists) is computed over these images only.
+    pub fn training_images(&self, filter_empty_gt: bool) -> TrainingImages {
+        let mut out = TrainingImages::default();
+        for (i, anns) in self.anns_of.iter().enumerate() {
+            if !filter_empty_gt {
+                out.kept.push(i);
+            } else if anns.is_empty() {
+                out.without_annotations += 1;
+            } else if !anns
+                .iter()
+                .any(|&a| is_usable(&self.dataset.annotations[a]))
+            {
+                out.without_usable_boxes += 1;
+            } else {
+                out.kept.push(i);
+            }
+        }
+        out
+    }
+}
+
+/// A box training can learn from: not a crowd region, at least 1 px wide and high (smaller
+/// boxes are skipped when a sample is loaded, as mmdetection skips them).
+fn is_usable(a: &Annotation) -> bool {
+    !a.is_crowd() && a.bbox[2] >= 1.0 && a.bbox[3] >= 1.0
+}
+
+/// The training images of a split under `data.filter_empty_gt`, and how many were left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrainingImages {
+    /// Positions in `dataset.images` of the images kept, in file order.
+    pub kept: Vec<usize>,
+    /// Images left out for having no annotation at all.
+    pub without_annotations: usize,
+    /// Images left out whose annotations are all crowd regions or boxes under 1 px.
+    pub without_usable_boxes: usize,
+}
+
+impl TrainingImages {
+    /// Images left out, for either reason.
+    pub fn dropped(&self) -> usize {
+        self.without_annotations + self.without_usable_boxes
+    }
+
+    /// One line for logs and reports: `kept N of M images (dropped ...)`.
+    pub fn describe(&self) -> String {
+        let total = self.kept.len() + self.dropped();
+        if self.dropped() == 0 {
+            return format!("{total} images");
+        }
+        let mut why = vec![format!(
+            "{} for having no annotations",
+            self.without_annotations
+        )];
+        if self.without_usable_boxes > 0 {
+            why.push(format!(
+                "{} whose annotations are all crowd regions or boxes under 1 px",
+                self.without_usable_boxes
+            ));
+        }
+        format!(
+            "{} of {total} images (data.filter_empty_gt dropped {})",
+            self.kept.len(),
+            why.join(" and ")
+        )
     }
 }

@@ -90,6 +90,67 @@ impl Dataset {
     }
 }
 
+impl Dataset {
+    /// In an LVIS file (its categories carry `frequency`), the first image without
+    /// `neg_category_ids` or `not_exhaustive_category_ids` (absent or null): the path of the
+    /// missing list and what it means. `None` for a COCO file or when every image has both.
+    ///
+    /// LVIS evaluation reads both lists on every image and lvis-api refuses a file without
+    /// them (`KeyError` in `LVISEval`); read as empty, every false positive on a category
+    /// absent from an image would be ignored.
+    pub fn missing_lvis_list(&self) -> Option<(JsonPath, String)> {
+        if self.format() != Format::Lvis {
+            return None;
+        }
+        let lacks = |im: &crate::dataset::Image| {
+            if im.neg_category_ids.is_none() {
+                Some("neg_category_ids")
+            } else if im.not_exhaustive_category_ids.is_none() {
+                Some("not_exhaustive_category_ids")
+            } else {
+                None
+            }
+        };
+        let (i, field) = self
+            .images
+            .iter()
+            .enumerate()
+            .find_map(|(i, im)| lacks(im).map(|f| (i, f)))?;
+        let count = self
+            .images
+            .iter()
+            .filter(|im| lacks(im) == Some(field))
+            .count();
+        let meaning = if field == "neg_category_ids" {
+            "the categories verified absent from the image, whose detections there count as \
+             false positives; read as empty, every false positive on a category absent from \
+             the image would be ignored"
+        } else {
+            "the categories whose instances are not all annotated in the image, whose \
+             unmatched detections there are ignored; read as empty, they would count as false \
+             positives"
+        };
+        Some((
+            JsonPath::item("images", i).field(field),
+            format!(
+                "missing ({count} of {} images lack it). This is an LVIS file (its categories \
+                 carry `frequency`), and LVIS evaluation needs this list on every image: \
+                 {meaning}. lvis-api refuses such a file. Write the list (`[]` when no category \
+                 was checked), or remove the categories' `frequency` to use the file as COCO",
+                self.images.len()
+            ),
+        ))
+    }
+
+    /// [`Dataset::missing_lvis_list`] as an error naming `file`.
+    pub fn check_lvis_lists(&self, file: &Path) -> Result<()> {
+        match self.missing_lvis_list() {
+            Some((path, message)) => Err(DataError::invalid(file, path, message)),
+            None => Ok(()),
+        }
+    }
+}
+
 type Problem = (JsonPath, String);
 
 fn check_annotation(a: &Annotation, h: u32, w: u32, at: &JsonPath) -> Result<(), Problem> {

@@ -452,6 +452,19 @@ mod tests {
             .expect_err("scale mode")
             .to_string();
         assert!(e.contains("`value`") && e.contains("`range`"), "{e}");
+        // data.filter_empty_gt: on unless turned off, and a boolean.
+        assert!(
+            Config::from_toml("", f, &[])
+                .expect("default")
+                .data
+                .filter_empty_gt
+        );
+        let off = Config::from_toml("", f, &["data.filter_empty_gt=false".into()]).expect("off");
+        assert!(!off.data.filter_empty_gt);
+        let e = Config::from_toml("", f, &["data.filter_empty_gt=\"no\"".into()])
+            .expect_err("bool")
+            .to_string();
+        assert!(e.contains("filter_empty_gt"), "{e}");
     }
 
     #[test]

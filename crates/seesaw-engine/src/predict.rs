@@ -17,7 +17,7 @@ use seesaw_model::structures::{Detections, ImageMeta};
 
 use crate::config::Config;
 use crate::data::{Sample, Split, collate, load_image};
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 
 /// A progress bar on stderr (hidden when `show` is false).
 pub fn progress_bar(len: u64, show: bool, what: &str) -> ProgressBar {
@@ -35,7 +35,8 @@ pub fn progress_bar(len: u64, show: bool, what: &str) -> ProgressBar {
 }
 
 /// COCO results of one image's detections: boxes mapped back to the original image, masks
-/// pasted there (threshold `mask_thr`) and RLE-encoded.
+/// pasted there (threshold `mask_thr`) and RLE-encoded. `category_ids[label]` is each
+/// detection's category; a label past the list is an error, never a made-up id.
 pub fn to_results(
     dets: &Detections,
     meta: &ImageMeta,
@@ -46,6 +47,16 @@ pub fn to_results(
     (0..dets.boxes.len())
         .into_par_iter()
         .map(|k| {
+            let label = dets.labels.get(k).copied().unwrap_or(usize::MAX);
+            let category_id = category_ids.get(label).copied().ok_or_else(|| {
+                EngineError::Request(format!(
+                    "image {}: detection {k} has class {label}, but only {} category ids are \
+                     known; the model predicts more classes than its checkpoint or annotation \
+                     file names, and a result needs a real category id",
+                    meta.image_id,
+                    category_ids.len()
+                ))
+            })?;
             let b = meta.to_original(&dets.boxes[k]);
             let b = [
                 b[0].clamp(0.0, ow as f32),
@@ -69,7 +80,7 @@ pub fn to_results(
             };
             Ok(Detection {
                 image_id: meta.image_id,
-                category_id: category_ids.get(dets.labels[k]).copied().unwrap_or(0),
+                category_id,
                 bbox: Some([
                     f64::from(b[0]),
                     f64::from(b[1]),
@@ -398,4 +409,39 @@ pub fn predict_split_tta(
     }
     pb.finish_and_clear();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_label_without_a_category_is_an_error_not_id_0() {
+        let dets = Detections {
+            boxes: vec![[1.0, 1.0, 5.0, 6.0], [2.0, 2.0, 4.0, 4.0]],
+            scores: vec![0.9, 0.8],
+            labels: vec![1, 2],
+            masks: vec![],
+            mask_size: 0,
+        };
+        let meta = ImageMeta {
+            image_id: 7,
+            ori_shape: (10, 10),
+            img_shape: (10, 10),
+            scale: (1.0, 1.0),
+            flip: false,
+        };
+        let ok = to_results(&dets, &meta, &[3, 5, 9], 0.5).expect("every label has an id");
+        assert_eq!(
+            ok.iter().map(|d| d.category_id).collect::<Vec<_>>(),
+            vec![5, 9]
+        );
+        let err = to_results(&dets, &meta, &[3, 5], 0.5)
+            .expect_err("class 2 has no id")
+            .to_string();
+        assert!(
+            err.starts_with("image 7: detection 1 has class 2, but only 2 category ids are known"),
+            "{err}"
+        );
+    }
 }

@@ -179,10 +179,19 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         }
         let _ = fs::remove_file(&metrics);
     }
+    let training = train.training_images(cfg.data.filter_empty_gt);
+    if training.dropped() > 0 {
+        tracing::info!(
+            "{}: training on {}",
+            cfg.data.train_json.display(),
+            training.describe()
+        );
+    }
     let mut sampler = train.train_sampler(
         cfg.data.sampler,
         cfg.data.rfs_threshold,
         cfg.data.rfs_rounding,
+        cfg.data.filter_empty_gt,
         t.seed,
         t.batch_size,
     )?;

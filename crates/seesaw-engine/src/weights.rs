@@ -41,8 +41,11 @@ pub fn init_backbone(cfg: &Config, model: &mut Detector) -> Result<Option<LoadRe
 /// with ids 1..=C.
 fn classes(cfg: &Config, file: &WeightsFile) -> (Vec<String>, Vec<u64>) {
     let c = cfg.model.num_classes;
-    let from_data = Split::load(&cfg.data.train_json, &cfg.data.train_images)
+    // Only the categories are read: a file the trainer would refuse for another reason (an
+    // LVIS image without its lists) still names them.
+    let from_data = seesaw_data::Dataset::load_with_warnings(&cfg.data.train_json)
         .ok()
+        .map(|(ds, _)| Split::new(ds, &cfg.data.train_json, &cfg.data.train_images))
         .filter(|s| s.num_classes() == c);
     let ids: Vec<u64> = match &from_data {
         Some(s) => s.category_ids.clone(),

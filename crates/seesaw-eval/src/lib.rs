@@ -136,6 +136,24 @@ impl Evaluation {
     }
 }
 
+/// COCO rules read every ground truth's `iscrowd`: pycocotools fails without it
+/// (`KeyError: 'iscrowd'`); we read it as 0, as mmdetection and detectron2 do, and say so.
+fn warn_missing_iscrowd(gt: &Dataset) {
+    let mut missing = gt
+        .annotations
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.iscrowd.is_none());
+    if let Some((first, _)) = missing.next() {
+        tracing::warn!(
+            "ground truth: {} annotations have no iscrowd (the first is annotations[{first}]); \
+             read as 0 (not a crowd region), as mmdetection and detectron2 read it, where \
+             pycocotools fails on the file (KeyError: 'iscrowd')",
+            1 + missing.count()
+        );
+    }
+}
+
 /// Evaluates detections against one ground truth, under the rules of its format.
 pub struct Evaluator {
     format: Format,
@@ -160,6 +178,17 @@ impl Evaluator {
                 "LVIS evaluation needs a frequency on every category; categories[{i}] has none"
             )));
         }
+        // A file is checked when loaded; this guards ground truth built in memory.
+        if format == Format::Lvis
+            && let Some((path, message)) = gt.missing_lvis_list()
+        {
+            return Err(EvalError::Request(format!(
+                "ground truth: {path}: {message}"
+            )));
+        }
+        if format == Format::Coco {
+            warn_missing_iscrowd(gt);
+        }
         Ok(Self {
             format,
             gt: Arc::new(prepare::ground_truth(gt, format)),
@@ -170,10 +199,12 @@ impl Evaluator {
                 .collect(),
             use_cats: true,
             id_zero: quirks::annotations_with_id_zero(gt).first().copied(),
+            // A missing segmentation or an empty polygon list (`Annotation::mask` is None);
+            // only the annotations the protocol reads count (lvis-api drops some by area).
             without_mask: gt
                 .annotations
                 .iter()
-                .position(|a| a.segmentation.is_none() && prepare::evaluated(a, format)),
+                .position(|a| a.mask().is_none() && prepare::evaluated(a, format)),
         })
     }
 

@@ -174,6 +174,39 @@ fn rule_d_iscrowd_means_nothing_in_lvis() {
 }
 
 #[test]
+fn coco_rules_ignore_the_ignore_flag_as_pycocotools() {
+    // pycocotools overwrites a ground truth's `ignore` with its `iscrowd` before matching.
+    let (gt, dt) = load("tiny", "coco");
+    let mut flagged = gt.clone();
+    for a in flagged.annotations.iter_mut().step_by(2) {
+        a.ignore = Some(1);
+    }
+    let stats = |g: &Dataset| {
+        Evaluator::new(g, None)
+            .unwrap()
+            .evaluate(dt.clone(), IouType::Bbox)
+            .unwrap()
+            .stats
+    };
+    assert_eq!(stats(&gt), stats(&flagged));
+}
+
+#[test]
+fn lvis_ground_truth_built_without_an_image_list_is_refused() {
+    // A file is refused when loaded; ground truth built in memory is refused here, not read
+    // as if its lists were empty.
+    let (mut gt, _) = load("tiny", "lvis");
+    gt.images[2].not_exhaustive_category_ids = None;
+    let err = Evaluator::new(&gt, None).err().unwrap().to_string();
+    assert!(
+        err.starts_with("ground truth: images[2].not_exhaustive_category_ids: missing"),
+        "{err}"
+    );
+    // COCO rules read no list.
+    assert!(Evaluator::new(&gt, Some(Format::Coco)).is_ok());
+}
+
+#[test]
 fn empty_results_give_zero_or_minus_one() {
     let (gt, _) = load("tiny", "lvis");
     let res = Evaluator::new(&gt, None)

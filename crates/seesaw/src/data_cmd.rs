@@ -29,6 +29,12 @@ pub struct RfsArgs {
     /// The threshold t of r(c) = max(1, sqrt(t / f(c))).
     #[arg(long, default_value_t = 1e-3)]
     pub thr: f64,
+    /// As the config key `data.filter_empty_gt`: drop the images without a usable annotation
+    /// before f(c) is taken (true, as mmdetection and detectron2), or keep them as a
+    /// background class (false).
+    #[arg(long, default_value_t = seesaw_data::DataConfig::default().filter_empty_gt,
+          action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub filter_empty_gt: bool,
 }
 
 #[derive(Args, Clone)]
@@ -95,7 +101,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
     match cmd {
         DataCommand::Synth(a) => synth(&a).map(|_| ()),
         DataCommand::Stats(a) => {
-            let ds = Dataset::load(&a.file)?;
+            let ds = load_to_describe(&a.file)?;
             let stats = DatasetStats::of(&ds);
             print_stats(&a.file, &stats);
             if let Some(out) = &a.plot {
@@ -110,15 +116,22 @@ pub fn run(cmd: DataCommand) -> Result<()> {
                 anyhow::bail!("--thr must be positive (got {})", a.thr);
             }
             let ds = Dataset::load(&a.file)?;
-            let s = seesaw_data::sampling::summarize(&ds, a.thr);
+            let split = seesaw_data::Split::new(ds, &a.file, &parent_dir(&a.file));
+            let s = seesaw_data::sampling::summarize(&split, a.thr, a.filter_empty_gt);
             println!(
-                "{}: repeat-factor sampling at t = {}: {} images -> epoch of {} (ceil, mmdetection) or {:.1} expected (stochastic, LVIS / detectron2)",
+                "{}: repeat-factor sampling at t = {}: {} -> epoch of {} (ceil, mmdetection) or {:.1} expected (stochastic, LVIS / detectron2)",
                 a.file.display(),
                 a.thr,
-                s.images,
+                s.training.describe(),
                 s.epoch_ceil,
                 s.epoch_stochastic
             );
+            if s.background_images > 0 {
+                println!(
+                    "  {} images without annotations kept as a background class (data.filter_empty_gt = false)",
+                    s.background_images
+                );
+            }
             println!("  group            images  after ceil  after stochastic (expected)");
             for (g, n, ceil, stoch) in &s.groups {
                 println!("  {:<14} {n:>8} {ceil:>11} {stoch:>17.1}", format!("{g}"));
@@ -126,9 +139,9 @@ pub fn run(cmd: DataCommand) -> Result<()> {
             Ok(())
         }
         DataCommand::Show(a) => {
-            let ds = Dataset::load(&a.file)?;
+            let ds = load_to_describe(&a.file)?;
             let root = a.image_root.clone().unwrap_or_else(|| parent_dir(&a.file));
-            viz::draw_annotated(&ds, a.image_id, &root, &a.out).with_context(|| {
+            viz::draw_annotated(&ds, &a.file, a.image_id, &root, &a.out).with_context(|| {
                 format!("{}: cannot draw image {}", a.file.display(), a.image_id)
             })?;
             tracing::info!("wrote {}", a.out.display());
@@ -156,6 +169,17 @@ pub fn synth(a: &SynthArgs) -> Result<seesaw_data::synth::SynthOutput> {
         n as f64 / secs.max(1e-9)
     );
     Ok(out)
+}
+
+/// Loads a file to describe or draw it: a problem that does not stop that (an LVIS image
+/// without its category lists) is a warning on stderr, and an error for every command that
+/// trains or evaluates.
+fn load_to_describe(file: &Path) -> Result<Dataset> {
+    let (ds, warnings) = Dataset::load_with_warnings(file)?;
+    for w in warnings {
+        tracing::warn!("{w}; described anyway, but evaluating or training on it is an error");
+    }
+    Ok(ds)
 }
 
 fn parent_dir(file: &Path) -> PathBuf {

@@ -119,7 +119,7 @@ pub fn run(a: &DemoArgs) -> Result<()> {
     std::fs::create_dir_all(&samples)?;
     for &(_, _, id) in ranked.iter().take(SAMPLES) {
         let file = samples.join(format!("val_{id:06}.png"));
-        viz::draw_annotated(&out.val, id, &data_dir, &file)?;
+        viz::draw_annotated(&out.val, &out.val_json, id, &data_dir, &file)?;
         println!("wrote {}", file.display());
     }
 

@@ -145,32 +145,30 @@ fn hsv(h: f64, s: f64, v: f64) -> (u8, u8, u8) {
     ((r * 255.0) as u8, (g * 255.0) as u8, (b * 255.0) as u8)
 }
 
-/// Draws the image `image_id` of `ds` with its masks, boxes and category names into `out`.
-/// Images are found under `image_root` by their file name (or, for LVIS v1, their URL).
-pub fn draw_annotated(ds: &Dataset, image_id: u64, image_root: &Path, out: &Path) -> Result<()> {
+/// Draws the image `image_id` of `ds` (read from `json`) with its masks, boxes and category
+/// names into `out`. Images are found under `image_root` by their file name (or, for LVIS v1,
+/// their URL), read with their EXIF orientation and checked against the file's size.
+pub fn draw_annotated(
+    ds: &Dataset,
+    json: &Path,
+    image_id: u64,
+    image_root: &Path,
+    out: &Path,
+) -> Result<()> {
     ensure_font()?;
-    let im = ds
+    let (index, im) = ds
         .images
         .iter()
-        .find(|im| im.id == image_id)
+        .enumerate()
+        .find(|(_, im)| im.id == image_id)
         .ok_or_else(|| anyhow!("no image with id {image_id} in the annotation file"))?;
     let rel = im
         .relative_path()
         .ok_or_else(|| anyhow!("image {image_id} has neither file_name nor coco_url"))?;
     let path = image_root.join(&rel);
-    let pixels = image::open(&path)
-        .with_context(|| format!("{}: cannot read image {image_id}", path.display()))?
-        .to_rgb8();
-    if pixels.dimensions() != (im.width, im.height) {
-        return Err(anyhow!(
-            "{}: the image is {}x{}, the annotation file says {}x{}",
-            path.display(),
-            pixels.width(),
-            pixels.height(),
-            im.width,
-            im.height
-        ));
-    }
+    let decoded = seesaw_data::read_image(&path)?;
+    seesaw_data::check_image_size(&decoded, &path, im, index, json)?;
+    let pixels = decoded.rgb;
     let names: std::collections::HashMap<u64, &str> = ds
         .categories
         .iter()
@@ -215,9 +213,7 @@ pub fn draw_detections(
     out: &Path,
 ) -> Result<()> {
     ensure_font()?;
-    let pixels = image::open(path)
-        .with_context(|| format!("{}: cannot read the image", path.display()))?
-        .to_rgb8();
+    let pixels = seesaw_data::read_image(path)?.rgb;
     let (w, h) = pixels.dimensions();
     let mut items = Vec::new();
     for d in dets {

@@ -33,6 +33,7 @@ pub fn run(a: &DataArgs) -> Result<()> {
         cfg.sampler,
         cfg.rfs_threshold,
         cfg.rfs_rounding,
+        cfg.filter_empty_gt,
         0,
         a.batch.max(1),
     )?;
