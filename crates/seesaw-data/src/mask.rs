@@ -137,4 +137,18 @@ mod tests {
         assert_eq!(m.area(), 16);
         assert_eq!(m.bbox(), Some([1.0, 1.0, 4.0, 4.0]));
     }
+
+    #[test]
+    fn runs_short_of_the_size_leave_the_rest_background() {
+        // pycocotools gives such an RLE the area of its runs, decodes the rest from
+        // uninitialised memory and never returns from its IoU; we read the rest as background.
+        let seg = Segmentation::Rle(Rle {
+            size: [40, 50],
+            counts: RleCounts::Uncompressed(vec![205, 10, 30, 10]),
+        });
+        let m = decode(&seg, 40, 50).unwrap();
+        assert_eq!((m.height, m.width, m.data.len()), (40, 50, 2000));
+        assert_eq!(m.area(), 20);
+        assert_eq!(m.bbox(), Some([5.0, 5.0, 2.0, 10.0]));
+    }
 }

@@ -141,7 +141,9 @@ pub struct RfsSummary {
     /// Training images without annotations, sampled as the background class (only with
     /// `data.filter_empty_gt = false`).
     pub background_images: usize,
+    /// Samples in an epoch with ⌈r⌉ repeats (mmdetection).
     pub epoch_ceil: usize,
+    /// Expected samples in an epoch with stochastic rounding (LVIS paper, detectron2).
     pub epoch_stochastic: f64,
     /// (group, images, after ceil, expected after stochastic rounding).
     pub groups: Vec<(Frequency, usize, usize, f64)>,

@@ -249,7 +249,8 @@ pub(crate) fn check_rle(
     match &rle.counts {
         RleCounts::Uncompressed(runs) => {
             let sum: u64 = runs.iter().map(|&r| u64::from(r)).sum();
-            // Short runs are legal (the rest is background, as pycocotools reads it).
+            // Short runs are read with the rest as background (pycocotools takes their area so,
+            // but its mask IoU never returns on them).
             if sum > total {
                 return Err((
                     at.field("counts"),
