@@ -236,7 +236,7 @@ impl Evaluator {
             (IouType::Segm | IouType::Boundary, Some(index)) => Err(EvalError::GroundTruth {
                 index,
                 field: "segmentation",
-                message: format!("missing: needed for {iou} evaluation"),
+                message: format!("missing or an empty list: needed for {iou} evaluation"),
             }),
             _ => Ok(()),
         }

@@ -40,7 +40,9 @@ fn ground_truth_without_a_mask_is_refused_for_mask_evaluation() {
             let err = ev.evaluate(dt.clone(), iou).err().unwrap().to_string();
             assert_eq!(
                 err,
-                format!("annotations[4].segmentation: missing: needed for {iou} evaluation")
+                format!(
+                    "annotations[4].segmentation: missing or an empty list: needed for {iou} evaluation"
+                )
             );
             assert!(ev.check_ground_truth(iou).is_err());
         }

@@ -198,7 +198,7 @@ fn coco_ground_truth_fields_the_official_tools_need() {
             assert_eq!(code, Some(1), "{name} {iou}: {err}");
             assert!(
                 err.contains(&format!(
-                    "{}: ground truth: annotations[4].segmentation: missing or an empty list, but {iou} evaluation needs",
+                    "{}: annotations[4].segmentation: missing or an empty list: needed for {iou} evaluation",
                     file.display()
                 )),
                 "{name} {iou}: {err}"
