@@ -5,7 +5,8 @@
 //! The class loss is a softmax cross-entropy over the positive rows whose negative-class logits
 //! are shifted by `log S`, with `S = M * C` ([`mitigation_factor`] times
 //! [`compensation_factor`]), both constant with respect to the logits. The objectness loss is a
-//! plain softmax cross-entropy over all rows. See `shared/reference/seesaw-spec.md` §1.
+//! plain softmax cross-entropy over all rows (Wang et al., CVPR 2021, §3; mmdetection
+//! `mmdet/models/losses/seesaw_loss.py`).
 
 use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
