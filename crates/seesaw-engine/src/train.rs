@@ -48,11 +48,13 @@ pub struct TrainOutcome {
     pub iters_per_sec: f64,
 }
 
-/// The training split's class statistics, as the losses that look at the data use them.
-pub fn class_stats(train: &Split) -> ClassStats {
+/// The training split's class statistics, as the losses that look at the data use them
+/// (EQL's frequencies, the federated loss's weights): over the images training keeps under
+/// `filter_empty_gt`, as the repeat factors are.
+pub fn class_stats(train: &Split, filter_empty_gt: bool) -> ClassStats {
     ClassStats {
         image_counts: train.image_counts(),
-        total_images: train.dataset.images.len() as u64,
+        total_images: train.training_images(filter_empty_gt).kept.len() as u64,
     }
 }
 
@@ -145,7 +147,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         device.seed(t.seed);
-        cfg.model.init_with(&class_stats(&train), t.seed, &device)?
+        cfg.model.init_with(&class_stats(&train, cfg.data.filter_empty_gt), t.seed, &device)?
     };
     let mut optim = build_optimizer(cfg);
     let latest = wd.join("latest.ckpt");
@@ -381,4 +383,40 @@ pub fn load_for_inference_on(file: &Path, cfg: Option<&Config>, device: &Device)
         config,
         meta: ck.meta,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_statistics_count_the_images_training_keeps() {
+        // 10 images, 4 without annotations; class a on 6 images, class b on 2 of them.
+        let images: Vec<String> = (1..=10)
+            .map(|i| format!(r#"{{"id":{i},"width":10,"height":10,"file_name":"{i}.png"}}"#))
+            .collect();
+        let boxes = (1..=6).map(|i| (i, 1)).chain((1..=2).map(|i| (i, 2)));
+        let anns: Vec<String> = boxes
+            .enumerate()
+            .map(|(k, (i, c))| {
+                format!(
+                    r#"{{"id":{},"image_id":{i},"category_id":{c},"bbox":[0,0,5,5],"area":25,"iscrowd":0}}"#,
+                    k + 1
+                )
+            })
+            .collect();
+        let json = format!(
+            r#"{{"images":[{}],"annotations":[{}],"categories":[{{"id":1,"name":"a"}},{{"id":2,"name":"b"}}]}}"#,
+            images.join(","),
+            anns.join(",")
+        );
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("train.json");
+        std::fs::write(&file, json).expect("write");
+        let split = Split::load(&file, dir.path()).expect("split");
+        let kept = class_stats(&split, true);
+        assert_eq!(kept.image_counts, vec![6, 2]);
+        assert_eq!(kept.total_images, 6, "EQL's frequencies are over the kept images");
+        assert_eq!(class_stats(&split, false).total_images, 10);
+    }
 }
