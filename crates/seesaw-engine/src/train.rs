@@ -147,7 +147,11 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         device.seed(t.seed);
-        cfg.model.init_with(&class_stats(&train, cfg.data.filter_empty_gt), t.seed, &device)?
+        cfg.model.init_with(
+            &class_stats(&train, cfg.data.filter_empty_gt),
+            t.seed,
+            &device,
+        )?
     };
     let mut optim = build_optimizer(cfg);
     let latest = wd.join("latest.ckpt");
@@ -416,7 +420,10 @@ mod tests {
         let split = Split::load(&file, dir.path()).expect("split");
         let kept = class_stats(&split, true);
         assert_eq!(kept.image_counts, vec![6, 2]);
-        assert_eq!(kept.total_images, 6, "EQL's frequencies are over the kept images");
+        assert_eq!(
+            kept.total_images, 6,
+            "EQL's frequencies are over the kept images"
+        );
         assert_eq!(class_stats(&split, false).total_images, 10);
     }
 }
