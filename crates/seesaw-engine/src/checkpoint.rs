@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{EngineError, Result};
 
 const MAGIC: &[u8; 8] = b"SEESAWCK";
-/// Version 2: the RoI heads are their own modules (`roi_head.<kind>.bbox_head...`) and every
+/// Version 2: the RoI heads are their own modules (`roi_head.bbox_head.0.fc1`, ...) and every
 /// loss's state is kept; version 1 files (before that split) name parameters differently.
 const VERSION: u32 = 2;
 

@@ -117,8 +117,10 @@ impl std::str::FromStr for LossKind {
             .into_iter()
             .find(|k| k.name() == s)
             .ok_or_else(|| {
+                let names: Vec<&str> = LossKind::ALL.iter().map(|k| k.name()).collect();
                 crate::error::ModelError::Input(format!(
-                    "unknown loss {s:?} (expected one of ce, bce, eql, eqlv2, federated, seesaw)"
+                    "unknown loss {s:?} (expected one of {})",
+                    names.join(", ")
                 ))
             })
     }

@@ -386,7 +386,7 @@ pub trait RoiHeadOps {
 
 macro_rules! roi_head_kinds {
     (@unit $x:ident) => { () };
-    ($($(#[$doc:meta])* $variant:ident($ty:ty) = $name:literal,)+) => {
+    ($($(#[$doc:meta])* $variant:ident($ty:ty) = $name:literal, cascade: $cascade:literal;)+) => {
         /// Which RoI head follows the RPN (`model.detector`); a name that is not one of them
         /// is an error listing them.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -403,6 +403,14 @@ macro_rules! roi_head_kinds {
             pub fn name(self) -> &'static str {
                 match self {
                     $(DetectorKind::$variant => $name,)+
+                }
+            }
+
+            /// Whether the kind trains the box stages of `model.cascade` (several, at rising
+            /// IoU) rather than one at `roi.pos_iou`.
+            pub fn is_cascade(self) -> bool {
+                match self {
+                    $(DetectorKind::$variant => $cascade,)+
                 }
             }
         }
@@ -452,20 +460,13 @@ macro_rules! roi_head_kinds {
 
 roi_head_kinds! {
     /// `mask_rcnn`: one box stage, one mask head.
-    MaskRcnn(StandardRoiHead) = "mask_rcnn",
+    MaskRcnn(standard::StandardRoiHead) = "mask_rcnn", cascade: false;
     /// `cascade`: Cascade Mask R-CNN, a mask head per box stage.
-    Cascade(CascadeRoiHead) = "cascade",
+    Cascade(cascade::CascadeRoiHead) = "cascade", cascade: true;
     /// `htc`: HTC without the semantic branch.
-    Htc(HtcRoiHead) = "htc",
+    Htc(htc::HtcRoiHead) = "htc", cascade: true;
     /// `htc_lite`: one mask head at the last stage and a global context encoder.
-    HtcLite(HtcLiteRoiHead) = "htc_lite",
-}
-
-impl DetectorKind {
-    /// Whether the kind has several box stages (all but `mask_rcnn`).
-    pub fn is_cascade(self) -> bool {
-        self != DetectorKind::MaskRcnn
-    }
+    HtcLite(htc_lite::HtcLiteRoiHead) = "htc_lite", cascade: true;
 }
 
 impl std::fmt::Display for DetectorKind {
