@@ -101,17 +101,8 @@ pub fn predict_split(
     cfg: &Config,
     show_progress: bool,
 ) -> Result<Vec<Detection>> {
-    let device = model.device();
-    let n = split.dataset.images.len();
-    let pb = progress_bar(n as u64, show_progress, "test");
     let mut out = Vec::new();
-    let indices: Vec<usize> = (0..n).collect();
-    for chunk in indices.chunks(cfg.test.batch_size) {
-        let samples = chunk
-            .par_iter()
-            .map(|&i| split.sample(i, cfg.data.test_scale, false, &cfg.data, false))
-            .collect::<seesaw_data::Result<Vec<Sample>>>()?;
-        let batch = collate(samples, cfg.data.size_divisor, &device);
+    for_each_test_batch(model, split, cfg, show_progress, "test", |batch| {
         let dets = model.predict(batch.images, &batch.metas)?;
         for (d, meta) in dets.iter().zip(&batch.metas) {
             out.extend(to_results(
@@ -121,10 +112,35 @@ pub fn predict_split(
                 cfg.model.roi.test.mask_thr,
             )?);
         }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Loads every image of `split` at the test scale, `test.batch_size` at a time, and hands each
+/// padded batch to `run`, with a progress bar labelled `what`.
+fn for_each_test_batch(
+    model: &Detector,
+    split: &Split,
+    cfg: &Config,
+    show_progress: bool,
+    what: &str,
+    mut run: impl FnMut(crate::data::Batch) -> Result<()>,
+) -> Result<()> {
+    let device = model.device();
+    let n = split.dataset.images.len();
+    let pb = progress_bar(n as u64, show_progress, what);
+    let indices: Vec<usize> = (0..n).collect();
+    for chunk in indices.chunks(cfg.test.batch_size) {
+        let samples = chunk
+            .par_iter()
+            .map(|&i| split.sample(i, cfg.data.test_scale, false, &cfg.data, false))
+            .collect::<seesaw_data::Result<Vec<Sample>>>()?;
+        run(collate(samples, cfg.data.size_divisor, &device))?;
         pb.inc(chunk.len() as u64);
     }
     pb.finish_and_clear();
-    Ok(out)
+    Ok(())
 }
 
 /// The RPN's test-time proposals over every image of `split` at the test scale
@@ -142,17 +158,8 @@ pub fn predict_proposals(
     let category_id = split.category_ids.first().copied().ok_or_else(|| {
         crate::error::EngineError::Request("proposals need a split with a category".into())
     })?;
-    let device = model.device();
-    let n = split.dataset.images.len();
-    let pb = progress_bar(n as u64, show_progress, "proposals");
     let mut out = Vec::new();
-    let indices: Vec<usize> = (0..n).collect();
-    for chunk in indices.chunks(cfg.test.batch_size) {
-        let samples = chunk
-            .par_iter()
-            .map(|&i| split.sample(i, cfg.data.test_scale, false, &cfg.data, false))
-            .collect::<seesaw_data::Result<Vec<Sample>>>()?;
-        let batch = collate(samples, cfg.data.size_divisor, &device);
+    for_each_test_batch(model, split, cfg, show_progress, "proposals", |batch| {
         let feats = model.features(batch.images);
         let props = model.proposals(&feats, &batch.metas)?;
         for (p, meta) in props.iter().zip(&batch.metas) {
@@ -172,9 +179,8 @@ pub fn predict_proposals(
                 }
             }));
         }
-        pb.inc(chunk.len() as u64);
-    }
-    pb.finish_and_clear();
+        Ok(())
+    })?;
     Ok(out)
 }
 
