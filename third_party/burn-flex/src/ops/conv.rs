@@ -325,27 +325,46 @@ fn conv3d_impl<
         channels_in,
         1,
     );
+    // SEESAW-PATCH: the NCHW -> NHWC copy runs over rows of the output in parallel (it was a
+    // single-threaded loop, a visible serial phase of every convolution).
     let mut x_nhwc = vec![zero; batch_size * in_d * in_h * in_w * channels_in];
-    for b in 0..batch_size {
-        for d in 0..in_d {
-            for h in 0..in_h {
-                for w in 0..in_w {
-                    for c in 0..channels_in {
-                        let src_idx = b * channels_in * in_d * in_h * in_w
-                            + c * in_d * in_h * in_w
-                            + d * in_h * in_w
-                            + h * in_w
-                            + w;
-                        let dst_idx = b * nhwc_stride.0
-                            + d * nhwc_stride.1
-                            + h * nhwc_stride.2
-                            + w * nhwc_stride.3
-                            + c;
-                        x_nhwc[dst_idx] = x_data[src_idx];
-                    }
-                }
+    let row_len = in_w * channels_in;
+    let plane = in_d * in_h * in_w;
+    let fill_row = |idx: usize, dst: &mut [T]| {
+        // idx enumerates (b, d, h) rows of the NHWC tensor.
+        let h = idx % in_h;
+        let bd = idx / in_h;
+        let d = bd % in_d;
+        let b = bd / in_d;
+        let src_base = b * channels_in * plane + d * in_h * in_w + h * in_w;
+        for w in 0..in_w {
+            let dst_px = &mut dst[w * channels_in..(w + 1) * channels_in];
+            for (c, v) in dst_px.iter_mut().enumerate() {
+                *v = x_data[src_base + c * plane + w];
             }
         }
+    };
+    if row_len > 0 {
+        #[cfg(feature = "rayon")]
+        {
+            use rayon::prelude::*;
+            if x_nhwc.len() >= super::PARALLEL_THRESHOLD {
+                x_nhwc
+                    .par_chunks_mut(row_len)
+                    .enumerate()
+                    .for_each(|(idx, dst)| fill_row(idx, dst));
+            } else {
+                x_nhwc
+                    .chunks_mut(row_len)
+                    .enumerate()
+                    .for_each(|(idx, dst)| fill_row(idx, dst));
+            }
+        }
+        #[cfg(not(feature = "rayon"))]
+        x_nhwc
+            .chunks_mut(row_len)
+            .enumerate()
+            .for_each(|(idx, dst)| fill_row(idx, dst));
     }
 
     // Use tiled parallel execution
