@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""torchvision peer of `seesaw bench ops`: the same boxes and RoIs (same formulas), NMS and
-RoIAlign forward + backward (4 FPN levels, mmdetection's level mapping), median of N runs,
+"""torchvision peer of `seesaw bench ops`: the same boxes and RoIs (same formulas), NMS,
+RoIAlign forward + backward (4 FPN levels, mmdetection's level mapping), convolutions forward +
+backward on Mask R-CNN's shapes, mask paste, median of N runs,
 2 threads. pip install torch torchvision; python3 tools/bench_ops_torch.py [iters]"""
 import math, statistics, sys, time
 
 import torch
+import torch.nn.functional as F
 from torchvision.ops import nms, roi_align
 
 torch.set_num_threads(2)
@@ -62,9 +64,30 @@ for out in (7, 14):
         torch.cat(parts).sum().backward()
     print(f"| RoIAlign fwd+bwd, 4 FPN levels, 256 ch | 512 RoIs, {out}x{out} | {median_ms(step, setup):.1f} ms |")
 
+# Convolutions forward + backward (input, weight, bias gradients), the shapes of
+# `CONV_ROWS` in crates/seesaw/src/bench/ops.rs.
+CONV_ROWS = [
+    ("mask head 3x3 conv", (128, 256, 14, 14), 256, 3, 1, 1, False),
+    ("mask head 2x2 deconv, stride 2", (128, 256, 14, 14), 256, 2, 2, 0, True),
+    ("R50 stage 1, 3x3 conv", (1, 64, 200, 336), 64, 3, 1, 1, False),
+    ("R50 stage 1, 1x1 conv", (1, 256, 200, 336), 64, 1, 1, 0, False),
+    ("R50 stage 4, 3x3 conv, stride 2", (1, 512, 50, 84), 512, 3, 2, 1, False),
+]
+for what, (n, c, h, w), co, k, s, p, transposed in CONV_ROWS:
+    def setup():
+        wshape = (c, co, k, k) if transposed else (co, c, k, k)
+        return (torch.rand(n, c, h, w, requires_grad=True), torch.rand(*wshape, requires_grad=True),
+                torch.rand(co, requires_grad=True))
+
+    def step(args):
+        x, wt, b = args
+        y = (F.conv_transpose2d(x, wt, b, stride=s, padding=p) if transposed
+             else F.conv2d(x, wt, b, stride=s, padding=p))
+        y.sum().backward()
+    print(f"| {what} fwd+bwd | {n}x{c}x{h}x{w} -> {co} ch, {k}x{k} | {median_ms(step, setup):.1f} ms |")
+
 # Mask paste: 300 masks of 28x28 probabilities into an 800x1333 image (mmdetection's
 # grid-sample paste, align_corners=False, one batched call), threshold 0.5.
-import torch.nn.functional as F
 
 masks = torch.tensor([[((k * 31 + p * 7) % 100) / 100.0 for p in range(28 * 28)] for k in range(300)])
 masks = masks.reshape(300, 1, 28, 28)

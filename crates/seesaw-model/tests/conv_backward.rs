@@ -4,6 +4,9 @@
 //! (also asymmetric), dilation, groups, depthwise, 1x1, batch 1, odd sizes and maps large
 //! enough to be split into several im2col tiles.
 
+// The reference sums read as the formulas they are: index loops over every axis.
+#![allow(clippy::needless_range_loop)]
+
 use burn::tensor::module::{conv_transpose2d, conv2d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Device, Tensor, TensorData};

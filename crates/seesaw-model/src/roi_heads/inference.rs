@@ -8,7 +8,8 @@ use burn::tensor::Tensor;
 use crate::error::{ModelError, Result};
 use crate::heads::BBoxHead;
 use crate::heads::bbox_head::argmax_rows;
-use crate::losses::common::{host_f32, index_tensor};
+use crate::heads::mask_head::MASK_SIZE;
+use crate::losses::common::host_f32;
 use crate::ops::Box2;
 use crate::ops::nms::batched_nms;
 use crate::roi_heads::RcnnTestConfig;
@@ -65,25 +66,21 @@ pub fn staged_box_predictions(
     Ok((scores, boxes))
 }
 
-/// Per detection, the `m x m` map (row-major) of its class from `probs` `[R, C, m, m]`, and
-/// `m`.
+/// Per detection, its `m x m` map (row-major, `m` = [`MASK_SIZE`]) from `probs` `[R, m * m]`
+/// (one row per detection, already of its class), and `m`.
 ///
 /// # Errors
-/// A tensor that can not be read back.
-pub fn class_maps(probs: Tensor<4>, labels: &[usize]) -> Result<(Vec<Vec<f32>>, usize)> {
-    let [n, cc, m, _] = probs.dims();
-    let idx: Vec<usize> = labels
-        .iter()
-        .enumerate()
-        .map(|(k, &l)| k * cc + l)
-        .collect();
-    let device = probs.device();
-    let probs = host_f32(
-        probs
-            .reshape([n * cc, m * m])
-            .select(0, index_tensor(&idx, &device)),
-    )?;
-    Ok((probs.chunks_exact(m * m).map(<[f32]>::to_vec).collect(), m))
+/// Rows that are not `m * m` long; a tensor that can not be read back.
+pub fn class_maps(probs: Tensor<2>) -> Result<(Vec<Vec<f32>>, usize)> {
+    let m = MASK_SIZE;
+    let [_, mm] = probs.dims();
+    if mm != m * m {
+        return Err(ModelError::Input(format!(
+            "mask probabilities: rows of {mm} values, expected {m} x {m}"
+        )));
+    }
+    let probs = host_f32(probs)?;
+    Ok((probs.chunks_exact(mm).map(<[f32]>::to_vec).collect(), m))
 }
 
 /// mmdetection's `multiclass_nms` over one image's RoIs: every (RoI, class) scoring above

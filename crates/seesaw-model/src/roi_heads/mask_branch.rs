@@ -8,6 +8,7 @@ use burn::tensor::activation::sigmoid;
 
 use crate::error::{ModelError, Result};
 use crate::heads::MaskHead;
+use crate::losses::common::index_tensor;
 use crate::roi_heads::sampling::SampledRois;
 use crate::structures::GtInstances;
 
@@ -58,13 +59,22 @@ pub fn mask_loss(
     head.loss(mask_logits(heads, t, chained, pooled)?, s, gts)
 }
 
-/// The sigmoid of every head's logits on `pooled`, averaged (`[R, C, 28, 28]`); with
-/// `chained` (HTC) each head takes the previous one's features.
+/// Per RoI, the sigmoid of the logits of its class `labels[r]`, averaged over the heads
+/// (`[R, 28 * 28]`); with `chained` (HTC) each head takes the previous one's features.
+///
+/// The class's channel is selected before the sigmoid (the same numbers as mmdetection's
+/// `mask_preds.sigmoid()` over all classes followed by the label's channel, without the
+/// `R x C x 784` exponentials: for LVIS, 1203 channels of which one is kept).
 ///
 /// # Errors
-/// No heads.
-pub fn mean_mask_probs(heads: &[MaskHead], chained: bool, pooled: Tensor<4>) -> Result<Tensor<4>> {
-    let mut sum: Option<Tensor<4>> = None;
+/// No heads; a label outside the heads' classes.
+pub fn mean_mask_probs(
+    heads: &[MaskHead],
+    chained: bool,
+    pooled: Tensor<4>,
+    labels: &[usize],
+) -> Result<Tensor<2>> {
+    let mut sum: Option<Tensor<2>> = None;
     let mut res = None;
     for head in heads {
         let x = if chained {
@@ -74,7 +84,7 @@ pub fn mean_mask_probs(heads: &[MaskHead], chained: bool, pooled: Tensor<4>) -> 
         } else {
             head.features(pooled.clone(), None)
         };
-        let p = sigmoid(head.logits(x));
+        let p = sigmoid(class_channels(head.logits(x), labels)?);
         sum = Some(match sum {
             Some(s) => s + p,
             None => p,
@@ -83,4 +93,29 @@ pub fn mean_mask_probs(heads: &[MaskHead], chained: bool, pooled: Tensor<4>) -> 
     Ok(sum
         .ok_or_else(|| ModelError::Input("no mask heads".into()))?
         .div_scalar(heads.len() as f64))
+}
+
+/// Row `r` of the result is channel `labels[r]` of RoI `r` in `logits` `[R, C, m, m]`:
+/// `[R, m * m]`.
+///
+/// # Errors
+/// A label `>= C`, or not one label per RoI.
+fn class_channels(logits: Tensor<4>, labels: &[usize]) -> Result<Tensor<2>> {
+    let [r, c, m, _] = logits.dims();
+    if labels.len() != r {
+        return Err(ModelError::Input(format!(
+            "mask probabilities: {} labels for {r} RoIs",
+            labels.len()
+        )));
+    }
+    if let Some((k, &l)) = labels.iter().enumerate().find(|&(_, &l)| l >= c) {
+        return Err(ModelError::Input(format!(
+            "mask probabilities: label {l} of RoI {k} is not below the mask head's {c} classes"
+        )));
+    }
+    let idx: Vec<usize> = labels.iter().enumerate().map(|(k, &l)| k * c + l).collect();
+    let device = logits.device();
+    Ok(logits
+        .reshape([r * c, m * m])
+        .select(0, index_tensor(&idx, &device)))
 }

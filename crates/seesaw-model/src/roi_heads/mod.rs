@@ -349,19 +349,24 @@ pub trait RoiHeadOps {
         })
     }
 
-    /// Mask probabilities `[R, C, 28, 28]` of `rois` (non-empty), averaged over the mask
-    /// heads; None without masks.
+    /// Mask probabilities `[R, 28 * 28]` of `rois` (non-empty), each of its class
+    /// `labels[r]`, averaged over the mask heads; None without masks.
     ///
     /// # Errors
-    /// RoIs naming missing images.
-    fn mask_probs(&self, feats: &[Tensor<4>], rois: &[[f32; 5]]) -> Result<Option<Tensor<4>>> {
+    /// RoIs naming missing images; labels outside the classes.
+    fn mask_probs(
+        &self,
+        feats: &[Tensor<4>],
+        rois: &[[f32; 5]],
+        labels: &[usize],
+    ) -> Result<Option<Tensor<2>>> {
         if self.mask_heads().is_empty() {
             return Ok(None);
         }
         let ctx = self.context(feats);
         let size = crate::heads::mask_head::MASK_ROI_SIZE;
         let pooled = pool_with_context(self.roi_config(), feats, rois, size, ctx.as_ref())?;
-        mask_branch::mean_mask_probs(self.mask_heads(), self.mask_flow(), pooled).map(Some)
+        mask_branch::mean_mask_probs(self.mask_heads(), self.mask_flow(), pooled, labels).map(Some)
     }
 
     /// Whether the head predicts masks.
@@ -562,12 +567,12 @@ impl RoiHead {
             .iter()
             .map(|(i, b, _)| [*i as f32, b[0], b[1], b[2], b[3]])
             .collect();
+        let labels: Vec<usize> = dets.iter().map(|d| d.2).collect();
         let probs = self
             .ops()
-            .mask_probs(feats, &rois)?
+            .mask_probs(feats, &rois, &labels)?
             .ok_or_else(|| ModelError::Input("no mask heads".into()))?;
-        let labels: Vec<usize> = dets.iter().map(|d| d.2).collect();
-        inference::class_maps(probs, &labels)
+        inference::class_maps(probs)
     }
 }
 

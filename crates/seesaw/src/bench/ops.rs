@@ -110,6 +110,7 @@ pub fn run(a: &OpsArgs) -> Result<()> {
             median(times) * 1e3
         );
     }
+    conv_rows(a, &device)?;
     // Mask paste: 300 masks of 28x28 probabilities into an 800x1333 image, threshold 0.5.
     let masks: Vec<Vec<f32>> = (0..300).map(bench_mask).collect();
     let boxes: Vec<Box2> = (0..300)
@@ -149,6 +150,114 @@ pub fn run(a: &OpsArgs) -> Result<()> {
             "| mask paste{} | 300 masks 28x28 into 800x1333 ({area} px set) | {:.1} ms |",
             if encode { " + RLE encode" } else { "" },
             median(times) * 1e3
+        );
+    }
+    Ok(())
+}
+
+/// One convolution row of the shared benchmark set: input `[n, c_in, h, w]`, `c_out` outputs,
+/// `k x k` kernel, stride, padding; `transposed` is a transposed convolution (weight
+/// `[c_in, c_out, k, k]`).
+struct ConvRow {
+    what: &'static str,
+    input: [usize; 4],
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    transposed: bool,
+}
+
+/// The shapes that dominate Mask R-CNN's training step: the mask head's 3x3 convs and
+/// deconvolution over 128 RoIs, an R50 stage-1 3x3 conv and a 1x1 conv at 800x1333, a stage-4
+/// 3x3 conv.
+const CONV_ROWS: [ConvRow; 5] = [
+    ConvRow {
+        what: "mask head 3x3 conv",
+        input: [128, 256, 14, 14],
+        c_out: 256,
+        k: 3,
+        stride: 1,
+        pad: 1,
+        transposed: false,
+    },
+    ConvRow {
+        what: "mask head 2x2 deconv, stride 2",
+        input: [128, 256, 14, 14],
+        c_out: 256,
+        k: 2,
+        stride: 2,
+        pad: 0,
+        transposed: true,
+    },
+    ConvRow {
+        what: "R50 stage 1, 3x3 conv",
+        input: [1, 64, 200, 336],
+        c_out: 64,
+        k: 3,
+        stride: 1,
+        pad: 1,
+        transposed: false,
+    },
+    ConvRow {
+        what: "R50 stage 1, 1x1 conv",
+        input: [1, 256, 200, 336],
+        c_out: 64,
+        k: 1,
+        stride: 1,
+        pad: 0,
+        transposed: false,
+    },
+    ConvRow {
+        what: "R50 stage 4, 3x3 conv, stride 2",
+        input: [1, 512, 50, 84],
+        c_out: 512,
+        k: 3,
+        stride: 2,
+        pad: 1,
+        transposed: false,
+    },
+];
+
+/// Forward + backward (input, weight and bias gradients) of each [`CONV_ROWS`] shape on random
+/// values; inputs are drawn outside the timing.
+fn conv_rows(a: &OpsArgs, device: &seesaw_model::burn::tensor::Device) -> Result<()> {
+    use seesaw_model::burn::tensor::Distribution;
+    use seesaw_model::burn::tensor::module::{conv_transpose2d, conv2d};
+    use seesaw_model::burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+    for row in &CONV_ROWS {
+        let [n, c, h, w] = row.input;
+        let wshape = if row.transposed {
+            [c, row.c_out, row.k, row.k]
+        } else {
+            [row.c_out, c, row.k, row.k]
+        };
+        let mut times = Vec::new();
+        for it in 0..=a.iters {
+            let x = Tensor::<4>::random([n, c, h, w], Distribution::Default, device).require_grad();
+            let wt = Tensor::<4>::random(wshape, Distribution::Default, device).require_grad();
+            let b = Tensor::<1>::random([row.c_out], Distribution::Default, device).require_grad();
+            let t0 = Instant::now();
+            let y = if row.transposed {
+                let o = ConvTransposeOptions::new([row.stride; 2], [row.pad; 2], [0, 0], [1, 1], 1);
+                conv_transpose2d(x.clone(), wt.clone(), Some(b.clone()), o)
+            } else {
+                let o = ConvOptions::new([row.stride; 2], [row.pad; 2], [1, 1], 1);
+                conv2d(x.clone(), wt.clone(), Some(b.clone()), o)
+            };
+            let grads = y.sum().backward();
+            let g = [x.grad(&grads), wt.grad(&grads)].map(|g| g.map(|g| g.into_data()));
+            std::hint::black_box((g, b.grad(&grads).map(|g| g.into_data())));
+            if it > 0 {
+                times.push(t0.elapsed().as_secs_f64());
+            }
+        }
+        println!(
+            "| {} fwd+bwd | {n}x{c}x{h}x{w} -> {} ch, {k}x{k} | {:.1} ms |",
+            row.what,
+            row.c_out,
+            median(times) * 1e3,
+            k = row.k
         );
     }
     Ok(())
