@@ -122,46 +122,58 @@ fn conv2d_reference(c: &Case, x: &[f32], wt: &[f32], bias: &[f32], gy: &[f32]) -
     r
 }
 
-fn check_conv2d(c: Case, seed: u64) {
+/// Runs `op(x, w, b)` under autodiff on random values of the given shapes, takes the gradients
+/// of `sum(y * gy)`, and compares output and gradients with `reference(x, w, b, gy)`.
+fn check(
+    what: &str,
+    shapes: ([usize; 4], [usize; 4], [usize; 4]),
+    seed: u64,
+    op: impl FnOnce(Tensor<4>, Tensor<4>, Tensor<1>) -> Tensor<4>,
+    reference: impl FnOnce(&[f32], &[f32], &[f32], &[f32]) -> Reference,
+) {
+    let (xshape, wshape, yshape) = shapes;
     let device = Device::flex().autodiff();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let (oh, ow) = (c.out(0), c.out(1));
-    let x = random(&mut rng, c.b * c.ci * c.h * c.w);
-    let w = random(&mut rng, c.co * (c.ci / c.groups) * c.k[0] * c.k[1]);
-    let bias = random(&mut rng, c.co);
-    let gy = random(&mut rng, c.b * c.co * oh * ow);
-    let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), [c.b, c.ci, c.h, c.w]), &device)
-        .require_grad();
-    let wshape = [c.co, c.ci / c.groups, c.k[0], c.k[1]];
+    let x = random(&mut rng, xshape.iter().product());
+    let w = random(&mut rng, wshape.iter().product());
+    let bias = random(&mut rng, yshape[1]);
+    let gy = random(&mut rng, yshape.iter().product());
+    let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), xshape), &device).require_grad();
     let wt = Tensor::<4>::from_data(TensorData::new(w.clone(), wshape), &device).require_grad();
-    let bt = Tensor::<1>::from_data(TensorData::new(bias.clone(), [c.co]), &device).require_grad();
+    let bt =
+        Tensor::<1>::from_data(TensorData::new(bias.clone(), [yshape[1]]), &device).require_grad();
+    let y = op(xt.clone(), wt.clone(), bt.clone());
+    assert_eq!(y.dims(), yshape, "{what}");
+    let gyt = Tensor::<4>::from_data(TensorData::new(gy.clone(), yshape), &device);
+    let grads = (y.clone() * gyt).sum().backward();
+    let want = reference(&x, &w, &bias, &gy);
+    close(&format!("{what} y"), &values(y), &want.y);
+    let dx = values(xt.grad(&grads).expect("dx"));
+    close(&format!("{what} dx"), &dx, &want.dx);
+    let dw = values(wt.grad(&grads).expect("dw"));
+    close(&format!("{what} dw"), &dw, &want.dw);
+    let db = values1(bt.grad(&grads).expect("db"));
+    close(&format!("{what} db"), &db, &want.db);
+}
+
+fn check_conv2d(c: Case, seed: u64) {
     let options = ConvOptions {
         stride: c.stride,
         padding: c.pad,
         dilation: c.dilation,
         groups: c.groups,
     };
-    let y = conv2d(xt.clone(), wt.clone(), Some(bt.clone()), options);
-    assert_eq!(y.dims(), [c.b, c.co, oh, ow], "{c:?}");
-    let gyt = Tensor::<4>::from_data(TensorData::new(gy.clone(), [c.b, c.co, oh, ow]), &device);
-    let grads = (y.clone() * gyt).sum().backward();
-    let want = conv2d_reference(&c, &x, &w, &bias, &gy);
-    let what = format!("{c:?}");
-    close(&format!("{what} y"), &values(y), &want.y);
-    close(
-        &format!("{what} dx"),
-        &values(xt.grad(&grads).expect("dx")),
-        &want.dx,
+    let shapes = (
+        [c.b, c.ci, c.h, c.w],
+        [c.co, c.ci / c.groups, c.k[0], c.k[1]],
+        [c.b, c.co, c.out(0), c.out(1)],
     );
-    close(
-        &format!("{what} dw"),
-        &values(wt.grad(&grads).expect("dw")),
-        &want.dw,
-    );
-    close(
-        &format!("{what} db"),
-        &values1(bt.grad(&grads).expect("db")),
-        &want.db,
+    check(
+        &format!("{c:?}"),
+        shapes,
+        seed,
+        |x, w, b| conv2d(x, w, Some(b), options),
+        |x, w, b, gy| conv2d_reference(&c, x, w, b, gy),
     );
 }
 
@@ -313,40 +325,18 @@ fn conv_transpose2d_reference(
 }
 
 fn check_conv_transpose2d(c: TCase, seed: u64) {
-    let device = Device::flex().autodiff();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let (oh, ow) = (c.out(0), c.out(1));
-    let x = random(&mut rng, c.b * c.ci * c.h * c.w);
-    let w = random(&mut rng, c.ci * (c.co / c.groups) * c.k[0] * c.k[1]);
-    let bias = random(&mut rng, c.co);
-    let gy = random(&mut rng, c.b * c.co * oh * ow);
-    let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), [c.b, c.ci, c.h, c.w]), &device)
-        .require_grad();
-    let wshape = [c.ci, c.co / c.groups, c.k[0], c.k[1]];
-    let wt = Tensor::<4>::from_data(TensorData::new(w.clone(), wshape), &device).require_grad();
-    let bt = Tensor::<1>::from_data(TensorData::new(bias.clone(), [c.co]), &device).require_grad();
     let options = ConvTransposeOptions::new(c.stride, c.pad, c.pad_out, c.dilation, c.groups);
-    let y = conv_transpose2d(xt.clone(), wt.clone(), Some(bt.clone()), options);
-    assert_eq!(y.dims(), [c.b, c.co, oh, ow], "{c:?}");
-    let gyt = Tensor::<4>::from_data(TensorData::new(gy.clone(), [c.b, c.co, oh, ow]), &device);
-    let grads = (y.clone() * gyt).sum().backward();
-    let want = conv_transpose2d_reference(&c, &x, &w, &bias, &gy);
-    let what = format!("{c:?}");
-    close(&format!("{what} y"), &values(y), &want.y);
-    close(
-        &format!("{what} dx"),
-        &values(xt.grad(&grads).expect("dx")),
-        &want.dx,
+    let shapes = (
+        [c.b, c.ci, c.h, c.w],
+        [c.ci, c.co / c.groups, c.k[0], c.k[1]],
+        [c.b, c.co, c.out(0), c.out(1)],
     );
-    close(
-        &format!("{what} dw"),
-        &values(wt.grad(&grads).expect("dw")),
-        &want.dw,
-    );
-    close(
-        &format!("{what} db"),
-        &values1(bt.grad(&grads).expect("db")),
-        &want.db,
+    check(
+        &format!("{c:?}"),
+        shapes,
+        seed,
+        |x, w, b| conv_transpose2d(x, w, Some(b), options),
+        |x, w, b, gy| conv_transpose2d_reference(&c, x, w, b, gy),
     );
 }
 
