@@ -67,7 +67,7 @@ pub fn mask_loss(
 /// `R x C x 784` exponentials: for LVIS, 1203 channels of which one is kept).
 ///
 /// # Errors
-/// No heads; a label outside the heads' classes.
+/// No heads; not one label per RoI; a label outside the heads' classes.
 pub fn mean_mask_probs(
     heads: &[MaskHead],
     chained: bool,

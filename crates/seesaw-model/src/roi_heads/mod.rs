@@ -353,7 +353,7 @@ pub trait RoiHeadOps {
     /// `labels[r]`, averaged over the mask heads; None without masks.
     ///
     /// # Errors
-    /// RoIs naming missing images; labels outside the classes.
+    /// RoIs naming missing images; not one label per RoI; labels outside the classes.
     fn mask_probs(
         &self,
         feats: &[Tensor<4>],

@@ -15,8 +15,14 @@
 //! 1x1 convolutions with stride 1 and no padding skip im2col/col2im (the input is its own col).
 //!
 //! Work is split into a fixed number of chunks that does not depend on the thread count, and the
-//! chunks' partial weight gradients are added in chunk order, so results are the same on every
-//! machine and for every `RAYON_NUM_THREADS`.
+//! chunks' partial weight gradients are added in chunk order; `gemm` splits only the output's rows
+//! and columns across threads. So on one machine results do not depend on `RAYON_NUM_THREADS`.
+//! (Across machines they may differ in the last bits: `gemm` picks its blocking and SIMD kernels
+//! from the CPU it runs on.)
+//!
+//! The scheme is the textbook one of Caffe's `conv_layer` / `base_conv_layer.cpp`
+//! (`weight_cpu_gemm`: `dW += dY @ col^T`, `backward_cpu_gemm`: `col2im(W^T @ dY)`), tiled and
+//! parallelised here.
 //!
 //! The transposed convolution's weight gradient is the same computation with the roles swapped:
 //! for `y = conv_transpose2d(x, w)`, `dW = weight_grad(input = dy, out_grad = x)` under the same
@@ -42,8 +48,11 @@ const WEIGHT_GRAD_CHUNKS: usize = 8;
 pub(crate) trait ConvElem:
     burn_backend::Element + bytemuck::Pod + Copy + Send + Sync + 'static + core::ops::AddAssign + PartialEq
 {
+    /// Additive identity.
     const ZERO: Self;
+    /// Multiplicative identity (GEMM's `alpha` / `beta`).
     const ONE: Self;
+    /// The tensor dtype of this element type.
     const DTYPE: DType;
 }
 
@@ -61,25 +70,75 @@ impl ConvElem for f64 {
 
 /// The geometry of one 2D convolution `input [B, C_in, H, W] -> out [B, C_out, OH, OW]` with a
 /// weight `[C_out, C_in / groups, kh, kw]`. `OH`/`OW` are taken from the output gradient, so
-/// asymmetric padding and output padding need no special case.
+/// asymmetric padding and output padding need no special case. Built only by
+/// [`Geometry::new`], which checks that the three shapes agree: the kernels hand raw pointers
+/// to `gemm`, and these sizes bound what it reads.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Geometry {
-    pub batch: usize,
-    pub c_in: usize,
-    pub h: usize,
-    pub w: usize,
-    pub c_out: usize,
-    pub oh: usize,
-    pub ow: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub stride: [usize; 2],
-    pub pad: [usize; 2],
-    pub dilation: [usize; 2],
-    pub groups: usize,
+    batch: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    oh: usize,
+    ow: usize,
+    kh: usize,
+    kw: usize,
+    stride: [usize; 2],
+    pad: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
 }
 
 impl Geometry {
+    /// The geometry of a convolution from the shapes of its input `[B, C_in, H, W]`, weight
+    /// `[C_out, C_in / groups, kh, kw]` and output gradient `[B, C_out, OH, OW]`.
+    ///
+    /// # Panics
+    /// Shapes that are not 4D or do not agree (batch, channels, groups), zero stride, dilation
+    /// or groups: the same inputs the forward convolution refuses.
+    fn new(
+        input: &[usize],
+        weight: &[usize],
+        out: &[usize],
+        stride: [usize; 2],
+        pad: [usize; 2],
+        dilation: [usize; 2],
+        groups: usize,
+    ) -> Self {
+        assert!(
+            input.len() == 4 && weight.len() == 4 && out.len() == 4,
+            "conv2d backward: 4D tensors expected, got {input:?}, {weight:?}, {out:?}"
+        );
+        assert!(
+            groups > 0 && stride.iter().chain(&dilation).all(|&v| v > 0),
+            "conv2d backward: stride, dilation and groups must be positive"
+        );
+        assert!(
+            weight[1] * groups == input[1] && weight[0] % groups == 0,
+            "conv2d backward: weight {weight:?} does not fit input {input:?} with {groups} groups"
+        );
+        assert!(
+            out[0] == input[0] && out[1] == weight[0],
+            "conv2d backward: output gradient {out:?} does not fit input {input:?} and weight {weight:?}"
+        );
+        Self {
+            batch: input[0],
+            c_in: input[1],
+            h: input[2],
+            w: input[3],
+            c_out: weight[0],
+            oh: out[2],
+            ow: out[3],
+            kh: weight[2],
+            kw: weight[3],
+            stride,
+            pad,
+            dilation,
+            groups,
+        }
+    }
+
     fn ci_g(&self) -> usize {
         self.c_in / self.groups
     }
@@ -248,6 +307,11 @@ fn col2im_tile<T: ConvElem>(
 }
 
 /// `dst[m x n] (row stride dst_rs) (+)= lhs[m x k] @ rhs[k x n]`, strides in elements.
+///
+/// # Safety
+/// Every element the strides address (`dst + i * dst_rs + j`, `lhs + i * lhs_rs + l * lhs_cs`,
+/// `rhs + l * rhs_rs + j * rhs_cs` for `i < m`, `j < n`, `l < k`) must lie inside a live
+/// allocation, and `dst` must not alias `lhs` or `rhs`.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 unsafe fn gemm_strided<T: ConvElem>(
@@ -337,6 +401,10 @@ pub(crate) fn weight_grad<T: ConvElem>(input: &[T], out_grad: &[T], g: &Geometry
                 } else {
                     (col[grp * rows_g * tp..].as_ptr(), 1, tp as isize)
                 };
+                // SAFETY: `acc` holds C_out x rows_g; `dy_img` (C_out x P) is read at rows
+                // [grp*co_g, (grp+1)*co_g), columns [p0, p1); the rhs is `x_img` (C_in x P,
+                // pointwise) or `col` (C_in*kh*kw x tp), read at rows of group `grp`, columns
+                // < tp: all inside slices whose sizes `Geometry::new` tied to these dimensions.
                 unsafe {
                     gemm_strided(
                         co_g,
@@ -402,6 +470,8 @@ fn input_grad_image<T: ConvElem>(
     if g.is_pointwise() {
         for grp in 0..g.groups {
             // dx_g [ci_g, P] = W_g^T [ci_g, co_g] @ dy_g [co_g, P]
+            // SAFETY: `dx_img` is C_in x P (pointwise: H*W = P), `weight` C_out x ci_g, `dy_img`
+            // C_out x P; every row/column index stays below those bounds (`Geometry::new`).
             unsafe {
                 gemm_strided(
                     ci_g,
@@ -431,6 +501,8 @@ fn input_grad_image<T: ConvElem>(
         let tp = p1 - p0;
         for grp in 0..g.groups {
             // dcol_g [rows_g, tp] = W_g^T [rows_g, co_g] @ dy_g[:, tile] [co_g, tp]
+            // SAFETY: `dcol` holds C_in*kh*kw x tile >= groups*rows_g x tp, `weight` C_out x
+            // rows_g, `dy_img` C_out x P read at columns [p0, p0 + tp) (`Geometry::new`).
             unsafe {
                 gemm_strided(
                     rows_g,
@@ -534,7 +606,12 @@ fn tensor_from<T: ConvElem>(data: Vec<T>, shape: Vec<usize>) -> FlexTensor {
     FlexTensor::new(Bytes::from_elems(data), Layout::contiguous(Shape::from(shape)), T::DTYPE)
 }
 
-/// `conv2d_weight_backward` for a native element type.
+/// `conv2d_weight_backward` for a native element type: `x [B, C_in, H, W]`, weight
+/// `[C_out, C_in / groups, kh, kw]` (only its shape is read), `output_grad [B, C_out, OH, OW]`
+/// -> `[C_out, C_in / groups, kh, kw]`.
+///
+/// # Panics
+/// Shapes that do not agree ([`Geometry::new`]), or tensors of another dtype than `T`.
 pub(crate) fn conv2d_weight_backward<T: ConvElem>(
     x: FlexTensor,
     weight: &FlexTensor,
@@ -549,26 +626,16 @@ pub(crate) fn conv2d_weight_backward<T: ConvElem>(
     let xs = x.layout().shape();
     let ws = weight.layout().shape();
     let ys = dy.layout().shape();
-    let g = Geometry {
-        batch: xs[0],
-        c_in: xs[1],
-        h: xs[2],
-        w: xs[3],
-        c_out: ws[0],
-        oh: ys[2],
-        ow: ys[3],
-        kh: ws[2],
-        kw: ws[3],
-        stride,
-        pad,
-        dilation,
-        groups,
-    };
+    let g = Geometry::new(xs, ws, ys, stride, pad, dilation, groups);
     let dw = weight_grad::<T>(x.storage(), dy.storage(), &g);
     tensor_from(dw, vec![ws[0], ws[1], ws[2], ws[3]])
 }
 
-/// `conv2d_x_backward` for a native element type.
+/// `conv2d_x_backward` for a native element type: `x [B, C_in, H, W]` (only its shape is read),
+/// weight `[C_out, C_in / groups, kh, kw]`, `output_grad [B, C_out, OH, OW]` -> `[B, C_in, H, W]`.
+///
+/// # Panics
+/// Shapes that do not agree ([`Geometry::new`]), or tensors of another dtype than `T`.
 pub(crate) fn conv2d_x_backward<T: ConvElem>(
     x: &FlexTensor,
     weight: FlexTensor,
@@ -583,27 +650,17 @@ pub(crate) fn conv2d_x_backward<T: ConvElem>(
     let xs = x.layout().shape();
     let ws = w.layout().shape();
     let ys = dy.layout().shape();
-    let g = Geometry {
-        batch: xs[0],
-        c_in: xs[1],
-        h: xs[2],
-        w: xs[3],
-        c_out: ws[0],
-        oh: ys[2],
-        ow: ys[3],
-        kh: ws[2],
-        kw: ws[3],
-        stride,
-        pad,
-        dilation,
-        groups,
-    };
+    let g = Geometry::new(xs, ws, ys, stride, pad, dilation, groups);
     let dx = input_grad::<T>(w.storage(), dy.storage(), &g);
     tensor_from(dx, vec![xs[0], xs[1], xs[2], xs[3]])
 }
 
 /// `conv_transpose2d_weight_backward` for a native element type: `x [B, C_in, H, W]`, weight
-/// `[C_in, C_out / groups, kh, kw]`, `output_grad [B, C_out, OH, OW]`.
+/// `[C_in, C_out / groups, kh, kw]` (only its shape is read), `output_grad [B, C_out, OH, OW]`
+/// -> `[C_in, C_out / groups, kh, kw]`.
+///
+/// # Panics
+/// Shapes that do not agree ([`Geometry::new`]), or tensors of another dtype than `T`.
 pub(crate) fn conv_transpose2d_weight_backward<T: ConvElem>(
     x: FlexTensor,
     weight: &FlexTensor,
@@ -620,30 +677,20 @@ pub(crate) fn conv_transpose2d_weight_backward<T: ConvElem>(
     let ys = dy.layout().shape();
     // The matching convolution maps dy [B, C_out, OH, OW] -> x [B, C_in, H, W] with the weight
     // [C_in, C_out / groups, kh, kw].
-    let g = Geometry {
-        batch: ys[0],
-        c_in: ys[1],
-        h: ys[2],
-        w: ys[3],
-        c_out: xs[1],
-        oh: xs[2],
-        ow: xs[3],
-        kh: ws[2],
-        kw: ws[3],
-        stride,
-        pad,
-        dilation,
-        groups,
-    };
+    let g = Geometry::new(ys, ws, xs, stride, pad, dilation, groups);
     let dw = weight_grad::<T>(dy.storage(), x.storage(), &g);
     tensor_from(dw, vec![ws[0], ws[1], ws[2], ws[3]])
 }
 
 /// Bias gradient of a 2D convolution or transposed convolution: `output_grad [B, C, OH, OW]`
 /// -> `[C]`.
+///
+/// # Panics
+/// A tensor that is not 4D or not of dtype `T`.
 pub(crate) fn conv2d_bias_backward<T: ConvElem>(output_grad: FlexTensor) -> FlexTensor {
     let dy = output_grad.to_contiguous();
     let ys = dy.layout().shape();
+    assert!(ys.len() == 4, "conv2d bias backward: 4D output gradient expected, got {ys:?}");
     let db = bias_grad::<T>(dy.storage(), ys[0], ys[1]);
     tensor_from(db, vec![ys[1]])
 }
