@@ -79,13 +79,13 @@ impl fmt::Display for JsonPath {
 /// Everything that can go wrong reading, validating, generating or writing data.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    /// The file could not be opened, read or written.
-    #[error("{}: {action}: {source}", file.display())]
+    /// The file could not be opened, read or written. The OS error is part of the message
+    /// (and not also the error's `source()`, which printed it twice in a cause chain).
+    #[error("{}: {action}: {error}", file.display())]
     Io {
         file: PathBuf,
         action: &'static str,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file holds zero bytes (or only whitespace).
     #[error("{}: the file is empty", file.display())]
@@ -118,11 +118,11 @@ pub enum DataError {
 }
 
 impl DataError {
-    pub(crate) fn io(file: &Path, action: &'static str, source: std::io::Error) -> Self {
+    pub(crate) fn io(file: &Path, action: &'static str, error: std::io::Error) -> Self {
         Self::Io {
             file: file.to_path_buf(),
             action,
-            source,
+            error,
         }
     }
 

@@ -14,12 +14,13 @@ pub enum EngineError {
     /// A checkpoint that cannot be read.
     #[error("{file}: {message}")]
     Checkpoint { file: PathBuf, message: String },
-    /// A file that cannot be read or written.
-    #[error("{file}: {message}: {source}")]
+    /// A file that cannot be read or written. The OS error is part of the message (and not
+    /// also the error's `source()`, which printed it twice in a cause chain).
+    #[error("{file}: {message}: {error}")]
     Io {
         file: PathBuf,
         message: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The training loss became NaN or infinite.
     #[error("{0}")]
@@ -36,11 +37,11 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    pub(crate) fn io(file: &Path, message: &str, source: std::io::Error) -> Self {
+    pub(crate) fn io(file: &Path, message: &str, error: std::io::Error) -> Self {
         EngineError::Io {
             file: file.to_path_buf(),
             message: message.to_string(),
-            source,
+            error,
         }
     }
 

@@ -163,11 +163,11 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         let (bbox, segm) = evaluate(&val.dataset, dets.clone(), true)?;
         let segm = segm.ok_or_else(|| anyhow!("mask evaluation missing"))?;
         println!(
-            "{name}: trained in {train_secs:.0} s ({:.2} it/s), tested {} images in {test_secs:.1} s; box AP {:.1}, mask AP {:.1}",
+            "{name}: trained in {train_secs:.0} s ({:.2} it/s), tested {} images in {test_secs:.1} s; box AP {}, mask AP {}",
             trained.iters_per_sec,
             val.dataset.images.len(),
-            100.0 * bbox.stat("AP").unwrap_or(-1.0),
-            100.0 * segm.stat("AP").unwrap_or(-1.0),
+            ap_cell(bbox.stat("AP")),
+            ap_cell(segm.stat("AP")),
         );
         runs.push(Run {
             name,
@@ -188,10 +188,14 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         "{:<width$} | {:>6} {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6} {:>6} | {:>5}",
         "run", "boxAP", "APr", "APc", "APf", "mskAP", "APr", "APc", "APf", "it/s"
     );
-    let pct = |e: &Evaluation, k: &str| 100.0 * e.stat(k).unwrap_or(-0.01);
+    let pct = |e: &Evaluation, k: &str| ap_cell(e.stat(k));
+    let mut undefined = false;
     for r in &runs {
+        undefined |= ["AP", "APr", "APc", "APf"]
+            .iter()
+            .any(|k| [&r.bbox, &r.segm].iter().any(|e| pct(e, k) == "-"));
         println!(
-            "{:<width$} | {:>6.1} {:>6.1} {:>6.1} {:>6.1} | {:>6.1} {:>6.1} {:>6.1} {:>6.1} | {:>5.2}",
+            "{:<width$} | {:>6} {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6} {:>6} | {:>5.2}",
             r.name,
             pct(&r.bbox, "AP"),
             pct(&r.bbox, "APr"),
@@ -202,6 +206,12 @@ pub fn run(a: &DemoArgs) -> Result<()> {
             pct(&r.segm, "APc"),
             pct(&r.segm, "APf"),
             r.iters_per_sec,
+        );
+    }
+    if undefined {
+        println!(
+            "-: undefined, no class of that frequency group has ground truth in the validation \
+             split (lvis-api reports -1; summary.json keeps it)"
         );
     }
     let summary = serde_json::json!({
@@ -337,9 +347,26 @@ pub fn cascade_overrides() -> Vec<String> {
     ]
 }
 
+/// An AP (0-1) as the demo's table prints it, x 100 with one decimal; `-` where the evaluator
+/// reports none or lvis-api's -1 (a frequency group without ground truth in the split).
+fn ap_cell(stat: Option<f64>) -> String {
+    match stat {
+        Some(v) if v >= 0.0 => format!("{:.1}", 100.0 * v),
+        _ => "-".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_frequency_group_prints_a_dash_not_minus_100() {
+        assert_eq!(ap_cell(Some(-1.0)), "-");
+        assert_eq!(ap_cell(None), "-");
+        assert_eq!(ap_cell(Some(0.0)), "0.0");
+        assert_eq!(ap_cell(Some(0.17849)), "17.8");
+    }
 
     #[test]
     fn demo_runs_name_and_configure_each_pair() {

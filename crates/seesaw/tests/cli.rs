@@ -751,3 +751,23 @@ fn bench_loss_prints_one_row_per_class_count() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_missing_file_names_itself_and_its_os_error_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no_such.json");
+    let m = missing.to_str().unwrap();
+    // A data file (seesaw-data's error) and a config (seesaw-engine's error).
+    for args in [vec!["data", "stats", m], vec!["train", m]] {
+        let out = seesaw(&args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(m), "{args:?}: the file is not named:\n{err}");
+        // The OS's message for ENOENT (Linux, where CI runs).
+        assert_eq!(
+            err.matches("No such file or directory").count(),
+            1,
+            "{args:?}: the OS error should appear once:\n{err}"
+        );
+    }
+}
