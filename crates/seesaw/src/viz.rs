@@ -257,38 +257,86 @@ fn render(pixels: image::RgbImage, items: &[Item], out: &Path) -> Result<()> {
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         let font = (FONT, 15).into_font().color(&WHITE);
+        let s = k as f64;
+        let mut rects = Vec::with_capacity(items.len());
+        let mut sizes = Vec::with_capacity(items.len());
         for a in items {
-            let [c0, c1, c2] = category_colour(a.category_id);
-            let colour = RGBColor(c0, c1, c2);
-            let s = k as f64;
             let (x0, y0) = ((a.bbox[0] * s) as i32, (a.bbox[1] * s) as i32);
             let (x1, y1) = (
                 ((a.bbox[0] + a.bbox[2]) * s) as i32,
                 ((a.bbox[1] + a.bbox[3]) * s) as i32,
             );
+            let (tw, th) = root.estimate_text_size(&a.label, &font).map_err(plot_err)?;
+            rects.push([x0, y0, x1, y1]);
+            sizes.push((tw as i32 + 4, th as i32 + 2));
+        }
+        let spots = place_labels(&rects, &sizes, (w as i32, h as i32));
+        let colours: Vec<RGBColor> = items
+            .iter()
+            .map(|a| {
+                let [c0, c1, c2] = category_colour(a.category_id);
+                RGBColor(c0, c1, c2)
+            })
+            .collect();
+        // Every box first, then every label, so that no box line crosses a label.
+        for (r, colour) in rects.iter().zip(&colours) {
             root.draw(&Rectangle::new(
-                [(x0, y0), (x1, y1)],
+                [(r[0], r[1]), (r[2], r[3])],
                 colour.stroke_width(2),
             ))
             .map_err(plot_err)?;
-            let label = a.label.as_str();
-            let (tw, th) = root.estimate_text_size(label, &font).map_err(plot_err)?;
-            let ty = (y0 - th as i32 - 2).max(0);
+        }
+        for ((a, colour), ((lw, lh), (lx, ly))) in
+            items.iter().zip(&colours).zip(sizes.iter().zip(&spots))
+        {
             root.draw(&Rectangle::new(
-                [(x0, ty), (x0 + tw as i32 + 4, ty + th as i32 + 2)],
+                [(*lx, *ly), (lx + lw, ly + lh)],
                 colour.filled(),
             ))
             .map_err(plot_err)?;
-            root.draw(&Text::new(
-                label.to_string(),
-                (x0 + 2, ty + 1),
-                font.clone(),
-            ))
-            .map_err(plot_err)?;
+            root.draw(&Text::new(a.label.clone(), (lx + 2, ly + 1), font.clone()))
+                .map_err(plot_err)?;
         }
         root.present().map_err(plot_err)?;
     }
     save_png(out, w, h, &buf)
+}
+
+/// Where each box's label goes (top-left corners), so that labels on a crowded picture do not
+/// cover each other: boxes `[x0, y0, x1, y1]` and label sizes `(w, h)` in pixels of a `size`
+/// picture. Earlier boxes choose first (detections come best first). Each label tries, in
+/// order, the spot above its box's top-left corner, just inside it, then rows further up and
+/// further down; it takes the first spot inside the picture that overlaps no label placed
+/// before, or the first spot when every one does.
+fn place_labels(boxes: &[[i32; 4]], sizes: &[(i32, i32)], size: (i32, i32)) -> Vec<(i32, i32)> {
+    let (w, h) = size;
+    let mut placed: Vec<[i32; 4]> = Vec::with_capacity(boxes.len());
+    let mut spots = Vec::with_capacity(boxes.len());
+    for (b, &(lw, lh)) in boxes.iter().zip(sizes) {
+        let x = b[0].min(w - lw).max(0);
+        let clamp_y = |y: i32| y.min(h - lh).max(0);
+        let candidates = (0..16).flat_map(|n| [b[1] - lh * (n + 1), b[1] + lh * n]);
+        let mut first = None;
+        let mut chosen = None;
+        for y in candidates.map(clamp_y) {
+            let r = [x, y, x + lw, y + lh];
+            first.get_or_insert(r);
+            let free = placed
+                .iter()
+                .all(|p| r[2] <= p[0] || p[2] <= r[0] || r[3] <= p[1] || p[3] <= r[1]);
+            if free {
+                chosen = Some(r);
+                break;
+            }
+        }
+        let r =
+            chosen
+                .or(first)
+                .unwrap_or([x, clamp_y(b[1] - lh), x + lw, clamp_y(b[1] - lh) + lh]);
+        placed.push(r);
+        spots.push((r[0], r[1]));
+    }
+    spots
 }
 
 /// Per-class AP against training images per class (log x), coloured by frequency group; one
@@ -404,4 +452,38 @@ pub fn plot_ap_vs_frequency(
         root.present().map_err(plot_err)?;
     }
     save_png(out, w, h, &buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::place_labels;
+
+    fn overlap(a: (i32, i32), b: (i32, i32), size: (i32, i32)) -> bool {
+        let (w, h) = size;
+        !(a.0 + w <= b.0 || b.0 + w <= a.0 || a.1 + h <= b.1 || b.1 + h <= a.1)
+    }
+
+    #[test]
+    fn labels_of_boxes_sharing_a_corner_do_not_cover_each_other() {
+        // Five boxes with the same top-left corner, a label 40 x 17 each, 512 x 512 picture.
+        let boxes = [[100, 100, 200, 200]; 5];
+        let sizes = [(40, 17); 5];
+        let spots = place_labels(&boxes, &sizes, (512, 512));
+        assert_eq!(spots[0], (100, 83), "the first label sits above its box");
+        for i in 0..5 {
+            for j in 0..i {
+                assert!(
+                    !overlap(spots[i], spots[j], (40, 17)),
+                    "{i} and {j}: {spots:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn labels_stay_inside_the_picture() {
+        // A box in the top-right corner: its label can go neither above nor right of it.
+        let spots = place_labels(&[[500, 0, 512, 10]], &[(40, 17)], (512, 512));
+        assert_eq!(spots, vec![(472, 0)]);
+    }
 }
