@@ -188,23 +188,24 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         "{:<width$} | {:>6} {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6} {:>6} | {:>5}",
         "run", "boxAP", "APr", "APc", "APf", "mskAP", "APr", "APc", "APf", "it/s"
     );
-    let pct = |e: &Evaluation, k: &str| ap_cell(e.stat(k));
     let mut undefined = false;
     for r in &runs {
-        undefined |= ["AP", "APr", "APc", "APf"]
+        let cells: Vec<String> = [&r.bbox, &r.segm]
             .iter()
-            .any(|k| [&r.bbox, &r.segm].iter().any(|e| pct(e, k) == "-"));
+            .flat_map(|e| ["AP", "APr", "APc", "APf"].map(|k| ap_cell(e.stat(k))))
+            .collect();
+        undefined |= cells.iter().any(|c| c == "-");
         println!(
             "{:<width$} | {:>6} {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6} {:>6} | {:>5.2}",
             r.name,
-            pct(&r.bbox, "AP"),
-            pct(&r.bbox, "APr"),
-            pct(&r.bbox, "APc"),
-            pct(&r.bbox, "APf"),
-            pct(&r.segm, "AP"),
-            pct(&r.segm, "APr"),
-            pct(&r.segm, "APc"),
-            pct(&r.segm, "APf"),
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            cells[5],
+            cells[6],
+            cells[7],
             r.iters_per_sec,
         );
     }

@@ -315,24 +315,19 @@ fn place_labels(boxes: &[[i32; 4]], sizes: &[(i32, i32)], size: (i32, i32)) -> V
     for (b, &(lw, lh)) in boxes.iter().zip(sizes) {
         let x = b[0].min(w - lw).max(0);
         let clamp_y = |y: i32| y.min(h - lh).max(0);
-        let candidates = (0..16).flat_map(|n| [b[1] - lh * (n + 1), b[1] + lh * n]);
-        let mut first = None;
-        let mut chosen = None;
-        for y in candidates.map(clamp_y) {
-            let r = [x, y, x + lw, y + lh];
-            first.get_or_insert(r);
-            let free = placed
+        let spots_tried: Vec<[i32; 4]> = (0..16)
+            .flat_map(|n| [b[1] - lh * (n + 1), b[1] + lh * n])
+            .map(|y| {
+                let y = clamp_y(y);
+                [x, y, x + lw, y + lh]
+            })
+            .collect();
+        let free = |r: &&[i32; 4]| {
+            placed
                 .iter()
-                .all(|p| r[2] <= p[0] || p[2] <= r[0] || r[3] <= p[1] || p[3] <= r[1]);
-            if free {
-                chosen = Some(r);
-                break;
-            }
-        }
-        let r =
-            chosen
-                .or(first)
-                .unwrap_or([x, clamp_y(b[1] - lh), x + lw, clamp_y(b[1] - lh) + lh]);
+                .all(|p| r[2] <= p[0] || p[2] <= r[0] || r[3] <= p[1] || p[3] <= r[1])
+        };
+        let r = *spots_tried.iter().find(free).unwrap_or(&spots_tried[0]);
         placed.push(r);
         spots.push((r[0], r[1]));
     }
