@@ -100,7 +100,9 @@ pub fn export(ckpt: &Path, layout: Layout, out: &Path) -> Result<usize> {
     let model = &loaded.model;
     let tensors = match layout {
         Layout::Mmdet => weights::export(model, &Naming::detector(layout, model))?,
-        Layout::Torchvision => weights::export(&model.backbone, &Naming::backbone(layout))?,
+        Layout::Torchvision => {
+            weights::export(&model.backbone, &Naming::backbone(layout, &model.backbone))?
+        }
     };
     let n = tensors.len();
     let mut meta = BTreeMap::new();

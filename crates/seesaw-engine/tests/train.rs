@@ -37,7 +37,7 @@ fn setup(dir: &Path, images: usize, size: u32, loss: &str) -> Config {
         Path::new("demo.toml"),
         &[
             "model.num_classes=3".into(),
-            "model.backbone.base_width=16".into(),
+            "model.backbone.base_channels=16".into(),
             "model.neck.out_channels=32".into(),
             "model.bbox_head.fc_channels=64".into(),
             "model.mask_head.conv_channels=32".into(),

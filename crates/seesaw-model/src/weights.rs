@@ -26,10 +26,12 @@ type PackTensor = burn::store::burn_pack::Tensor;
 /// Whose parameter names a file uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
-    /// torchvision's `resnet50().state_dict()`: `conv1`, `bn1`, `layer1.0.downsample.0`,
-    /// plus the ImageNet `fc` (ignored).
+    /// torchvision's `resnet50().state_dict()` (and `resnext*`): `conv1`, `bn1`,
+    /// `layer1.0.downsample.0`, plus the ImageNet `fc` (ignored). timm's ResNets and ResNeSts
+    /// use the same names, with a deep stem as `conv1.0, 1, 3, 4, 6` and `bn1`.
     Torchvision,
-    /// mmdetection 3.x (and 2.x): `backbone.*` as torchvision, `neck.lateral_convs.0.conv`,
+    /// mmdetection 3.x (and 2.x): `backbone.*` as torchvision (a deep stem as `stem.0, 1, 3, 4,
+    /// 6, 7`; DCN's `conv2.conv_offset`), `neck.lateral_convs.0.conv`,
     /// `rpn_head.rpn_conv`, `roi_head.bbox_head[.s].shared_fcs.0`, `fc_cls`, `fc_reg`,
     /// `roi_head.mask_head[.s].convs.0.conv`, `conv_logits`, `conv_res.conv`,
     /// `roi_head.glbctx_head` (SCNet's).
@@ -37,13 +39,13 @@ pub enum Layout {
 }
 
 impl Layout {
-    /// `torchvision` or `mmdet`.
+    /// `torchvision` (or `timm`, the same names) or `mmdet`.
     pub fn parse(s: &str) -> Result<Self> {
         match s {
-            "torchvision" => Ok(Layout::Torchvision),
+            "torchvision" | "timm" => Ok(Layout::Torchvision),
             "mmdet" | "mmdetection" => Ok(Layout::Mmdet),
             other => Err(ModelError::Input(format!(
-                "weights layout {other:?}: expected torchvision or mmdet"
+                "weights layout {other:?}: expected torchvision, timm or mmdet"
             ))),
         }
     }
@@ -209,6 +211,10 @@ pub struct Naming {
     layout: Layout,
     /// SCNet's residual context encoder: `convs.0.{block}.conv{1,2}`.
     glbctx_res: bool,
+    /// The backbone's shortcuts start with an average pool (`downsample.1` is the conv).
+    avg_down: bool,
+    /// Names are the backbone's own, without `backbone.` (a backbone checkpoint).
+    backbone_only: bool,
 }
 
 impl Naming {
@@ -218,14 +224,22 @@ impl Naming {
             RoiHead::HtcLite(h) => h.glbctx_head.conv_to_res,
             _ => false,
         };
-        Naming { layout, glbctx_res }
+        Naming {
+            layout,
+            glbctx_res,
+            avg_down: det.backbone.avg_down,
+            backbone_only: false,
+        }
     }
 
-    /// For a ResNet on its own (a backbone checkpoint).
-    pub fn backbone(layout: Layout) -> Self {
+    /// For a backbone on its own (a torchvision or timm checkpoint, or the `backbone.*` of an
+    /// mmdetection one with the prefix taken off).
+    pub fn backbone(layout: Layout, backbone: &ResNet) -> Self {
         Naming {
             layout,
             glbctx_res: false,
+            avg_down: backbone.avg_down,
+            backbone_only: true,
         }
     }
 
@@ -234,15 +248,15 @@ impl Naming {
         let (module, param) = ours.rsplit_once('.')?;
         let parts: Vec<&str> = module.split('.').collect();
         let mapped = match self.layout {
-            Layout::Torchvision => resnet_module(&parts),
-            Layout::Mmdet => self.mmdet_module(&parts)?,
+            Layout::Mmdet if !self.backbone_only => self.mmdet_module(&parts)?,
+            _ => self.backbone_module(&parts)?,
         };
         Some(format!("{mapped}.{param}"))
     }
 
     fn mmdet_module(&self, parts: &[&str]) -> Option<String> {
         Some(match parts {
-            ["backbone", rest @ ..] => format!("backbone.{}", resnet_module(rest)),
+            ["backbone", rest @ ..] => format!("backbone.{}", self.backbone_module(rest)?),
             ["neck", list, i] => format!("neck.{list}.{i}.conv"),
             ["rpn_head", m] => format!("rpn_head.rpn_{m}"),
             // Our RoI head kinds name their parts as mmdetection's (`bbox_head`, `mask_head` as
@@ -290,17 +304,35 @@ impl Naming {
     }
 }
 
-/// torchvision's names inside a ResNet: ours differ only in the downsample branch.
-fn resnet_module(parts: &[&str]) -> String {
-    parts
-        .iter()
-        .map(|p| match *p {
-            "downsample_conv" => "downsample.0",
-            "downsample_bn" => "downsample.1",
-            other => other,
-        })
-        .collect::<Vec<_>>()
-        .join(".")
+impl Naming {
+    /// The checkpoint's names inside a ResNet: ours differ in the deep stem and the shortcut.
+    fn backbone_module(&self, parts: &[&str]) -> Option<String> {
+        let mmdet = self.layout == Layout::Mmdet;
+        match parts {
+            ["stem", list, i] => {
+                let i: usize = i.parse().ok()?;
+                let norm = *list == "norms";
+                Some(match (mmdet, norm) {
+                    (true, _) => format!("stem.{}", 3 * i + usize::from(norm)),
+                    // timm: the last norm sits outside the stem's Sequential.
+                    (false, true) if i == 2 => "bn1".into(),
+                    (false, _) => format!("conv1.{}", 3 * i + usize::from(norm)),
+                })
+            }
+            _ => {
+                let shift = usize::from(self.avg_down);
+                let names: Vec<String> = parts
+                    .iter()
+                    .map(|p| match *p {
+                        "downsample_conv" => format!("downsample.{shift}"),
+                        "downsample_bn" => format!("downsample.{}", 1 + shift),
+                        other => other.to_string(),
+                    })
+                    .collect();
+                Some(names.join("."))
+            }
+        }
+    }
 }
 
 /// File tensors that are bookkeeping, not weights.
@@ -376,7 +408,8 @@ pub fn load<M: ModuleSnapshot>(
     Ok(report)
 }
 
-/// Loads a torchvision (or mmdetection `backbone.*`) ResNet checkpoint into `backbone`.
+/// Loads a torchvision or timm checkpoint (or an mmdetection one's `backbone.*`) into
+/// `backbone`.
 pub fn load_backbone(
     backbone: &mut ResNet,
     file: &WeightsFile,
@@ -385,12 +418,8 @@ pub fn load_backbone(
     // An mmdetection checkpoint holds the backbone under `backbone.`; take just that part.
     let prefixed = file.tensors.keys().any(|k| k.starts_with("backbone."));
     if !prefixed {
-        return load(
-            backbone,
-            file,
-            &Naming::backbone(Layout::Torchvision),
-            allow_partial,
-        );
+        let naming = Naming::backbone(Layout::Torchvision, backbone);
+        return load(backbone, file, &naming, allow_partial);
     }
     let tensors = file
         .tensors
@@ -408,12 +437,8 @@ pub fn load_backbone(
         top_level_key: file.top_level_key.clone(),
         tensors,
     };
-    load(
-        backbone,
-        &sub,
-        &Naming::backbone(Layout::Torchvision),
-        allow_partial,
-    )
+    let naming = Naming::backbone(Layout::Mmdet, backbone);
+    load(backbone, &sub, &naming, allow_partial)
 }
 
 /// Our tensors under `naming`'s names, in PyTorch's layout (Linear weights `[out, in]`).

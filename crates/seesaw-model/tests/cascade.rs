@@ -144,7 +144,16 @@ fn every_cascade_kind_trains_each_stage_and_predicts_in_range() {
                 assert!(g.fc.weight.grad(&grads).is_some());
                 assert!(g.convs[0].weight.grad(&grads).is_some());
             }
-            assert!(model.backbone.conv1.weight.grad(&grads).is_some());
+            assert!(
+                model
+                    .backbone
+                    .conv1
+                    .as_ref()
+                    .expect("conv1")
+                    .weight
+                    .grad(&grads)
+                    .is_some()
+            );
 
             let plain = model.valid();
             let dets = plain

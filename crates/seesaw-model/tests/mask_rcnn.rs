@@ -78,7 +78,16 @@ fn every_stage_has_the_documented_shape_and_the_losses_are_finite() {
         }
         let grads = parts.total().backward();
         for (name, g) in [
-            ("conv1", model.backbone.conv1.weight.grad(&grads)),
+            (
+                "conv1",
+                model
+                    .backbone
+                    .conv1
+                    .as_ref()
+                    .expect("conv1")
+                    .weight
+                    .grad(&grads),
+            ),
             ("fpn", model.neck.fpn_convs[0].weight.grad(&grads)),
             ("rpn", model.rpn_head.cls.weight.grad(&grads)),
             (
@@ -141,7 +150,16 @@ fn frozen_stages_get_no_gradient_and_bad_configs_are_refused() {
     let images = Tensor::<4>::ones([1, 3, 64, 64], &device);
     let out = model.rpn_head.forward(&model.features(images));
     let grads = out.cls.sum().backward();
-    assert!(model.backbone.conv1.weight.grad(&grads).is_none());
+    assert!(
+        model
+            .backbone
+            .conv1
+            .as_ref()
+            .expect("conv1")
+            .weight
+            .grad(&grads)
+            .is_none()
+    );
     assert!(model.backbone.layer1[0].conv1.weight.grad(&grads).is_none());
     assert!(model.backbone.layer2[0].conv1.weight.grad(&grads).is_some());
 

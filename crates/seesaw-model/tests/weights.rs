@@ -52,11 +52,11 @@ fn small_resnet() -> ResNetConfig {
         depth: 0,
         block: BlockKind::Bottleneck,
         layers: [2, 1, 1, 1],
-        base_width: 8,
-        stem: StemKind::Torchvision,
+        base_channels: 8,
+        stem: Some(StemKind::Torchvision),
         frozen_stages: 1,
         norm_eval: true,
-        init: String::new(),
+        ..Default::default()
     }
 }
 
@@ -124,7 +124,10 @@ fn half_precision_weights_load_as_float32() {
     let f = open("tv_resnet_half.pth");
     assert!(f.infos().iter().any(|t| t.dtype == "f16"));
     weights::load_backbone(&mut net, &f, false).expect("loads");
-    assert_eq!(net.conv1.weight.val().dtype(), burn::tensor::DType::F32);
+    assert_eq!(
+        net.conv1.as_ref().expect("conv1").weight.val().dtype(),
+        burn::tensor::DType::F32
+    );
     let out = open("tv_resnet_out.safetensors");
     let got = net
         .forward(tensor(&out, "input", &device))
@@ -142,7 +145,10 @@ fn loading_keeps_frozen_stages_frozen() {
     let device = Device::flex().autodiff();
     let mut net = small_resnet().init(&device).expect("config");
     weights::load_backbone(&mut net, &open("tv_resnet.pth"), false).expect("loads");
-    assert!(!net.conv1.weight.is_require_grad(), "stem stays frozen");
+    assert!(
+        !net.conv1.as_ref().expect("conv1").weight.is_require_grad(),
+        "stem stays frozen"
+    );
     assert!(
         !net.layer1[0].conv1.weight.is_require_grad(),
         "stage 1 stays frozen"

@@ -1,5 +1,11 @@
-//! Backbones: feature extractors that return one map per stage (strides 4, 8, 16, 32).
+//! Backbones: feature extractors that return one map per stage (strides 4, 8, 16, 32): the
+//! ResNet family (ResNet, ResNet-v1d, ResNeXt, ResNeSt, each with optional DCN), one file per
+//! member's own part.
 
+pub mod resnest;
 pub mod resnet;
+pub mod resnext;
 
-pub use resnet::{BlockKind, ResNet, ResNetConfig, StemKind};
+pub use resnet::{
+    BackboneKind, BlockKind, DcnConfig, DcnKind, ResNet, ResNetConfig, Resolved, StemKind,
+};

@@ -1,16 +1,23 @@
-//! ResNet in torchvision's layout (`conv1`/`bn1`, `layer1..4` of basic or bottleneck blocks,
-//! stride on the 3x3 conv as in ResNet v1.5), with mmdetection's `frozen_stages` and
+//! The ResNet family as mmdetection builds it (mmdet/models/backbones/resnet.py, resnext.py,
+//! resnest.py): torchvision's layout (`conv1`/`bn1`, `layer1..4` of basic or bottleneck blocks,
+//! stride on the 3x3 conv as in ResNet v1.5), ResNet-v1d's deep stem and average-pool
+//! downsampling, ResNeXt's grouped 3x3 ([`super::resnext`]), ResNeSt's split attention
+//! ([`super::resnest`]) and DCNv2 in chosen stages, with mmdetection's `frozen_stages` and
 //! `norm_eval`, plus a small stem for the CPU demo.
 
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::resnest::{SplitAttentionConv2d, inter_channels};
+use super::resnext::bottleneck_width;
 use crate::error::{ModelError, Result};
+use crate::layers::{ConvOrDcn, DeformConv2dConfig};
+use crate::ops::deform_conv::DeformConvOptions;
 
 /// Residual block kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,7 +25,7 @@ use crate::error::{ModelError, Result};
 pub enum BlockKind {
     /// Two 3x3 convs (ResNet-18/34), expansion 1.
     Basic,
-    /// 1x1, 3x3, 1x1 convs (ResNet-50/101), expansion 4.
+    /// 1x1, 3x3, 1x1 convs (ResNet-50 and deeper), expansion 4.
     Bottleneck,
 }
 
@@ -28,41 +35,139 @@ pub enum BlockKind {
 pub enum StemKind {
     /// 7x7 stride-2 conv and 3x3 stride-2 max pool (torchvision); stage 1 keeps the stride.
     Torchvision,
+    /// ResNet-v1c/d's deep stem (mmdetection's `deep_stem=True`): three 3x3 convs (stride 2,
+    /// 1, 1; `stem_channels / 2`, `/ 2`, `stem_channels`), each with norm and ReLU, then the
+    /// max pool.
+    Deep,
     /// One 3x3 stride-2 conv; stage 1 halves again (the demo's small network).
     Small,
 }
 
-/// Settings of [`ResNet`]. Defaults are ResNet-50 as mmdetection's detectors use it.
+/// Which member of the family (mmdetection's backbone `type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackboneKind {
+    /// `ResNet`.
+    #[default]
+    #[serde(alias = "ResNet")]
+    Resnet,
+    /// `ResNetV1d`: deep stem and average-pool downsampling.
+    #[serde(alias = "ResNetV1d")]
+    Resnetv1d,
+    /// `ResNeXt`: grouped 3x3 convolutions (`groups`, `base_width`).
+    #[serde(alias = "ResNeXt")]
+    Resnext,
+    /// `ResNeSt`: a ResNetV1d with split-attention blocks (`radix`, `reduction_factor`,
+    /// `avg_down_stride`, and `groups` / `base_width` as ResNeXt's).
+    #[serde(alias = "ResNeSt")]
+    Resnest,
+}
+
+/// Deformable convolution kind (mmdetection's `dcn.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DcnKind {
+    /// DCNv1 (`DCN`): offsets only.
+    #[serde(alias = "DCN")]
+    Dcn,
+    /// DCNv2 (`DCNv2`): offsets and a modulation mask.
+    #[default]
+    #[serde(alias = "DCNv2")]
+    Dcnv2,
+}
+
+/// mmdetection's `dcn=dict(type='DCNv2', deform_groups=1, fallback_on_stride=False)`: the 3x3
+/// convolution of every block of the stages `stage_with_dcn` picks becomes deformable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DcnConfig {
+    /// Default `dcnv2`.
+    #[serde(rename = "type")]
+    pub kind: DcnKind,
+    /// Offset groups. Default 1.
+    pub deform_groups: usize,
+    /// mmdetection's flag: when true the blocks keep plain convolutions. Default false.
+    pub fallback_on_stride: bool,
+}
+
+impl Default for DcnConfig {
+    fn default() -> Self {
+        Self {
+            kind: DcnKind::Dcnv2,
+            deform_groups: 1,
+            fallback_on_stride: false,
+        }
+    }
+}
+
+/// Settings of [`ResNet`]. Defaults are ResNet-50 as mmdetection's detectors use it; the other
+/// members take mmdetection's names (`type = "resnext"`, `groups = 32`, `base_width = 4`, ...).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ResNetConfig {
-    /// 18, 34, 50 or 101 picks `block` and `layers`; 0 uses them as given. Default 50.
+    /// Family member. Default `resnet`.
+    #[serde(rename = "type")]
+    pub kind: BackboneKind,
+    /// 18, 34, 50, 101 or 152 (and 200, 269 for ResNeSt) picks `block` and `layers`; 0 uses
+    /// them as given. Default 50.
     pub depth: usize,
     pub block: BlockKind,
     /// Blocks per stage. Default `[3, 4, 6, 3]`.
     pub layers: [usize; 4],
-    /// Channels of the stem and of stage 1's 3x3 convs. Default 64.
+    /// Planes of stage 1 (doubling per stage; output channels are 4x for bottlenecks).
+    /// Default 64.
+    pub base_channels: usize,
+    /// Output channels of the stem. Default: `base_channels` (ResNeSt-101 and deeper use 128).
+    pub stem_channels: Option<usize>,
+    /// Default: `deep` for `resnetv1d` and `resnest`, else `torchvision`.
+    pub stem: Option<StemKind>,
+    /// Average-pool downsampling in the shortcut (`AvgPool2d(stride, ceil_mode)` then a
+    /// stride-1 1x1 conv). Default: true for `resnetv1d` and `resnest`, else false.
+    pub avg_down: Option<bool>,
+    /// Groups of the 3x3 convs (ResNeXt's cardinality). Default 1.
+    pub groups: usize,
+    /// ResNeXt's width per group at stage 1 (see [`bottleneck_width`]). Default 4.
     pub base_width: usize,
-    pub stem: StemKind,
+    /// ResNeSt's splits per group. Default 2.
+    pub radix: usize,
+    /// ResNeSt's attention squeeze. Default 4.
+    pub reduction_factor: usize,
+    /// ResNeSt: a strided block's 3x3 runs at stride 1 followed by a 3x3 average pool with the
+    /// stride. Default true.
+    pub avg_down_stride: bool,
+    /// Deformable 3x3 convolutions; None keeps them plain. Default None.
+    pub dcn: Option<DcnConfig>,
+    /// Stages (c2..c5) whose blocks take `dcn`. Default `[false, true, true, true]`.
+    pub stage_with_dcn: [bool; 4],
     /// Stages whose parameters are frozen: 0 none, 1 the stem and stage 1 (mmdetection's
     /// default), up to 4. Default 1.
     pub frozen_stages: usize,
     /// Batch-norm layers use their running statistics in training too. Default true.
     pub norm_eval: bool,
     /// Pretrained weights loaded into the backbone when training starts afresh: a torchvision
-    /// ResNet checkpoint (`.pth` or `.safetensors`) or an mmdetection one (its `backbone.*`).
-    /// Default "" (random initialisation).
+    /// or timm ImageNet checkpoint (`.pth` or `.safetensors`) or an mmdetection one (its
+    /// `backbone.*`). Default "" (random initialisation).
     pub init: String,
 }
 
 impl Default for ResNetConfig {
     fn default() -> Self {
         Self {
+            kind: BackboneKind::Resnet,
             depth: 50,
             block: BlockKind::Bottleneck,
             layers: [3, 4, 6, 3],
-            base_width: 64,
-            stem: StemKind::Torchvision,
+            base_channels: 64,
+            stem_channels: None,
+            stem: None,
+            avg_down: None,
+            groups: 1,
+            base_width: 4,
+            radix: 2,
+            reduction_factor: 4,
+            avg_down_stride: true,
+            dcn: None,
+            stage_with_dcn: [false, true, true, true],
             frozen_stages: 1,
             norm_eval: true,
             init: String::new(),
@@ -70,67 +175,176 @@ impl Default for ResNetConfig {
     }
 }
 
+/// A [`ResNetConfig`] with its defaults that depend on `type` and `depth` settled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub block: BlockKind,
+    pub layers: [usize; 4],
+    pub stem: StemKind,
+    pub stem_channels: usize,
+    pub avg_down: bool,
+}
+
 impl ResNetConfig {
-    /// Block and layers after `depth` is applied.
-    pub fn resolved(&self) -> Result<(BlockKind, [usize; 4])> {
-        Ok(match self.depth {
-            0 => (self.block, self.layers),
-            18 => (BlockKind::Basic, [2, 2, 2, 2]),
-            34 => (BlockKind::Basic, [3, 4, 6, 3]),
-            50 => (BlockKind::Bottleneck, [3, 4, 6, 3]),
-            101 => (BlockKind::Bottleneck, [3, 4, 23, 3]),
-            d => {
-                return Err(ModelError::Input(format!(
-                    "backbone.depth must be 0, 18, 34, 50 or 101 (got {d})"
-                )));
+    /// Settles `depth`, `stem`, `stem_channels` and `avg_down`, and checks that the settings
+    /// belong to the family member.
+    ///
+    /// # Errors
+    /// [`ModelError::Input`] naming the `model.backbone` field at fault.
+    pub fn resolved(&self) -> Result<Resolved> {
+        let bad = |m: String| Err(ModelError::Input(format!("model.backbone.{m}")));
+        let kind = self.kind;
+        let resnest = kind == BackboneKind::Resnest;
+        let (block, layers) = match (self.depth, resnest) {
+            (0, _) => (self.block, self.layers),
+            (18, false) => (BlockKind::Basic, [2, 2, 2, 2]),
+            (34, false) => (BlockKind::Basic, [3, 4, 6, 3]),
+            (50, _) => (BlockKind::Bottleneck, [3, 4, 6, 3]),
+            (101, _) => (BlockKind::Bottleneck, [3, 4, 23, 3]),
+            (152, _) => (BlockKind::Bottleneck, [3, 8, 36, 3]),
+            (200, true) => (BlockKind::Bottleneck, [3, 24, 36, 3]),
+            (269, true) => (BlockKind::Bottleneck, [3, 30, 48, 8]),
+            (d, _) => {
+                return bad(format!(
+                    "depth: {d} is not a depth of type {kind:?} (ResNet: 0, 18, 34, 50, 101,                      152; ResNeSt: 0, 50, 101, 152, 200, 269)"
+                ));
             }
+        };
+        if self.base_channels == 0 || layers.contains(&0) || self.frozen_stages > 4 {
+            return bad(
+                "base_channels and layers must be positive, frozen_stages at most 4".to_string(),
+            );
+        }
+        let grouped = matches!(kind, BackboneKind::Resnext | BackboneKind::Resnest);
+        if !grouped && (self.groups != 1 || self.base_width != 4) {
+            return bad(format!(
+                "groups / base_width are ResNeXt's and ResNeSt's (type = \"resnext\"); \
+                 type {kind:?} takes neither (the stage-1 width is base_channels)"
+            ));
+        }
+        if self.groups == 0 || self.base_width == 0 {
+            return bad("groups and base_width must be positive".to_string());
+        }
+        if grouped && self.groups > 1 && block == BlockKind::Basic {
+            return bad("groups: grouped 3x3 convolutions need bottleneck blocks".to_string());
+        }
+        if !resnest && (self.radix != 2 || self.reduction_factor != 4 || !self.avg_down_stride) {
+            return bad(format!(
+                "radix / reduction_factor / avg_down_stride are ResNeSt's; type {kind:?} \
+                 takes none of them"
+            ));
+        }
+        if resnest && (block == BlockKind::Basic || self.radix == 0 || self.reduction_factor == 0) {
+            return bad(
+                "type resnest needs bottleneck blocks and positive radix and reduction_factor"
+                    .to_string(),
+            );
+        }
+        let v1d = matches!(kind, BackboneKind::Resnetv1d | BackboneKind::Resnest);
+        let stem = self.stem.unwrap_or(if v1d {
+            StemKind::Deep
+        } else {
+            StemKind::Torchvision
+        });
+        let stem_channels = self.stem_channels.unwrap_or(self.base_channels);
+        if stem_channels == 0 || (stem == StemKind::Deep && stem_channels % 2 != 0) {
+            return bad(format!(
+                "stem_channels: {stem_channels} (a deep stem needs an even, positive number)"
+            ));
+        }
+        if let Some(d) = &self.dcn
+            && d.deform_groups == 0
+        {
+            return bad("dcn.deform_groups must be positive".to_string());
+        }
+        Ok(Resolved {
+            block,
+            layers,
+            stem,
+            stem_channels,
+            avg_down: self.avg_down.unwrap_or(v1d),
         })
     }
 
     /// Output channels of the four stages.
+    ///
+    /// # Errors
+    /// As [`Self::resolved`].
     pub fn out_channels(&self) -> Result<[usize; 4]> {
-        let (block, _) = self.resolved()?;
-        let e = if block == BlockKind::Bottleneck { 4 } else { 1 };
-        Ok(std::array::from_fn(|i| (self.base_width * e) << i))
+        let r = self.resolved()?;
+        let e = expansion(r.block);
+        Ok(std::array::from_fn(|i| (self.base_channels * e) << i))
     }
 
-    /// Builds the network (He-normal convs, BN weight 1 and bias 0).
+    /// Builds the network (He-normal convs, BN weight 1 and bias 0, zero DCN offsets).
+    ///
+    /// # Errors
+    /// As [`Self::resolved`].
     pub fn init(&self, device: &Device) -> Result<ResNet> {
-        let (block, layers) = self.resolved()?;
-        if self.base_width == 0 || layers.contains(&0) || self.frozen_stages > 4 {
-            return Err(ModelError::Input(
-                "backbone: base_width and layers must be positive, frozen_stages at most 4".into(),
-            ));
-        }
-        let w = self.base_width;
-        let (conv1, pool) = match self.stem {
-            StemKind::Torchvision => (
-                conv(3, w, 7, 2, device),
-                Some(
-                    MaxPool2dConfig::new([3, 3])
-                        .with_strides([2, 2])
-                        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                        .init(),
-                ),
-            ),
-            StemKind::Small => (conv(3, w, 3, 2, device), None),
+        let r = self.resolved()?;
+        let norm = |c: usize| {
+            let mut bn = BatchNormConfig::new(c).init(device);
+            if self.norm_eval {
+                bn.training = Param::from_bool(false);
+            }
+            bn
         };
-        let bn1 = BatchNormConfig::new(w).init(device);
-        let e = if block == BlockKind::Bottleneck { 4 } else { 1 };
-        let mut cin = w;
+        let sc = r.stem_channels;
+        let (mut conv1, mut bn1, mut stem) = (None, None, None);
+        let mut maxpool = Some(
+            MaxPool2dConfig::new([3, 3])
+                .with_strides([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(),
+        );
+        match r.stem {
+            StemKind::Torchvision => {
+                conv1 = Some(conv(3, sc, 7, 2, device));
+                bn1 = Some(norm(sc));
+            }
+            StemKind::Small => {
+                conv1 = Some(conv(3, sc, 3, 2, device));
+                bn1 = Some(norm(sc));
+                maxpool = None;
+            }
+            StemKind::Deep => {
+                let half = sc / 2;
+                stem = Some(DeepStem {
+                    convs: vec![
+                        conv(3, half, 3, 2, device),
+                        conv(half, half, 3, 1, device),
+                        conv(half, sc, 3, 1, device),
+                    ],
+                    norms: vec![norm(half), norm(half), norm(sc)],
+                });
+            }
+        }
+        let e = expansion(r.block);
+        let mut cin = sc;
         let mut stages = Vec::new();
-        for (i, &n) in layers.iter().enumerate() {
-            let width = w << i;
-            let first_stride = if i == 0 && self.stem == StemKind::Torchvision {
+        for (i, &n) in r.layers.iter().enumerate() {
+            let planes = self.base_channels << i;
+            let first_stride = if i == 0 && r.stem != StemKind::Small {
                 1
             } else {
                 2
             };
+            let dcn = self
+                .dcn
+                .as_ref()
+                .filter(|d| self.stage_with_dcn[i] && !d.fallback_on_stride);
             let blocks = (0..n)
                 .map(|b| {
-                    let stride = if b == 0 { first_stride } else { 1 };
-                    let blk = Block::new(block, cin, width, e, stride, device);
-                    cin = width * e;
+                    let spec = BlockSpec {
+                        kind: r.block,
+                        cin,
+                        planes,
+                        stride: if b == 0 { first_stride } else { 1 },
+                        avg_down: r.avg_down,
+                        dcn,
+                    };
+                    let blk = self.block(&spec, &norm, device);
+                    cin = planes * e;
                     blk
                 })
                 .collect();
@@ -139,31 +353,146 @@ impl ResNetConfig {
         let [layer1, layer2, layer3, layer4]: [Vec<Block>; 4] = stages
             .try_into()
             .map_err(|_| ModelError::Input("four stages".into()))?;
-        let mut net = ResNet {
+        let net = ResNet {
             conv1,
             bn1,
-            maxpool: pool,
+            stem,
+            maxpool,
             layer1,
             layer2,
             layer3,
             layer4,
             frozen_stages: self.frozen_stages,
+            avg_down: r.avg_down,
         };
-        if self.norm_eval {
-            net = net.map_norms(|bn| {
-                let mut bn = bn;
-                bn.training = Param::from_bool(false);
-                bn
-            });
-        }
         Ok(net.freeze_stages())
+    }
+
+    /// One residual block: torchvision's (`downsample` first, then `conv1..3`, the order that
+    /// keeps a seeded ResNet's initial weights as they were), ResNeXt's or ResNeSt's.
+    fn block(&self, s: &BlockSpec, norm: &impl Fn(usize) -> BatchNorm, device: &Device) -> Block {
+        let e = expansion(s.kind);
+        let cout = s.planes * e;
+        let (downsample_pool, downsample_conv, downsample_bn) = if s.stride != 1 || s.cin != cout {
+            let pool = (s.avg_down && s.stride > 1).then(|| {
+                AvgPool2dConfig::new([s.stride, s.stride])
+                    .with_strides([s.stride, s.stride])
+                    .with_ceil_mode(true)
+                    .with_count_include_pad(false)
+                    .init()
+            });
+            let conv_stride = if s.avg_down { 1 } else { s.stride };
+            (
+                pool,
+                Some(conv(s.cin, cout, 1, conv_stride, device)),
+                Some(norm(cout)),
+            )
+        } else {
+            (None, None, None)
+        };
+        let conv3x3 = |cin: usize, cout: usize, stride: usize, groups: usize| match s.dcn {
+            None => ConvOrDcn::Conv(grouped_conv(cin, cout, 3, stride, groups, device)),
+            Some(d) => {
+                let mut c = DeformConv2dConfig::new(cin, cout, 3);
+                c.modulated = d.kind == DcnKind::Dcnv2;
+                c.options = DeformConvOptions {
+                    stride: [stride; 2],
+                    padding: [1, 1],
+                    dilation: [1, 1],
+                    groups,
+                    deform_groups: d.deform_groups,
+                };
+                ConvOrDcn::Dcn(c.init(device))
+            }
+        };
+        let (conv1, bn1, conv2, bn2, avd, conv3, bn3) = match (s.kind, self.kind) {
+            (BlockKind::Basic, _) => {
+                let conv1 = conv(s.cin, s.planes, 3, s.stride, device);
+                let bn1 = norm(s.planes);
+                let conv2 = Conv2Layer::Conv(conv3x3(s.planes, s.planes, 1, 1));
+                (conv1, bn1, conv2, Some(norm(s.planes)), None, None, None)
+            }
+            (BlockKind::Bottleneck, kind) => {
+                let width =
+                    bottleneck_width(s.planes, self.groups, self.base_width, self.base_channels);
+                let conv1 = conv(s.cin, width, 1, 1, device);
+                let bn1 = norm(width);
+                let (conv2, bn2, avd) = if kind == BackboneKind::Resnest {
+                    let avd = self.avg_down_stride && s.stride > 1;
+                    let r = self.radix;
+                    let stride = if avd { 1 } else { s.stride };
+                    let inner = conv3x3(width, width * r, stride, self.groups * r);
+                    let inter = inter_channels(width, r, self.reduction_factor);
+                    let sa = SplitAttentionConv2d::new(
+                        inner,
+                        norm,
+                        width,
+                        inter,
+                        r,
+                        self.groups,
+                        device,
+                    );
+                    let pool = avd.then(|| {
+                        AvgPool2dConfig::new([3, 3])
+                            .with_strides([s.stride, s.stride])
+                            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                            .with_count_include_pad(true)
+                            .init()
+                    });
+                    (Conv2Layer::SplitAttention(sa), None, pool)
+                } else {
+                    let c = conv3x3(width, width, s.stride, self.groups);
+                    (Conv2Layer::Conv(c), Some(norm(width)), None)
+                };
+                let conv3 = conv(width, cout, 1, 1, device);
+                (conv1, bn1, conv2, bn2, avd, Some(conv3), Some(norm(cout)))
+            }
+        };
+        Block {
+            conv1,
+            bn1,
+            conv2,
+            bn2,
+            avd,
+            conv3,
+            bn3,
+            downsample_pool,
+            downsample_conv,
+            downsample_bn,
+        }
     }
 }
 
+/// What one block is built from.
+struct BlockSpec<'a> {
+    kind: BlockKind,
+    cin: usize,
+    planes: usize,
+    stride: usize,
+    avg_down: bool,
+    dcn: Option<&'a DcnConfig>,
+}
+
+fn expansion(block: BlockKind) -> usize {
+    if block == BlockKind::Bottleneck { 4 } else { 1 }
+}
+
 fn conv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Conv2d {
+    grouped_conv(cin, cout, k, stride, 1, device)
+}
+
+fn grouped_conv(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    groups: usize,
+    device: &Device,
+) -> Conv2d {
     Conv2dConfig::new([cin, cout], [k, k])
         .with_stride([stride, stride])
         .with_padding(PaddingConfig2d::Explicit(k / 2, k / 2, k / 2, k / 2))
+        .with_groups(groups)
         .with_bias(false)
         .with_initializer(Initializer::KaimingNormal {
             gain: 2f64.sqrt(),
@@ -172,104 +501,108 @@ fn conv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Co
         .init(device)
 }
 
-/// A basic or bottleneck residual block (torchvision names: `conv1..3`, `bn1..3`,
-/// `downsample` = 1x1 conv + BN).
+/// The 3x3 convolution of a block: plain or deformable (ResNet, ResNeXt) or split attention
+/// (ResNeSt). Parameter names stay mmdetection's (`conv2.weight`, `conv2.conv_offset.*`,
+/// `conv2.conv.*`, `conv2.fc1.*`, ...).
+#[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Conv2Layer {
+    Conv(ConvOrDcn),
+    SplitAttention(SplitAttentionConv2d),
+}
+
+/// A basic, bottleneck or split-attention residual block (torchvision names: `conv1..3`,
+/// `bn1..3`, `downsample` = [average pool,] 1x1 conv + BN).
 #[derive(Module, Debug)]
 pub struct Block {
     pub conv1: Conv2d,
     pub bn1: BatchNorm,
-    pub conv2: Conv2d,
-    pub bn2: BatchNorm,
+    pub conv2: Conv2Layer,
+    /// None for split attention, which norms inside.
+    pub bn2: Option<BatchNorm>,
+    /// ResNeSt's `avd_layer`: 3x3 average pool with the block's stride after the 3x3.
+    pub avd: Option<AvgPool2d>,
     pub conv3: Option<Conv2d>,
     pub bn3: Option<BatchNorm>,
+    /// `AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)` (`avg_down`).
+    pub downsample_pool: Option<AvgPool2d>,
     pub downsample_conv: Option<Conv2d>,
     pub downsample_bn: Option<BatchNorm>,
 }
 
 impl Block {
-    fn new(
-        kind: BlockKind,
-        cin: usize,
-        width: usize,
-        expansion: usize,
-        stride: usize,
-        device: &Device,
-    ) -> Self {
-        let cout = width * expansion;
-        let (downsample_conv, downsample_bn) = if stride != 1 || cin != cout {
-            (
-                Some(conv(cin, cout, 1, stride, device)),
-                Some(BatchNormConfig::new(cout).init(device)),
-            )
-        } else {
-            (None, None)
-        };
-        match kind {
-            BlockKind::Basic => Block {
-                conv1: conv(cin, width, 3, stride, device),
-                bn1: BatchNormConfig::new(width).init(device),
-                conv2: conv(width, width, 3, 1, device),
-                bn2: BatchNormConfig::new(width).init(device),
-                conv3: None,
-                bn3: None,
-                downsample_conv,
-                downsample_bn,
-            },
-            BlockKind::Bottleneck => Block {
-                conv1: conv(cin, width, 1, 1, device),
-                bn1: BatchNormConfig::new(width).init(device),
-                conv2: conv(width, width, 3, stride, device),
-                bn2: BatchNormConfig::new(width).init(device),
-                conv3: Some(conv(width, cout, 1, 1, device)),
-                bn3: Some(BatchNormConfig::new(cout).init(device)),
-                downsample_conv,
-                downsample_bn,
-            },
-        }
-    }
-
-    /// `[B, C_in, H, W]` -> `[B, C_out, H / stride, W / stride]`.
+    /// `[B, C_in, H, W]` -> `[B, C_out, H / stride, W / stride]` (rounded up).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let y = relu(self.bn1.forward(self.conv1.forward(x.clone())));
-        let mut y = self.bn2.forward(self.conv2.forward(y));
+        let mut y = match &self.conv2 {
+            Conv2Layer::Conv(c) => c.forward(y),
+            Conv2Layer::SplitAttention(sa) => sa.forward(y),
+        };
+        if let Some(bn2) = &self.bn2 {
+            y = bn2.forward(y);
+        }
+        if let Some(avd) = &self.avd {
+            y = avd.forward(y);
+        }
         if let (Some(c3), Some(b3)) = (&self.conv3, &self.bn3) {
-            y = b3.forward(c3.forward(relu(y)));
+            // After a plain 3x3 the ReLU is the block's; split attention ends in its own.
+            if self.bn2.is_some() {
+                y = relu(y);
+            }
+            y = b3.forward(c3.forward(y));
         }
         let identity = match (&self.downsample_conv, &self.downsample_bn) {
-            (Some(c), Some(b)) => b.forward(c.forward(x)),
+            (Some(c), Some(b)) => {
+                let x = match &self.downsample_pool {
+                    Some(p) => p.forward(x),
+                    None => x,
+                };
+                b.forward(c.forward(x))
+            }
             _ => x,
         };
         relu(y + identity)
     }
+}
 
-    fn map_norms(self, f: &impl Fn(BatchNorm) -> BatchNorm) -> Self {
-        Block {
-            bn1: f(self.bn1),
-            bn2: f(self.bn2),
-            bn3: self.bn3.map(f),
-            downsample_bn: self.downsample_bn.map(f),
-            ..self
-        }
-    }
+/// ResNet-v1c/d's deep stem: `convs[i]` then `norms[i]` and ReLU, three times (mmdetection's
+/// `stem.0/1, 3/4, 6/7`; timm's `conv1.0/1, 3/4, 6` and `bn1`).
+#[derive(Module, Debug)]
+pub struct DeepStem {
+    pub convs: Vec<Conv2d>,
+    pub norms: Vec<BatchNorm>,
 }
 
 /// ResNet body returning the outputs of its four stages.
 #[derive(Module, Debug)]
 pub struct ResNet {
-    pub conv1: Conv2d,
-    pub bn1: BatchNorm,
+    /// The single-conv stem (torchvision's and the small one); None with a deep stem.
+    pub conv1: Option<Conv2d>,
+    pub bn1: Option<BatchNorm>,
+    pub stem: Option<DeepStem>,
     pub maxpool: Option<MaxPool2d>,
     pub layer1: Vec<Block>,
     pub layer2: Vec<Block>,
     pub layer3: Vec<Block>,
     pub layer4: Vec<Block>,
     pub frozen_stages: usize,
+    /// Shortcuts start with an average pool (their conv is then `downsample.1`).
+    pub avg_down: bool,
 }
 
 impl ResNet {
-    /// `images` `[B, 3, H, W]` -> four maps `[B, C_i, H / s_i, W / s_i]`, `s_i` = 4, 8, 16, 32.
+    /// `images` `[B, 3, H, W]` -> four maps `[B, C_i, H / s_i, W / s_i]`, `s_i` = 4, 8, 16, 32
+    /// (rounded up).
     pub fn forward(&self, images: Tensor<4>) -> Vec<Tensor<4>> {
-        let mut x = relu(self.bn1.forward(self.conv1.forward(images)));
+        let mut x = images;
+        if let (Some(c), Some(b)) = (&self.conv1, &self.bn1) {
+            x = relu(b.forward(c.forward(x)));
+        }
+        if let Some(stem) = &self.stem {
+            for (c, n) in stem.convs.iter().zip(&stem.norms) {
+                x = relu(n.forward(c.forward(x)));
+            }
+        }
         if let Some(p) = &self.maxpool {
             x = p.forward(x);
         }
@@ -290,15 +623,12 @@ impl ResNet {
         outs
     }
 
-    fn map_norms(self, f: impl Fn(BatchNorm) -> BatchNorm) -> Self {
-        let stage = |s: Vec<Block>| s.into_iter().map(|b| b.map_norms(&f)).collect();
-        ResNet {
-            bn1: f(self.bn1),
-            layer1: stage(self.layer1),
-            layer2: stage(self.layer2),
-            layer3: stage(self.layer3),
-            layer4: stage(self.layer4),
-            ..self
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        match (&self.conv1, &self.stem) {
+            (Some(c), _) => c.weight.device(),
+            (None, Some(s)) if !s.convs.is_empty() => s.convs[0].weight.device(),
+            _ => self.layer1[0].conv1.weight.device(),
         }
     }
 
@@ -315,8 +645,9 @@ impl ResNet {
             }
         };
         ResNet {
-            conv1: self.conv1.freeze(),
-            bn1: self.bn1.freeze(),
+            conv1: self.conv1.map(|c| c.freeze()),
+            bn1: self.bn1.map(|b| b.freeze()),
+            stem: self.stem.map(|s| s.freeze()),
             layer1: freeze(self.layer1, 1),
             layer2: freeze(self.layer2, 2),
             layer3: freeze(self.layer3, 3),
@@ -348,11 +679,11 @@ mod tests {
                     depth: 0,
                     block: BlockKind::Basic,
                     layers: [1, 1, 1, 1],
-                    base_width: 8,
-                    stem: StemKind::Small,
+                    base_channels: 8,
+                    stem: Some(StemKind::Small),
                     frozen_stages: 0,
                     norm_eval: false,
-                    init: String::new(),
+                    ..Default::default()
                 },
                 [8, 16, 32, 64],
             ),

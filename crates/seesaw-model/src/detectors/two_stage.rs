@@ -248,7 +248,7 @@ impl Detector {
 
     /// The device the parameters live on.
     pub fn device(&self) -> Device {
-        self.backbone.conv1.weight.device()
+        self.backbone.device()
     }
 
     /// Every stateful part's loss state, by name (`roi_head.bbox_head.0.loss_cls`, ...).

@@ -1,8 +1,10 @@
 //! Layers: one module per file.
 
+pub mod deform_conv;
 pub mod normed_conv2d;
 pub mod normed_linear;
 
+pub use deform_conv::{ConvOrDcn, DeformConv2d, DeformConv2dConfig};
 pub use normed_conv2d::{NormedConv2d, NormedConv2dConfig};
 pub use normed_linear::{NormedLinear, NormedLinearConfig};
 

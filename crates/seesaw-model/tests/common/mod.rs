@@ -18,11 +18,11 @@ pub fn tiny(loss: &str) -> DetectorConfig {
         depth: 0,
         block: BlockKind::Basic,
         layers: [1, 1, 1, 1],
-        base_width: 8,
-        stem: StemKind::Small,
+        base_channels: 8,
+        stem: Some(StemKind::Small),
         frozen_stages: 0,
         norm_eval: false,
-        init: String::new(),
+        ..Default::default()
     };
     c.neck.out_channels = 16;
     c.bbox_head.fc_channels = 32;

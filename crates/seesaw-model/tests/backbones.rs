@@ -1,0 +1,171 @@
+//! The ResNet family against PyTorch at 1e-4, from checkpoints in each source's names (fixtures
+//! made by tests/fixtures/weights/make_backbones.py with torch 2.15, torchvision 0.29.2 and timm
+//! 1.0.31): torchvision's ResNeXt, timm's ResNeSt (deep stem, average-pool shortcuts, split
+//! attention, `avd` pooling on odd map sizes), and mmdetection's ResNeSt and ResNeXt with DCNv2
+//! in stages c3-c5 (the latter with two deform groups).
+
+use std::path::PathBuf;
+
+use burn::tensor::{Device, Tensor};
+use seesaw_model::backbones::{BackboneKind, DcnConfig, ResNetConfig, StemKind};
+use seesaw_model::weights::{self, WeightsFile};
+
+fn open(name: &str) -> WeightsFile {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/weights")
+        .join(name);
+    WeightsFile::open(&path).expect("fixture opens")
+}
+
+fn max_rel_diff(got: Tensor<4>, want: Tensor<4>) -> f32 {
+    assert_eq!(got.dims(), want.dims(), "shape");
+    let g = got.into_data().try_to_vec::<f32>().expect("f32");
+    let w = want.into_data().try_to_vec::<f32>().expect("f32");
+    g.iter()
+        .zip(&w)
+        .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+        .fold(0f32, f32::max)
+}
+
+/// Loads `file` into the backbone `cfg` builds and compares the four stage outputs.
+fn check(cfg: ResNetConfig, file: &str, outputs: &str) {
+    let device = Device::flex();
+    let mut net = cfg.init(&device).expect("config");
+    let report = weights::load_backbone(&mut net, &open(file), false).expect("loads");
+    assert!(report.is_complete(), "{file}: {report:?}");
+    let out = open(outputs);
+    let input = Tensor::<4>::from_data(out.data("input").expect("input"), &device);
+    for (i, got) in net.forward(input).into_iter().enumerate() {
+        let name = format!("c{}", i + 2);
+        let want = Tensor::<4>::from_data(out.data(&name).expect("stage"), &device);
+        let d = max_rel_diff(got, want);
+        assert!(d < 1e-4, "{file} {name}: worst relative difference {d}");
+    }
+}
+
+/// The fixtures' widths: stage planes 8, 16, 32, 64; blocks [2, 1, 1, 1]; BN in eval mode.
+fn small(kind: BackboneKind) -> ResNetConfig {
+    ResNetConfig {
+        kind,
+        depth: 0,
+        layers: [2, 1, 1, 1],
+        base_channels: 8,
+        frozen_stages: 0,
+        norm_eval: true,
+        ..Default::default()
+    }
+}
+
+fn resnext() -> ResNetConfig {
+    // torchvision's width_per_group 32 at its hard-coded 64 base is mmdetection's base_width 4
+    // at base_channels 8: 3x3 widths 16, 32, 64, 128 in 4 groups.
+    ResNetConfig {
+        groups: 4,
+        base_width: 4,
+        ..small(BackboneKind::Resnext)
+    }
+}
+
+fn resnest() -> ResNetConfig {
+    ResNetConfig {
+        stem_channels: Some(8),
+        ..small(BackboneKind::Resnest)
+    }
+}
+
+#[test]
+fn torchvision_resnext_matches_pytorch() {
+    check(resnext(), "tv_resnext.pth", "tv_resnext_out.safetensors");
+}
+
+#[test]
+fn timm_resnest_matches_pytorch() {
+    let cfg = resnest();
+    let r = cfg.resolved().expect("resolves");
+    assert_eq!((r.stem, r.avg_down), (StemKind::Deep, true));
+    check(cfg, "timm_resnest.pth", "timm_resnest_out.safetensors");
+}
+
+#[test]
+fn mmdet_resnest_with_dcnv2_matches_pytorch() {
+    let cfg = ResNetConfig {
+        dcn: Some(DcnConfig::default()),
+        ..resnest()
+    };
+    check(
+        cfg,
+        "mmdet_resnest_dcn.pth",
+        "mmdet_resnest_dcn_out.safetensors",
+    );
+}
+
+#[test]
+fn mmdet_resnext_with_dcnv2_and_two_deform_groups_matches_pytorch() {
+    let cfg = ResNetConfig {
+        dcn: Some(DcnConfig {
+            deform_groups: 2,
+            ..Default::default()
+        }),
+        ..resnext()
+    };
+    check(
+        cfg,
+        "mmdet_resnext_dcn.pth",
+        "mmdet_resnext_dcn_out.safetensors",
+    );
+}
+
+#[test]
+fn a_checkpoint_of_another_member_is_refused_by_name() {
+    // timm's ResNeSt does not fit a ResNeXt: the deep stem's names are missing from ours.
+    let device = Device::flex();
+    let mut net = resnext().init(&device).expect("config");
+    let err = weights::load_backbone(&mut net, &open("timm_resnest.pth"), false)
+        .expect_err("does not fit");
+    let msg = err.to_string();
+    assert!(msg.contains("unexpected: conv1.0.weight"), "{msg}");
+    assert!(msg.contains("missing: conv1.weight"), "{msg}");
+}
+
+#[test]
+fn settings_of_another_member_are_errors_naming_the_field() {
+    let device = Device::flex();
+    for (cfg, field) in [
+        (
+            ResNetConfig {
+                groups: 32,
+                ..Default::default()
+            },
+            "model.backbone.groups",
+        ),
+        (
+            ResNetConfig {
+                radix: 4,
+                ..Default::default()
+            },
+            "model.backbone.radix",
+        ),
+        (
+            ResNetConfig {
+                depth: 200,
+                ..Default::default()
+            },
+            "model.backbone.depth",
+        ),
+    ] {
+        let err = cfg.init(&device).expect_err("refused").to_string();
+        assert!(err.starts_with(field), "{err}");
+    }
+    // ResNeSt-200 and -269 exist.
+    for depth in [200, 269] {
+        let cfg = ResNetConfig {
+            kind: BackboneKind::Resnest,
+            depth,
+            ..Default::default()
+        };
+        assert_eq!(
+            cfg.out_channels().expect("resolves"),
+            [256, 512, 1024, 2048]
+        );
+    }
+}
