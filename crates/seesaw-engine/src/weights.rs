@@ -16,7 +16,8 @@ use crate::error::{EngineError, Result};
 use crate::train::load_for_inference;
 
 /// Loads `model.backbone.init` (when set) into `model`'s backbone; every backbone tensor must
-/// be found (the ImageNet classifier and BN counters are ignored).
+/// be found (the ImageNet classifier and BN counters are ignored), DCN offset convolutions
+/// excepted (they start at zero, as in mmdetection).
 pub fn init_backbone(cfg: &Config, model: &mut Detector) -> Result<Option<LoadReport>> {
     let path = &cfg.model.backbone.init;
     if path.is_empty() {
@@ -33,6 +34,12 @@ pub fn init_backbone(cfg: &Config, model: &mut Detector) -> Result<Option<LoadRe
     let file = WeightsFile::open(file)?;
     let report = weights::load_backbone(&mut model.backbone, &file, false)?;
     tracing::info!("backbone: {} tensors from {path}", report.loaded);
+    if !report.initialised.is_empty() {
+        tracing::info!(
+            "backbone: {} DCN offset tensors not in {path} keep their zero initialisation",
+            report.initialised.len()
+        );
+    }
     Ok(Some(report))
 }
 

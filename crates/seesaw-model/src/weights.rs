@@ -165,6 +165,10 @@ impl WeightsFile {
 pub struct LoadReport {
     /// Tensors loaded.
     pub loaded: usize,
+    /// DCN offset convolutions (`conv_offset`) a backbone file lacks: they keep their zero
+    /// initialisation, as mmdetection's non-strict `init_cfg` leaves them (ImageNet
+    /// checkpoints have none).
+    pub initialised: Vec<String>,
     /// Our tensors the file lacks, by the file's name for them.
     pub missing: Vec<String>,
     /// File tensors nothing of ours takes (bookkeeping such as `num_batches_tracked` and
@@ -341,6 +345,21 @@ fn ignored(layout: Layout, name: &str) -> bool {
         || (layout == Layout::Torchvision && (name == "fc.weight" || name == "fc.bias"))
 }
 
+/// The error of a file that does not fit, listing what is wrong.
+fn misfit(path: &Path, report: &LoadReport) -> ModelError {
+    weights_error(
+        path,
+        format!(
+            "does not fit the model ({} missing, {} unexpected, {} mis-shaped; \
+             --allow-partial loads what fits):\n  {}",
+            report.missing.len(),
+            report.unexpected.len(),
+            report.mismatched.len(),
+            report.problems(20).join("\n  ")
+        ),
+    )
+}
+
 /// Loads `file` into `module` under `naming`. Unless `allow_partial`, a missing, unexpected
 /// or mis-shaped tensor is an error naming every one of them; with it they are left as they
 /// were (and reported).
@@ -382,17 +401,7 @@ pub fn load<M: ModuleSnapshot>(
         .cloned()
         .collect();
     if !allow_partial && !report.is_complete() {
-        return Err(weights_error(
-            &file.path,
-            format!(
-                "does not fit the model ({} missing, {} unexpected, {} mis-shaped; \
-                 --allow-partial loads what fits):\n  {}",
-                report.missing.len(),
-                report.unexpected.len(),
-                report.mismatched.len(),
-                report.problems(20).join("\n  ")
-            ),
-        ));
+        return Err(misfit(&file.path, &report));
     }
     // Half-precision files load as float32: burn's applier keeps a source's width otherwise.
     let adapter = PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32));
@@ -408,8 +417,13 @@ pub fn load<M: ModuleSnapshot>(
     Ok(report)
 }
 
-/// Loads a torchvision or timm checkpoint (or an mmdetection one's `backbone.*`) into
-/// `backbone`.
+/// Loads a torchvision or timm checkpoint (or an mmdetection one's `backbone.*`, or
+/// open-mmlab's ImageNet weights in mmdetection's names) into `backbone`. DCN offset
+/// convolutions the file lacks keep their zero initialisation ([`LoadReport::initialised`]).
+///
+/// # Errors
+/// [`ModelError::Weights`] naming every tensor that is missing, unexpected or mis-shaped
+/// (unless `allow_partial`).
 pub fn load_backbone(
     backbone: &mut ResNet,
     file: &WeightsFile,
@@ -417,28 +431,43 @@ pub fn load_backbone(
 ) -> Result<LoadReport> {
     // An mmdetection checkpoint holds the backbone under `backbone.`; take just that part.
     let prefixed = file.tensors.keys().any(|k| k.starts_with("backbone."));
-    if !prefixed {
-        let naming = Naming::backbone(Layout::Torchvision, backbone);
-        return load(backbone, file, &naming, allow_partial);
-    }
-    let tensors = file
-        .tensors
-        .iter()
-        .filter_map(|(k, t)| {
-            k.strip_prefix("backbone.").map(|rest| {
-                let mut t = t.clone();
-                t.name = rest.to_string();
-                (rest.to_string(), t)
+    let tensors: BTreeMap<String, PackTensor> = if prefixed {
+        file.tensors
+            .iter()
+            .filter_map(|(k, t)| {
+                k.strip_prefix("backbone.").map(|rest| {
+                    let mut t = t.clone();
+                    t.name = rest.to_string();
+                    (rest.to_string(), t)
+                })
             })
-        })
-        .collect();
+            .collect()
+    } else {
+        file.tensors.clone()
+    };
+    // mmdetection names a deep stem `stem.*` (timm `conv1.*`); everything else is shared.
+    let layout = if tensors.keys().any(|k| k.starts_with("stem.")) {
+        Layout::Mmdet
+    } else {
+        Layout::Torchvision
+    };
+    let naming = Naming::backbone(layout, backbone);
     let sub = WeightsFile {
         path: file.path.clone(),
         top_level_key: file.top_level_key.clone(),
         tensors,
     };
-    let naming = Naming::backbone(Layout::Mmdet, backbone);
-    load(backbone, &sub, &naming, allow_partial)
+    // DCN offsets absent from the file are expected: load what there is, then judge the rest.
+    let mut report = load(backbone, &sub, &naming, true)?;
+    let (offsets, missing): (Vec<String>, Vec<String>) = std::mem::take(&mut report.missing)
+        .into_iter()
+        .partition(|name| name.contains(".conv_offset."));
+    report.missing = missing;
+    report.initialised = offsets;
+    if !allow_partial && !report.is_complete() {
+        return Err(misfit(&file.path, &report));
+    }
+    Ok(report)
 }
 
 /// Our tensors under `naming`'s names, in PyTorch's layout (Linear weights `[out, in]`).

@@ -4,11 +4,12 @@
 //! attention, `avd` pooling on odd map sizes), and mmdetection's ResNeSt and ResNeXt with DCNv2
 //! in stages c3-c5 (the latter with two deform groups).
 
+mod common;
 use std::path::PathBuf;
 
 use burn::tensor::{Device, Tensor};
-use seesaw_model::backbones::{BackboneKind, DcnConfig, ResNetConfig, StemKind};
-use seesaw_model::weights::{self, WeightsFile};
+use seesaw_model::backbones::{BackboneKind, DcnConfig, DcnKind, ResNetConfig, StemKind};
+use seesaw_model::weights::{self, Layout, Naming, WeightsFile};
 
 fn open(name: &str) -> WeightsFile {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -68,7 +69,7 @@ fn resnext() -> ResNetConfig {
 
 fn resnest() -> ResNetConfig {
     ResNetConfig {
-        stem_channels: Some(8),
+        stem_channels: 8,
         ..small(BackboneKind::Resnest)
     }
 }
@@ -89,7 +90,10 @@ fn timm_resnest_matches_pytorch() {
 #[test]
 fn mmdet_resnest_with_dcnv2_matches_pytorch() {
     let cfg = ResNetConfig {
-        dcn: Some(DcnConfig::default()),
+        dcn: DcnConfig {
+            kind: DcnKind::Dcnv2,
+            ..Default::default()
+        },
         ..resnest()
     };
     check(
@@ -102,10 +106,11 @@ fn mmdet_resnest_with_dcnv2_matches_pytorch() {
 #[test]
 fn mmdet_resnext_with_dcnv2_and_two_deform_groups_matches_pytorch() {
     let cfg = ResNetConfig {
-        dcn: Some(DcnConfig {
+        dcn: DcnConfig {
+            kind: DcnKind::Dcnv2,
             deform_groups: 2,
             ..Default::default()
-        }),
+        },
         ..resnext()
     };
     check(
@@ -168,4 +173,88 @@ fn settings_of_another_member_are_errors_naming_the_field() {
             [256, 512, 1024, 2048]
         );
     }
+}
+
+#[test]
+fn imagenet_weights_fill_a_dcn_backbone_whose_offsets_start_at_zero() {
+    // timm's ResNeSt has no conv_offset: as mmdetection's non-strict init, those stay zero and
+    // the network computes what the plain one does with every mask 0.5 in c3-c5.
+    let device = Device::flex();
+    let cfg = ResNetConfig {
+        dcn: DcnConfig {
+            kind: DcnKind::Dcnv2,
+            ..Default::default()
+        },
+        ..resnest()
+    };
+    let mut net = cfg.init(&device).expect("config");
+    let report = weights::load_backbone(&mut net, &open("timm_resnest.pth"), false)
+        .expect("offsets may be missing");
+    assert!(report.is_complete(), "{report:?}");
+    // Stages 2-4 have one block each: two offset tensors (weight, bias) per block.
+    assert_eq!(report.initialised.len(), 6, "{report:?}");
+    assert!(
+        report
+            .initialised
+            .iter()
+            .all(|n| n.starts_with("layer") && n.contains("conv2.conv.conv_offset.")),
+        "{report:?}"
+    );
+    let out = open("timm_resnest_out.safetensors");
+    let input = Tensor::<4>::from_data(out.data("input").expect("input"), &device);
+    let outs = net.forward(input);
+    // Stage 1 has no DCN: it matches timm exactly.
+    let c2 = Tensor::<4>::from_data(out.data("c2").expect("c2"), &device);
+    assert!(max_rel_diff(outs[0].clone(), c2) < 1e-4);
+}
+
+#[test]
+fn a_detector_exports_the_backbone_in_mmdetection_names_and_loads_back() {
+    // The whole-detector naming (`seesaw weights convert/export --to mmdet`) gives the
+    // backbone exactly the names of mmdetection's ResNeSt + DCNv2 checkpoint.
+    let device = Device::flex();
+    let mut cfg = common::tiny("seesaw");
+    cfg.backbone = ResNetConfig {
+        dcn: DcnConfig {
+            kind: DcnKind::Dcnv2,
+            ..Default::default()
+        },
+        ..resnest()
+    };
+    let mut det = cfg.init(&device).expect("config");
+    let file = open("mmdet_resnest_dcn.pth");
+    weights::load_backbone(&mut det.backbone, &file, false).expect("backbone loads");
+    let naming = Naming::detector(Layout::Mmdet, &det);
+    let tensors = weights::export(&det, &naming).expect("export");
+    let mut exported: Vec<String> = tensors
+        .iter()
+        .map(|(n, _)| n.clone())
+        .filter(|n| n.starts_with("backbone."))
+        .collect();
+    exported.sort();
+    let mut want: Vec<String> = file
+        .infos()
+        .into_iter()
+        .map(|t| t.name)
+        .filter(|n| !n.ends_with("num_batches_tracked"))
+        .collect();
+    want.sort();
+    assert_eq!(exported, want);
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("det.safetensors");
+    weights::write_safetensors(&path, tensors, Default::default()).expect("write");
+    let mut again = cfg.init(&device).expect("config");
+    let report = weights::load(
+        &mut again,
+        &WeightsFile::open(&path).expect("reads"),
+        &naming,
+        false,
+    )
+    .expect("loads back");
+    assert!(report.is_complete(), "{report:?}");
+    let out = open("mmdet_resnest_dcn_out.safetensors");
+    let input = Tensor::<4>::from_data(out.data("input").expect("input"), &device);
+    let c5 = again.backbone.forward(input).pop().expect("c5");
+    let want = Tensor::<4>::from_data(out.data("c5").expect("c5"), &device);
+    assert!(max_rel_diff(c5, want) < 1e-4);
 }

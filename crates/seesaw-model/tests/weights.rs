@@ -53,7 +53,7 @@ fn small_resnet() -> ResNetConfig {
         block: BlockKind::Bottleneck,
         layers: [2, 1, 1, 1],
         base_channels: 8,
-        stem: Some(StemKind::Torchvision),
+        stem: StemKind::Torchvision,
         frozen_stages: 1,
         norm_eval: true,
         ..Default::default()

@@ -67,21 +67,24 @@ pub enum BackboneKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DcnKind {
+    /// Plain convolutions (mmdetection's `dcn=None`).
+    #[default]
+    None,
     /// DCNv1 (`DCN`): offsets only.
     #[serde(alias = "DCN")]
     Dcn,
     /// DCNv2 (`DCNv2`): offsets and a modulation mask.
-    #[default]
     #[serde(alias = "DCNv2")]
     Dcnv2,
 }
 
 /// mmdetection's `dcn=dict(type='DCNv2', deform_groups=1, fallback_on_stride=False)`: the 3x3
-/// convolution of every block of the stages `stage_with_dcn` picks becomes deformable.
+/// convolution of every block of the stages `stage_with_dcn` picks becomes deformable
+/// (`dcn = { type = "dcnv2" }` in a config).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DcnConfig {
-    /// Default `dcnv2`.
+    /// Default `none`.
     #[serde(rename = "type")]
     pub kind: DcnKind,
     /// Offset groups. Default 1.
@@ -93,7 +96,7 @@ pub struct DcnConfig {
 impl Default for DcnConfig {
     fn default() -> Self {
         Self {
-            kind: DcnKind::Dcnv2,
+            kind: DcnKind::None,
             deform_groups: 1,
             fallback_on_stride: false,
         }
@@ -117,13 +120,15 @@ pub struct ResNetConfig {
     /// Planes of stage 1 (doubling per stage; output channels are 4x for bottlenecks).
     /// Default 64.
     pub base_channels: usize,
-    /// Output channels of the stem. Default: `base_channels` (ResNeSt-101 and deeper use 128).
-    pub stem_channels: Option<usize>,
-    /// Default: `deep` for `resnetv1d` and `resnest`, else `torchvision`.
-    pub stem: Option<StemKind>,
+    /// Output channels of the stem; 0 is `base_channels` (ResNeSt-101 and deeper use 128).
+    /// Default 0.
+    pub stem_channels: usize,
+    /// Default `torchvision`; `resnetv1d` and `resnest` always use `deep` (mmdetection's
+    /// `ResNetV1d` fixes `deep_stem=True`).
+    pub stem: StemKind,
     /// Average-pool downsampling in the shortcut (`AvgPool2d(stride, ceil_mode)` then a
-    /// stride-1 1x1 conv). Default: true for `resnetv1d` and `resnest`, else false.
-    pub avg_down: Option<bool>,
+    /// stride-1 1x1 conv). Default false; `resnetv1d` and `resnest` always use it.
+    pub avg_down: bool,
     /// Groups of the 3x3 convs (ResNeXt's cardinality). Default 1.
     pub groups: usize,
     /// ResNeXt's width per group at stage 1 (see [`bottleneck_width`]). Default 4.
@@ -135,8 +140,8 @@ pub struct ResNetConfig {
     /// ResNeSt: a strided block's 3x3 runs at stride 1 followed by a 3x3 average pool with the
     /// stride. Default true.
     pub avg_down_stride: bool,
-    /// Deformable 3x3 convolutions; None keeps them plain. Default None.
-    pub dcn: Option<DcnConfig>,
+    /// Deformable 3x3 convolutions. Default plain (`type = "none"`).
+    pub dcn: DcnConfig,
     /// Stages (c2..c5) whose blocks take `dcn`. Default `[false, true, true, true]`.
     pub stage_with_dcn: [bool; 4],
     /// Stages whose parameters are frozen: 0 none, 1 the stem and stage 1 (mmdetection's
@@ -158,15 +163,15 @@ impl Default for ResNetConfig {
             block: BlockKind::Bottleneck,
             layers: [3, 4, 6, 3],
             base_channels: 64,
-            stem_channels: None,
-            stem: None,
-            avg_down: None,
+            stem_channels: 0,
+            stem: StemKind::Torchvision,
+            avg_down: false,
             groups: 1,
             base_width: 4,
             radix: 2,
             reduction_factor: 4,
             avg_down_stride: true,
-            dcn: None,
+            dcn: DcnConfig::default(),
             stage_with_dcn: [false, true, true, true],
             frozen_stages: 1,
             norm_eval: true,
@@ -241,20 +246,21 @@ impl ResNetConfig {
             );
         }
         let v1d = matches!(kind, BackboneKind::Resnetv1d | BackboneKind::Resnest);
-        let stem = self.stem.unwrap_or(if v1d {
-            StemKind::Deep
+        if v1d && self.stem == StemKind::Small {
+            return bad(format!("stem: type {kind:?} has the deep stem"));
+        }
+        let stem = if v1d { StemKind::Deep } else { self.stem };
+        let stem_channels = if self.stem_channels == 0 {
+            self.base_channels
         } else {
-            StemKind::Torchvision
-        });
-        let stem_channels = self.stem_channels.unwrap_or(self.base_channels);
+            self.stem_channels
+        };
         if stem_channels == 0 || (stem == StemKind::Deep && stem_channels % 2 != 0) {
             return bad(format!(
                 "stem_channels: {stem_channels} (a deep stem needs an even, positive number)"
             ));
         }
-        if let Some(d) = &self.dcn
-            && d.deform_groups == 0
-        {
+        if self.dcn.kind != DcnKind::None && self.dcn.deform_groups == 0 {
             return bad("dcn.deform_groups must be positive".to_string());
         }
         Ok(Resolved {
@@ -262,7 +268,7 @@ impl ResNetConfig {
             layers,
             stem,
             stem_channels,
-            avg_down: self.avg_down.unwrap_or(v1d),
+            avg_down: self.avg_down || v1d,
         })
     }
 
@@ -329,10 +335,9 @@ impl ResNetConfig {
             } else {
                 2
             };
-            let dcn = self
-                .dcn
-                .as_ref()
-                .filter(|d| self.stage_with_dcn[i] && !d.fallback_on_stride);
+            let dcn = Some(&self.dcn).filter(|d| {
+                d.kind != DcnKind::None && self.stage_with_dcn[i] && !d.fallback_on_stride
+            });
             let blocks = (0..n)
                 .map(|b| {
                     let spec = BlockSpec {
@@ -680,7 +685,7 @@ mod tests {
                     block: BlockKind::Basic,
                     layers: [1, 1, 1, 1],
                     base_channels: 8,
-                    stem: Some(StemKind::Small),
+                    stem: StemKind::Small,
                     frozen_stages: 0,
                     norm_eval: false,
                     ..Default::default()

@@ -19,7 +19,7 @@ pub fn tiny(loss: &str) -> DetectorConfig {
         block: BlockKind::Basic,
         layers: [1, 1, 1, 1],
         base_channels: 8,
-        stem: Some(StemKind::Small),
+        stem: StemKind::Small,
         frozen_stages: 0,
         norm_eval: false,
         ..Default::default()
