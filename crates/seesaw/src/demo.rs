@@ -5,7 +5,8 @@
 //! seed, data order and budget (cross-entropy, then Seesaw Loss + NormedLinear), evaluates both
 //! on the validation split and prints one table of box and mask AP, APr, APc, APf. It prints
 //! only what it computed. `--detector` picks other RoI heads (cascade, htc, htc_lite; several
-//! compare them) and `--loss` the losses each is trained with.
+//! compare them), `--loss` the losses each is trained with and `--backbone` the demo-sized
+//! backbone (the basic-block ResNet, a ResNeXt, a ResNeSt, or the ResNet with DCNv2).
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +15,7 @@ use std::io::IsTerminal;
 use std::time::Instant;
 
 use anyhow::{Result, anyhow};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use seesaw_data::{DatasetStats, Frequency};
 use seesaw_engine::Config;
 use seesaw_engine::data::Split;
@@ -50,9 +51,61 @@ pub struct DemoArgs {
     /// seesaw; Seesaw with NormedLinear, the rest with a linear classifier).
     #[arg(long, value_delimiter = ',', default_value = "ce,seesaw")]
     pub loss: Vec<String>,
+    /// The demo-sized backbone every run uses (configs/demo_mask_rcnn_seesaw_<name>.toml).
+    #[arg(long, value_enum, default_value_t = DemoBackbone::Resnet)]
+    pub backbone: DemoBackbone,
     /// cpu (default), cuda or cuda:N (a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
+}
+
+/// The demo's backbones: each keeps the demo network's output widths (32 to 256) and strides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DemoBackbone {
+    /// One basic block per stage, widths 32 to 256, the small stem.
+    Resnet,
+    /// One bottleneck per stage with 3x3 convs in 4 groups (base_width 4).
+    Resnext,
+    /// One split-attention bottleneck per stage (radix 2), deep stem, average-pool shortcuts.
+    Resnest,
+    /// The ResNet with DCNv2 in stages c3-c5.
+    Dcnv2,
+}
+
+impl DemoBackbone {
+    /// Config overrides onto the demo's recipe; `configs/demo_mask_rcnn_seesaw_<name>.toml`
+    /// holds the same keys.
+    pub fn overrides(self) -> Vec<String> {
+        let keys: &[&str] = match self {
+            DemoBackbone::Resnet => &[],
+            DemoBackbone::Resnext => &[
+                "type=\"resnext\"",
+                "block=\"bottleneck\"",
+                "base_channels=8",
+                "stem_channels=32",
+                "groups=4",
+                "base_width=4",
+            ],
+            DemoBackbone::Resnest => &[
+                "type=\"resnest\"",
+                "stem=\"deep\"",
+                "block=\"bottleneck\"",
+                "base_channels=8",
+                "stem_channels=32",
+            ],
+            DemoBackbone::Dcnv2 => &["dcn.type=\"dcnv2\""],
+        };
+        keys.iter().map(|k| format!("model.backbone.{k}")).collect()
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            DemoBackbone::Resnet => "resnet",
+            DemoBackbone::Resnext => "resnext",
+            DemoBackbone::Resnest => "resnest",
+            DemoBackbone::Dcnv2 => "dcnv2",
+        }
+    }
 }
 
 impl DemoArgs {
@@ -123,10 +176,11 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         println!("wrote {}", file.display());
     }
 
-    let plan = demo_runs(&a.detector, &a.loss)?;
+    let plan = demo_runs(&a.detector, &a.loss, a.backbone)?;
     println!(
-        "== 3. {}: {} ({iters} iterations each, same seed and data order) ==",
+        "== 3. {} on the demo's {}: {} ({iters} iterations each, same seed and data order) ==",
         a.detector.join(", "),
+        a.backbone.name(),
         a.loss.join(" against "),
         iters = a.iters()
     );
@@ -304,7 +358,11 @@ struct Run {
 /// The demo configs of every (detector, loss) pair, named `loss` when one detector is asked
 /// for and `detector-loss` otherwise. The cascade kinds take the Mask R-CNN demo recipe with
 /// the settings of mmdetection's cascade configs ([`cascade_overrides`]).
-pub fn demo_runs(detectors: &[String], losses: &[String]) -> Result<Vec<(String, Config)>> {
+pub fn demo_runs(
+    detectors: &[String],
+    losses: &[String],
+    backbone: DemoBackbone,
+) -> Result<Vec<(String, Config)>> {
     let mut plan = Vec::new();
     for d in detectors {
         let kind: DetectorKind = d.parse()?;
@@ -322,6 +380,7 @@ pub fn demo_runs(detectors: &[String], losses: &[String]) -> Result<Vec<(String,
             if kind.is_cascade() {
                 sets.extend(cascade_overrides());
             }
+            sets.extend(backbone.overrides());
             let cfg = Config::from_toml(text, Path::new(file), &sets)?;
             let name = if detectors.len() == 1 {
                 kind_l.name().to_string()
@@ -372,13 +431,23 @@ mod tests {
     #[test]
     fn demo_runs_name_and_configure_each_pair() {
         let ds = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let plan = demo_runs(&ds(&["mask_rcnn"]), &ds(&["ce", "seesaw"])).expect("plan");
+        let plan = demo_runs(
+            &ds(&["mask_rcnn"]),
+            &ds(&["ce", "seesaw"]),
+            DemoBackbone::Resnet,
+        )
+        .expect("plan");
         let names: Vec<&str> = plan.iter().map(|p| p.0.as_str()).collect();
         assert_eq!(names, ["ce", "seesaw"]);
         assert!(!plan[0].1.model.bbox_head.normed_classifier);
         assert!(plan[1].1.model.bbox_head.normed_classifier);
 
-        let plan = demo_runs(&ds(&["mask_rcnn", "htc-lite"]), &ds(&["seesaw"])).expect("plan");
+        let plan = demo_runs(
+            &ds(&["mask_rcnn", "htc-lite"]),
+            &ds(&["seesaw"]),
+            DemoBackbone::Resnet,
+        )
+        .expect("plan");
         let names: Vec<&str> = plan.iter().map(|p| p.0.as_str()).collect();
         assert_eq!(names, ["mask_rcnn", "htc_lite"]);
         // The shipped HTC-Lite demo config is exactly what the demo trains.
@@ -388,11 +457,39 @@ mod tests {
         assert_eq!(plan[1].1.model, shipped.model);
         assert_eq!(plan[1].1.train, shipped.train);
 
-        let plan = demo_runs(&ds(&["cascade", "htc"]), &ds(&["ce", "seesaw"])).expect("plan");
+        let plan = demo_runs(
+            &ds(&["cascade", "htc"]),
+            &ds(&["ce", "seesaw"]),
+            DemoBackbone::Resnet,
+        )
+        .expect("plan");
         assert_eq!(plan.len(), 4);
         assert_eq!(plan[3].0, "htc-seesaw");
         assert!(plan.iter().all(|p| p.1.model.bbox_head.class_agnostic));
-        assert!(demo_runs(&ds(&["retinanet"]), &ds(&["ce"])).is_err());
-        assert!(demo_runs(&ds(&["cascade"]), &ds(&["focal"])).is_err());
+        assert!(demo_runs(&ds(&["retinanet"]), &ds(&["ce"]), DemoBackbone::Resnet).is_err());
+        assert!(demo_runs(&ds(&["cascade"]), &ds(&["focal"]), DemoBackbone::Resnet).is_err());
+    }
+
+    #[test]
+    fn each_demo_backbone_is_its_shipped_config_and_builds() {
+        let ds = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let device = seesaw_model::burn::tensor::Device::flex();
+        for b in [
+            DemoBackbone::Resnext,
+            DemoBackbone::Resnest,
+            DemoBackbone::Dcnv2,
+        ] {
+            let plan = demo_runs(&ds(&["mask_rcnn"]), &ds(&["seesaw"]), b).expect("plan");
+            let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+                "../../configs/demo_mask_rcnn_seesaw_{}.toml",
+                b.name()
+            ));
+            let shipped = Config::load(&file, &[]).expect("shipped");
+            assert_eq!(plan[0].1.model, shipped.model, "{}", b.name());
+            let bb = &shipped.model.backbone;
+            // Same output widths as the demo's ResNet, so the neck and heads are unchanged.
+            assert_eq!(bb.out_channels().expect("resolves"), [32, 64, 128, 256]);
+            shipped.model.init(&device).expect("builds");
+        }
     }
 }

@@ -393,6 +393,7 @@ mod tests {
 mod shipped {
     use super::*;
     use seesaw_data::SamplerKind;
+    use seesaw_model::backbones::{BackboneKind, DcnKind};
     use seesaw_model::losses::LossKind;
 
     #[test]
@@ -437,9 +438,30 @@ mod shipped {
             if name.contains("lvis") {
                 assert_eq!(cfg.model.num_classes, 1203, "{name}");
                 assert_eq!(cfg.model.roi.test.max_per_img, 300, "{name}");
+                // The backbone is named as mmdetection's configs name it: r50, r101,
+                // x101_32x4d, s101, s200, with `dcnv2` for DCNv2 in stages c3-c5.
+                let bb = &cfg.model.backbone;
+                let (kind, depth) = [
+                    ("r50", BackboneKind::Resnet, 50),
+                    ("r101", BackboneKind::Resnet, 101),
+                    ("x101_32x4d", BackboneKind::Resnext, 101),
+                    ("x101_64x4d", BackboneKind::Resnext, 101),
+                    ("s101", BackboneKind::Resnest, 101),
+                    ("s200", BackboneKind::Resnest, 200),
+                ]
+                .into_iter()
+                .find(|(tag, ..)| name.contains(&format!("_{tag}_")))
+                .map(|(_, k, d)| (k, d))
+                .unwrap_or_else(|| panic!("{name}: no backbone in the name"));
+                assert_eq!((bb.kind, bb.depth), (kind, depth), "{name}");
+                if name.contains("x101_") {
+                    let groups = if name.contains("64x4d") { 64 } else { 32 };
+                    assert_eq!((bb.groups, bb.base_width), (groups, 4), "{name}");
+                }
                 assert_eq!(
-                    cfg.model.backbone.depth,
-                    if name.contains("r101") { 101 } else { 50 }
+                    bb.dcn.kind == DcnKind::Dcnv2,
+                    name.contains("dcnv2"),
+                    "{name}"
                 );
                 assert_eq!(
                     cfg.data.sampler,
@@ -450,19 +472,24 @@ mod shipped {
                     }
                 );
                 assert_eq!(cfg.model.mask_head.normed, name.contains("normed_mask"));
-                // ImageNet initialisation, as mmdetection's torchvision://resnetXX.
-                let depth = cfg.model.backbone.depth;
+                // ImageNet initialisation, as mmdetection's torchvision://resnetXX and
+                // open-mmlab://resnext101_32x4d, resnest101, ...
+                let prefix = match bb.kind {
+                    BackboneKind::Resnext => {
+                        format!("resnext{}_{}x4d-", bb.depth, bb.groups)
+                    }
+                    BackboneKind::Resnest => format!("resnest{}_d2-", bb.depth),
+                    _ => format!("resnet{}-", bb.depth),
+                };
                 assert!(
-                    cfg.model
-                        .backbone
-                        .init
-                        .starts_with(&format!("checkpoints/resnet{depth}-")),
-                    "{name}"
+                    bb.init.starts_with(&format!("checkpoints/{prefix}")),
+                    "{name}: {}",
+                    bb.init
                 );
                 assert_eq!((cfg.train.lr, cfg.train.warmup_iters), (0.02, 500));
             }
             seen += 1;
         }
-        assert!(seen >= 11, "{seen} configs");
+        assert!(seen >= 19, "{seen} configs");
     }
 }
