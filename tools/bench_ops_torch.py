@@ -86,6 +86,28 @@ for what, (n, c, h, w), co, k, s, p, transposed in CONV_ROWS:
         y.sum().backward()
     print(f"| {what} fwd+bwd | {n}x{c}x{h}x{w} -> {co} ch, {k}x{k} | {median_ms(step, setup):.1f} ms |")
 
+# DCNv2 forward (inference) and forward + backward, the shapes of `DCN_ROWS` in
+# crates/seesaw/src/bench/ops.rs: offsets uniform in [-2, 2], masks in [0, 1].
+from torchvision.ops import deform_conv2d
+
+for what, (n, c, h, w) in [("R50 stage 2 DCNv2 3x3", (1, 128, 64, 64)),
+                           ("R50 stage 4 DCNv2 3x3", (1, 512, 16, 16))]:
+    for backward in (False, True):
+        def setup():
+            t = [torch.rand(n, c, h, w), torch.rand(n, 18, h, w) * 4 - 2, torch.rand(n, 9, h, w),
+                 torch.rand(c, c, 3, 3)]
+            return [x.requires_grad_(backward) for x in t]
+
+        def step(args):
+            x, off, mask, wt = args
+            if backward:
+                deform_conv2d(x, off, wt, None, padding=1, mask=mask).sum().backward()
+            else:
+                with torch.no_grad():
+                    deform_conv2d(x, off, wt, None, padding=1, mask=mask)
+        kind = "fwd+bwd" if backward else "fwd"
+        print(f"| {what} {kind} | {n}x{c}x{h}x{w} -> {c} ch | {median_ms(step, setup):.1f} ms |")
+
 # Mask paste: 300 masks of 28x28 probabilities into an 800x1333 image (mmdetection's
 # grid-sample paste, align_corners=False, one batched call), threshold 0.5.
 

@@ -330,6 +330,10 @@ impl Naming {
                     .map(|p| match *p {
                         "downsample_conv" => format!("downsample.{shift}"),
                         "downsample_bn" => format!("downsample.{}", 1 + shift),
+                        // mmcv's ContextBlock keeps its transform in one Sequential.
+                        "add_squeeze" => "channel_add_conv.0".into(),
+                        "add_norm" => "channel_add_conv.1".into(),
+                        "add_expand" => "channel_add_conv.3".into(),
                         other => other.to_string(),
                     })
                     .collect();

@@ -2,13 +2,16 @@
 //! made by tests/fixtures/weights/make_backbones.py with torch 2.15, torchvision 0.29.2 and timm
 //! 1.0.31): torchvision's ResNeXt, timm's ResNeSt (deep stem, average-pool shortcuts, split
 //! attention, `avd` pooling on odd map sizes), and mmdetection's ResNeSt and ResNeXt with DCNv2
-//! in stages c3-c5 (the latter with two deform groups).
+//! in stages c3-c5 (the latter with two deform groups), and mmdetection's ResNet with GCNet's
+//! context blocks.
 
 mod common;
 use std::path::PathBuf;
 
 use burn::tensor::{Device, Tensor};
-use seesaw_model::backbones::{BackboneKind, DcnConfig, DcnKind, ResNetConfig, StemKind};
+use seesaw_model::backbones::{
+    BackboneKind, DcnConfig, DcnKind, PluginConfig, ResNetConfig, StemKind,
+};
 use seesaw_model::weights::{self, Layout, Naming, WeightsFile};
 
 fn open(name: &str) -> WeightsFile {
@@ -257,4 +260,22 @@ fn a_detector_exports_the_backbone_in_mmdetection_names_and_loads_back() {
     let c5 = again.backbone.forward(input).pop().expect("c5");
     let want = Tensor::<4>::from_data(out.data("c5").expect("c5"), &device);
     assert!(max_rel_diff(c5, want) < 1e-4);
+}
+
+#[test]
+fn mmdet_gcnet_context_blocks_match_pytorch() {
+    // mmdetection's ResNet with plugins=[dict(cfg=dict(type='ContextBlock', ratio=1/4),
+    // stages=(False, True, True, True), position='after_conv3')].
+    let cfg = ResNetConfig {
+        plugins: vec![PluginConfig {
+            stages: [false, true, true, true],
+            ..Default::default()
+        }],
+        ..small(BackboneKind::Resnet)
+    };
+    check(
+        cfg,
+        "mmdet_resnet_gcb.pth",
+        "mmdet_resnet_gcb_out.safetensors",
+    );
 }

@@ -29,8 +29,8 @@ pub struct InspectArgs {
 pub struct ConvertArgs {
     /// The PyTorch checkpoint (`.pth`, `.pt`, `.safetensors`).
     pub input: PathBuf,
-    /// Whose names the file uses: torchvision (a ResNet; fills the backbone) or mmdet (a whole
-    /// Mask R-CNN / Cascade / HTC / HTC-Lite).
+    /// Whose names the file uses: torchvision or timm (a ResNet, ResNeXt or ResNeSt; fills the
+    /// backbone) or mmdet (a whole Mask R-CNN / Cascade / HTC / HTC-Lite).
     #[arg(long = "from")]
     pub from: String,
     /// The run config (TOML) whose `model` the weights are for.

@@ -295,3 +295,94 @@ fn weights_that_do_not_fit_are_named_and_nothing_panics() {
     let err = fails(&train(&arch, &work, &init, &sets));
     assert!(err.contains("missing.pth: no such file"), "{err}");
 }
+
+/// Backbone settings of each import fixture of the ResNet family (make_backbones.py), onto
+/// the fixture architecture's bottlenecks [2, 1, 1, 1] at planes 8.
+const FAMILY: [(&str, &[&str]); 4] = [
+    (
+        "tv_resnext.pth",
+        &["type=\"resnext\"", "groups=4", "base_width=4"],
+    ),
+    ("timm_resnest.pth", &["type=\"resnest\"", "stem_channels=8"]),
+    (
+        "mmdet_resnest_dcn.pth",
+        &["type=\"resnest\"", "stem_channels=8", "dcn.type=\"dcnv2\""],
+    ),
+    (
+        "mmdet_resnext_dcn.pth",
+        &[
+            "type=\"resnext\"",
+            "groups=4",
+            "base_width=4",
+            "dcn.type=\"dcnv2\"",
+            "dcn.deform_groups=2",
+        ],
+    ),
+];
+
+#[test]
+fn every_family_backbone_initialises_trains_reloads_and_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data_sets = data(d);
+    let arch = arch();
+    for (file, keys) in FAMILY {
+        let mut sets = data_sets.clone();
+        for k in keys {
+            sets.extend(["--set".to_string(), format!("model.backbone.{k}")]);
+        }
+        // ImageNet-style initialisation from the PyTorch file (timm, torchvision or
+        // mmdetection names, told apart by the names themselves), then a training step.
+        let init = format!("model.backbone.init={}", weights(file));
+        let work = d.join(file.replace('.', "_"));
+        let out = ok(&train(&arch, &work, &init, &sets));
+        assert!(out.contains("backbone: "), "{file}: {out}");
+        // The checkpoint reloads and tests.
+        let ckpt = work.join("latest.ckpt");
+        let results = work.join("results.json");
+        ok(&with(
+            &[
+                "test",
+                &arch,
+                ckpt.to_str().unwrap(),
+                "--out",
+                results.to_str().unwrap(),
+            ],
+            &sets,
+        ));
+        assert!(seesaw_data::load_results(&results).is_ok(), "{file}");
+        // Exported in mmdetection's names, the backbone is exactly the fixture's.
+        let st = work.join("exported.safetensors");
+        ok(&[
+            "weights",
+            "export",
+            ckpt.to_str().unwrap(),
+            "--out",
+            st.to_str().unwrap(),
+        ]);
+        let exported: Vec<String> =
+            names(&ok(&["weights", "inspect", st.to_str().unwrap(), "--json"]))
+                .into_iter()
+                .filter_map(|n| n.strip_prefix("backbone.").map(str::to_string))
+                .collect();
+        let source: Vec<String> = names(&ok(&["weights", "inspect", &weights(file), "--json"]))
+            .into_iter()
+            .map(|n| n.strip_prefix("backbone.").map(str::to_string).unwrap_or(n))
+            .filter(|n| !n.starts_with("fc."))
+            .map(|n| {
+                // timm's deep stem is mmdetection's `stem.*`.
+                match n.split_once('.') {
+                    Some(("conv1", rest)) if rest.starts_with(char::is_numeric) => {
+                        let (i, p) = rest.split_once('.').unwrap();
+                        format!("stem.{i}.{p}")
+                    }
+                    Some(("bn1", p)) if file.starts_with("timm") => format!("stem.7.{p}"),
+                    _ => n,
+                }
+            })
+            .collect();
+        let mut source = source;
+        source.sort();
+        assert_eq!(exported, source, "{file}");
+    }
+}

@@ -7,5 +7,6 @@ pub mod resnet;
 pub mod resnext;
 
 pub use resnet::{
-    BackboneKind, BlockKind, DcnConfig, DcnKind, ResNet, ResNetConfig, Resolved, StemKind,
+    BackboneKind, BlockKind, DcnConfig, DcnKind, PluginConfig, PluginKind, PluginPosition, ResNet,
+    ResNetConfig, Resolved, StemKind,
 };

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::resnest::{SplitAttentionConv2d, inter_channels};
 use super::resnext::bottleneck_width;
 use crate::error::{ModelError, Result};
-use crate::layers::{ConvOrDcn, DeformConv2dConfig};
+use crate::layers::{ContextBlock, ConvOrDcn, DeformConv2dConfig};
 use crate::ops::deform_conv::DeformConvOptions;
 
 /// Residual block kind.
@@ -103,6 +103,57 @@ impl Default for DcnConfig {
     }
 }
 
+/// A backbone plugin's kind (mmdetection's `plugins[i].cfg.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginKind {
+    /// GCNet's global context block ([`ContextBlock`]).
+    #[default]
+    #[serde(alias = "ContextBlock")]
+    ContextBlock,
+}
+
+/// Where in a bottleneck a plugin runs (mmdetection's `position`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginPosition {
+    /// After conv1, its norm and ReLU.
+    AfterConv1,
+    /// After the 3x3, its norm and ReLU (ResNeSt: after the split attention and `avd`).
+    AfterConv2,
+    /// After conv3 and its norm, before the shortcut is added.
+    #[default]
+    AfterConv3,
+}
+
+/// One of mmdetection's ResNet `plugins`: `[[model.backbone.plugins]]` with `type`, `ratio`,
+/// `stages` and `position`, e.g. GCNet's `type = "context_block"`, `ratio = 0.25`, `stages =
+/// [false, true, true, true]`, `position = "after_conv3"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginConfig {
+    /// Default `context_block`.
+    #[serde(rename = "type")]
+    pub kind: PluginKind,
+    /// The context block's transform width over its input channels. Default 0.25 (GCNet's r4).
+    pub ratio: f64,
+    /// Stages (c2..c5) whose blocks take the plugin. Default all.
+    pub stages: [bool; 4],
+    /// Default `after_conv3`.
+    pub position: PluginPosition,
+}
+
+impl Default for PluginConfig {
+    fn default() -> Self {
+        Self {
+            kind: PluginKind::ContextBlock,
+            ratio: 0.25,
+            stages: [true; 4],
+            position: PluginPosition::AfterConv3,
+        }
+    }
+}
+
 /// Settings of [`ResNet`]. Defaults are ResNet-50 as mmdetection's detectors use it; the other
 /// members take mmdetection's names (`type = "resnext"`, `groups = 32`, `base_width = 4`, ...).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,6 +195,8 @@ pub struct ResNetConfig {
     pub dcn: DcnConfig,
     /// Stages (c2..c5) whose blocks take `dcn`. Default `[false, true, true, true]`.
     pub stage_with_dcn: [bool; 4],
+    /// Plugins in the bottlenecks (GCNet's context block). Default none.
+    pub plugins: Vec<PluginConfig>,
     /// Stages whose parameters are frozen: 0 none, 1 the stem and stage 1 (mmdetection's
     /// default), up to 4. Default 1.
     pub frozen_stages: usize,
@@ -173,6 +226,7 @@ impl Default for ResNetConfig {
             avg_down_stride: true,
             dcn: DcnConfig::default(),
             stage_with_dcn: [false, true, true, true],
+            plugins: Vec::new(),
             frozen_stages: 1,
             norm_eval: true,
             init: String::new(),
@@ -259,6 +313,23 @@ impl ResNetConfig {
             return bad(format!(
                 "stem_channels: {stem_channels} (a deep stem needs an even, positive number)"
             ));
+        }
+        for (i, p) in self.plugins.iter().enumerate() {
+            if block == BlockKind::Basic || !(p.ratio > 0.0 && p.ratio <= 1.0) {
+                return bad(format!(
+                    "plugins[{i}]: plugins need bottleneck blocks and a ratio in (0, 1] \
+                     (got {})",
+                    p.ratio
+                ));
+            }
+            if let Some(j) =
+                (0..i).find(|&j| (0..4).any(|s| self.plugins[j].stages[s] && p.stages[s]))
+            {
+                return bad(format!(
+                    "plugins[{i}]: plugins[{j}] is already in one of its stages (one plugin \
+                     per block)"
+                ));
+            }
         }
         if self.dcn.kind != DcnKind::None && self.dcn.deform_groups == 0 {
             return bad("dcn.deform_groups must be positive".to_string());
@@ -347,6 +418,7 @@ impl ResNetConfig {
                         stride: if b == 0 { first_stride } else { 1 },
                         avg_down: r.avg_down,
                         dcn,
+                        plugin: self.plugins.iter().find(|p| p.stages[i]),
                     };
                     let blk = self.block(&spec, &norm, device);
                     cin = planes * e;
@@ -453,6 +525,18 @@ impl ResNetConfig {
                 (conv1, bn1, conv2, bn2, avd, Some(conv3), Some(norm(cout)))
             }
         };
+        // mmdetection builds plugins after the convolutions, over the channels where they sit.
+        let (context_block, plugin_after) = match s.plugin {
+            Some(p) => {
+                let (after, channels) = match p.position {
+                    PluginPosition::AfterConv1 => (1, conv1.weight.dims()[0]),
+                    PluginPosition::AfterConv2 => (2, conv1.weight.dims()[0]),
+                    PluginPosition::AfterConv3 => (3, cout),
+                };
+                (Some(ContextBlock::new(channels, p.ratio, device)), after)
+            }
+            None => (None, 0),
+        };
         Block {
             conv1,
             bn1,
@@ -464,6 +548,8 @@ impl ResNetConfig {
             downsample_pool,
             downsample_conv,
             downsample_bn,
+            context_block,
+            plugin_after,
         }
     }
 }
@@ -476,6 +562,7 @@ struct BlockSpec<'a> {
     stride: usize,
     avg_down: bool,
     dcn: Option<&'a DcnConfig>,
+    plugin: Option<&'a PluginConfig>,
 }
 
 fn expansion(block: BlockKind) -> usize {
@@ -533,12 +620,24 @@ pub struct Block {
     pub downsample_pool: Option<AvgPool2d>,
     pub downsample_conv: Option<Conv2d>,
     pub downsample_bn: Option<BatchNorm>,
+    /// GCNet's plugin (mmdetection's name `context_block`).
+    pub context_block: Option<ContextBlock>,
+    /// After which conv (1, 2, 3) the plugin runs; 0 without one.
+    pub plugin_after: usize,
 }
 
 impl Block {
+    fn plugin(&self, after: usize, y: Tensor<4>) -> Tensor<4> {
+        match &self.context_block {
+            Some(cb) if self.plugin_after == after => cb.forward(y),
+            _ => y,
+        }
+    }
+
     /// `[B, C_in, H, W]` -> `[B, C_out, H / stride, W / stride]` (rounded up).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let y = relu(self.bn1.forward(self.conv1.forward(x.clone())));
+        let y = self.plugin(1, y);
         let mut y = match &self.conv2 {
             Conv2Layer::Conv(c) => c.forward(y),
             Conv2Layer::SplitAttention(sa) => sa.forward(y),
@@ -554,7 +653,8 @@ impl Block {
             if self.bn2.is_some() {
                 y = relu(y);
             }
-            y = b3.forward(c3.forward(y));
+            y = self.plugin(2, y);
+            y = self.plugin(3, b3.forward(c3.forward(y)));
         }
         let identity = match (&self.downsample_conv, &self.downsample_bn) {
             (Some(c), Some(b)) => {

@@ -111,6 +111,7 @@ pub fn run(a: &OpsArgs) -> Result<()> {
         );
     }
     conv_rows(a, &device)?;
+    dcn_rows(a, &device)?;
     // Mask paste: 300 masks of 28x28 probabilities into an 800x1333 image, threshold 0.5.
     let masks: Vec<Vec<f32>> = (0..300).map(bench_mask).collect();
     let boxes: Vec<Box2> = (0..300)
@@ -259,6 +260,76 @@ fn conv_rows(a: &OpsArgs, device: &seesaw_model::burn::tensor::Device) -> Result
             median(times) * 1e3,
             k = row.k
         );
+    }
+    Ok(())
+}
+
+/// DCNv2 shapes of an R50+DCNv2 backbone at 512x512: the 3x3 of stage 2 (c3) and stage 4
+/// (c5), with offsets uniform in [-2, 2] pixels and masks in [0, 1].
+const DCN_ROWS: [(&str, [usize; 4]); 2] = [
+    ("R50 stage 2 DCNv2 3x3", [1, 128, 64, 64]),
+    ("R50 stage 4 DCNv2 3x3", [1, 512, 16, 16]),
+];
+
+/// Forward only (inference) and forward + backward (input, offset, mask, weight gradients) of
+/// each [`DCN_ROWS`] shape; the peer is `torchvision.ops.deform_conv2d`.
+fn dcn_rows(a: &OpsArgs, device: &seesaw_model::burn::tensor::Device) -> Result<()> {
+    use seesaw_model::burn::tensor::Distribution;
+    use seesaw_model::ops::deform_conv::{DeformConvOptions, deform_conv2d};
+    let opts = DeformConvOptions {
+        padding: [1, 1],
+        ..Default::default()
+    };
+    for (what, [n, c, h, w]) in DCN_ROWS {
+        for backward in [false, true] {
+            let mut times = Vec::new();
+            for it in 0..=a.iters {
+                let dev = if backward {
+                    device.clone()
+                } else {
+                    device.clone().inner()
+                };
+                let x = Tensor::<4>::random([n, c, h, w], Distribution::Default, &dev);
+                let off =
+                    Tensor::<4>::random([n, 18, h, w], Distribution::Uniform(-2.0, 2.0), &dev);
+                let mask = Tensor::<4>::random([n, 9, h, w], Distribution::Default, &dev);
+                let wt = Tensor::<4>::random([c, c, 3, 3], Distribution::Default, &dev);
+                let (x, off, mask, wt) = if backward {
+                    (
+                        x.require_grad(),
+                        off.require_grad(),
+                        mask.require_grad(),
+                        wt.require_grad(),
+                    )
+                } else {
+                    (x, off, mask, wt)
+                };
+                let t0 = Instant::now();
+                let y = deform_conv2d(
+                    x.clone(),
+                    off.clone(),
+                    Some(mask.clone()),
+                    wt.clone(),
+                    None,
+                    &opts,
+                )?;
+                if backward {
+                    let grads = y.sum().backward();
+                    let g = [&x, &off, &mask, &wt].map(|t| t.grad(&grads).map(|g| g.into_data()));
+                    std::hint::black_box(g);
+                } else {
+                    std::hint::black_box(y.into_data());
+                }
+                if it > 0 {
+                    times.push(t0.elapsed().as_secs_f64());
+                }
+            }
+            println!(
+                "| {what} {} | {n}x{c}x{h}x{w} -> {c} ch | {:.1} ms |",
+                if backward { "fwd+bwd" } else { "fwd" },
+                median(times) * 1e3
+            );
+        }
     }
     Ok(())
 }
