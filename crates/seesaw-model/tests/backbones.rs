@@ -3,15 +3,19 @@
 //! 1.0.31): torchvision's ResNeXt, timm's ResNeSt (deep stem, average-pool shortcuts, split
 //! attention, `avd` pooling on odd map sizes), and mmdetection's ResNeSt and ResNeXt with DCNv2
 //! in stages c3-c5 (the latter with two deform groups), and mmdetection's ResNet with GCNet's
-//! context blocks.
+//! context blocks; mmcv's generalized attention.
 
 mod common;
 use std::path::PathBuf;
 
+use burn::module::Param;
+use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Tensor};
 use seesaw_model::backbones::{
-    BackboneKind, DcnConfig, DcnKind, PluginConfig, ResNetConfig, StemKind,
+    BackboneKind, DcnConfig, DcnKind, PluginConfig, PluginKind, PluginPosition, ResNetConfig,
+    StemKind,
 };
+use seesaw_model::layers::{GeneralizedAttention, GeneralizedAttentionConfig};
 use seesaw_model::weights::{self, Layout, Naming, WeightsFile};
 
 fn open(name: &str) -> WeightsFile {
@@ -278,4 +282,119 @@ fn mmdet_gcnet_context_blocks_match_pytorch() {
         "mmdet_resnet_gcb.pth",
         "mmdet_resnet_gcb_out.safetensors",
     );
+}
+
+/// mmcv's `GeneralizedAttention` (32 channels, 4 heads, kv_stride 2) with every parameter
+/// random, on a [2, 32, 9, 11] input, from make_generalized_attention.py (checked there against
+/// mmcv's own file).
+fn generalized_attention(kind: &str) -> (GeneralizedAttention, Tensor<4>, Tensor<4>) {
+    let device = Device::flex();
+    let f = open("generalized_attention.safetensors");
+    let mut cfg = GeneralizedAttentionConfig::new(32);
+    cfg.num_heads = 4;
+    cfg.attention_type = kind.into();
+    let mut ga = cfg.init(&device).expect("config");
+    let pre = format!("t{kind}.");
+    let data = |name: &str| f.data(&format!("{pre}{name}")).expect("fixture tensor");
+    let conv = |c: &mut Option<Conv2d>, name: &str| {
+        if let Some(c) = c {
+            c.weight = Param::from_tensor(Tensor::from_data(data(name), &device));
+        }
+    };
+    conv(&mut ga.query_conv, "query_conv.weight");
+    conv(&mut ga.key_conv, "key_conv.weight");
+    let mut value = Some(ga.value_conv.clone());
+    conv(&mut value, "value_conv.weight");
+    ga.value_conv = value.expect("value");
+    let mut proj = Some(ga.proj_conv.clone());
+    conv(&mut proj, "proj_conv.weight");
+    ga.proj_conv = proj.expect("proj");
+    ga.proj_conv.bias = Some(Param::from_tensor(Tensor::from_data(
+        data("proj_conv.bias"),
+        &device,
+    )));
+    // PyTorch's Linear weight is [out, in]; burn's [in, out].
+    for (fc, name) in [
+        (&mut ga.appr_geom_fc_x, "appr_geom_fc_x.weight"),
+        (&mut ga.appr_geom_fc_y, "appr_geom_fc_y.weight"),
+    ] {
+        if let Some(fc) = fc {
+            let w: Tensor<2> = Tensor::from_data(data(name), &device);
+            fc.weight = Param::from_tensor(w.transpose());
+        }
+    }
+    for (b, name) in [
+        (&mut ga.appr_bias, "appr_bias"),
+        (&mut ga.geom_bias, "geom_bias"),
+    ] {
+        if let Some(b) = b {
+            *b = Param::from_tensor(Tensor::from_data(data(name), &device));
+        }
+    }
+    ga.gamma = Param::from_tensor(Tensor::from_data(data("gamma"), &device));
+    let input = Tensor::from_data(data("input"), &device);
+    let output = Tensor::from_data(data("output"), &device);
+    (ga, input, output)
+}
+
+#[test]
+fn generalized_attention_matches_mmcv_for_1111_and_0010() {
+    for kind in ["1111", "0010"] {
+        let (ga, input, want) = generalized_attention(kind);
+        let d = max_rel_diff(ga.forward(input), want);
+        assert!(d < 1e-4, "{kind}: worst relative difference {d}");
+    }
+}
+
+#[test]
+fn generalized_attention_sits_after_conv2_under_mmdetection_names() {
+    // mmdetection's configs/empirical_attention: stages c4-c5, after conv2, 8 heads.
+    let device = Device::flex();
+    let cfg = ResNetConfig {
+        plugins: vec![PluginConfig {
+            kind: PluginKind::GeneralizedAttention,
+            num_heads: 8,
+            attention_type: "0010".into(),
+            stages: [false, false, true, true],
+            position: PluginPosition::AfterConv2,
+            ..Default::default()
+        }],
+        ..small(BackboneKind::Resnet)
+    };
+    let net = cfg.init(&device).expect("config");
+    assert!(net.layer2[0].gen_attention_block.is_none());
+    let ga = net.layer3[0]
+        .gen_attention_block
+        .as_ref()
+        .expect("c4 has it");
+    // The block's 3x3 width (32 at stage 3 of the small net).
+    assert_eq!(ga.value_conv.weight.dims(), [32, 32, 1, 1]);
+    let names: Vec<String> = weights::export(&net, &Naming::backbone(Layout::Mmdet, &net))
+        .expect("export")
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| n.starts_with("layer3.0.gen_attention_block."))
+        .collect();
+    let mut names = names;
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "layer3.0.gen_attention_block.appr_bias",
+            "layer3.0.gen_attention_block.gamma",
+            "layer3.0.gen_attention_block.key_conv.weight",
+            "layer3.0.gen_attention_block.proj_conv.bias",
+            "layer3.0.gen_attention_block.proj_conv.weight",
+            "layer3.0.gen_attention_block.value_conv.weight",
+        ]
+    );
+    let x = Tensor::<4>::zeros([1, 3, 64, 96], &device);
+    assert_eq!(net.forward(x)[3].dims(), [1, 256, 2, 3]);
+    // Two plugins at one position, or two of a kind in a stage, are refused by name.
+    let twice = ResNetConfig {
+        plugins: vec![cfg.plugins[0].clone(), cfg.plugins[0].clone()],
+        ..cfg.clone()
+    };
+    let err = twice.init(&device).expect_err("refused").to_string();
+    assert!(err.contains("model.backbone.plugins[1]"), "{err}");
 }

@@ -331,6 +331,26 @@ fn every_family_backbone_initialises_trains_reloads_and_exports() {
         for k in keys {
             sets.extend(["--set".to_string(), format!("model.backbone.{k}")]);
         }
+        // torchvision's and timm's files also convert to a checkpoint on their own.
+        if let Some(from) = ["tv", "timm"].into_iter().find(|p| file.starts_with(p)) {
+            let from = if from == "tv" { "torchvision" } else { "timm" };
+            let out_ckpt = d.join(format!("{file}.ckpt"));
+            let out = ok(&with(
+                &[
+                    "weights",
+                    "convert",
+                    &weights(file),
+                    "--from",
+                    from,
+                    "--arch",
+                    &arch,
+                    "--out",
+                    out_ckpt.to_str().unwrap(),
+                ],
+                &sets,
+            ));
+            assert!(out.contains("backbone only"), "{file}: {out}");
+        }
         // ImageNet-style initialisation from the PyTorch file (timm, torchvision or
         // mmdetection names, told apart by the names themselves), then a training step.
         let init = format!("model.backbone.init={}", weights(file));

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use super::resnest::{SplitAttentionConv2d, inter_channels};
 use super::resnext::bottleneck_width;
 use crate::error::{ModelError, Result};
-use crate::layers::{ContextBlock, ConvOrDcn, DeformConv2dConfig};
+use crate::layers::{
+    ContextBlock, ConvOrDcn, DeformConv2dConfig, GeneralizedAttention, GeneralizedAttentionConfig,
+};
 use crate::ops::deform_conv::DeformConvOptions;
 
 /// Residual block kind.
@@ -111,6 +113,9 @@ pub enum PluginKind {
     #[default]
     #[serde(alias = "ContextBlock")]
     ContextBlock,
+    /// Zhu et al.'s generalized attention ([`GeneralizedAttention`]).
+    #[serde(alias = "GeneralizedAttention")]
+    GeneralizedAttention,
 }
 
 /// Where in a bottleneck a plugin runs (mmdetection's `position`).
@@ -126,17 +131,39 @@ pub enum PluginPosition {
     AfterConv3,
 }
 
-/// One of mmdetection's ResNet `plugins`: `[[model.backbone.plugins]]` with `type`, `ratio`,
-/// `stages` and `position`, e.g. GCNet's `type = "context_block"`, `ratio = 0.25`, `stages =
-/// [false, true, true, true]`, `position = "after_conv3"`.
+/// One of mmdetection's ResNet `plugins`: `[[model.backbone.plugins]]` with `type`, `stages`,
+/// `position` and the kind's settings, e.g. GCNet's `type = "context_block"`, `ratio = 0.25`,
+/// `stages = [false, true, true, true]`, `position = "after_conv3"`, or the empirical attention
+/// study's `type = "generalized_attention"`, `num_heads = 8`, `attention_type = "0010"`,
+/// `kv_stride = 2`, `stages = [false, false, true, true]`, `position = "after_conv2"`. A block
+/// takes at most one plugin of a kind and one per position.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PluginConfig {
     /// Default `context_block`.
     #[serde(rename = "type")]
     pub kind: PluginKind,
-    /// The context block's transform width over its input channels. Default 0.25 (GCNet's r4).
+    /// Context block: its transform width over its input channels. Default 0.25 (GCNet's r4).
     pub ratio: f64,
+    /// Generalized attention: heads. Default 9 (mmcv's; mmdetection's configs use 8).
+    pub num_heads: usize,
+    /// Generalized attention: the four energy terms (query-key, query-position, key only,
+    /// position only). Default "1111".
+    pub attention_type: String,
+    /// Generalized attention: keys and values at every `kv_stride`-th row and column.
+    /// Default 2.
+    pub kv_stride: usize,
+    /// Generalized attention: -1 attends everywhere (mmcv's local window, `>= 0`, is not
+    /// built). Default -1.
+    pub spatial_range: i64,
+    /// Generalized attention: queries at every `q_stride`-th position; only 1 is built.
+    /// Default 1.
+    pub q_stride: usize,
+    /// Generalized attention: sinusoidal embedding width, -1 for the input's channels.
+    /// Default -1.
+    pub position_embedding_dim: i64,
+    /// Generalized attention: scale of the pixel offsets. Default 1.
+    pub position_magnitude: f64,
     /// Stages (c2..c5) whose blocks take the plugin. Default all.
     pub stages: [bool; 4],
     /// Default `after_conv3`.
@@ -148,6 +175,13 @@ impl Default for PluginConfig {
         Self {
             kind: PluginKind::ContextBlock,
             ratio: 0.25,
+            num_heads: 9,
+            attention_type: "1111".into(),
+            kv_stride: 2,
+            spatial_range: -1,
+            q_stride: 1,
+            position_embedding_dim: -1,
+            position_magnitude: 1.0,
             stages: [true; 4],
             position: PluginPosition::AfterConv3,
         }
@@ -315,19 +349,35 @@ impl ResNetConfig {
             ));
         }
         for (i, p) in self.plugins.iter().enumerate() {
-            if block == BlockKind::Basic || !(p.ratio > 0.0 && p.ratio <= 1.0) {
-                return bad(format!(
-                    "plugins[{i}]: plugins need bottleneck blocks and a ratio in (0, 1] \
-                     (got {})",
-                    p.ratio
-                ));
+            if block == BlockKind::Basic {
+                return bad(format!("plugins[{i}]: plugins need bottleneck blocks"));
             }
-            if let Some(j) =
-                (0..i).find(|&j| (0..4).any(|s| self.plugins[j].stages[s] && p.stages[s]))
-            {
+            match p.kind {
+                PluginKind::ContextBlock if !(p.ratio > 0.0 && p.ratio <= 1.0) => {
+                    return bad(format!("plugins[{i}].ratio: {} is not in (0, 1]", p.ratio));
+                }
+                PluginKind::GeneralizedAttention if p.spatial_range != -1 || p.q_stride != 1 => {
+                    return bad(format!(
+                        "plugins[{i}]: generalized attention is built for spatial_range -1 and \
+                         q_stride 1 (mmdetection's configs), got {} and {}",
+                        p.spatial_range, p.q_stride
+                    ));
+                }
+                PluginKind::GeneralizedAttention => {
+                    if let Err(e) = ga_config(p, 0).terms() {
+                        return bad(format!("plugins[{i}].{e}"));
+                    }
+                }
+                PluginKind::ContextBlock => {}
+            }
+            if let Some(j) = (0..i).find(|&j| {
+                let q = &self.plugins[j];
+                (q.kind == p.kind || q.position == p.position)
+                    && (0..4).any(|s| q.stages[s] && p.stages[s])
+            }) {
                 return bad(format!(
-                    "plugins[{i}]: plugins[{j}] is already in one of its stages (one plugin \
-                     per block)"
+                    "plugins[{i}]: plugins[{j}] has its kind or position in one of its stages \
+                     (one plugin of a kind, and one per position, in a block)"
                 ));
             }
         }
@@ -418,13 +468,13 @@ impl ResNetConfig {
                         stride: if b == 0 { first_stride } else { 1 },
                         avg_down: r.avg_down,
                         dcn,
-                        plugin: self.plugins.iter().find(|p| p.stages[i]),
+                        plugins: self.plugins.iter().filter(|p| p.stages[i]).collect(),
                     };
                     let blk = self.block(&spec, &norm, device);
                     cin = planes * e;
                     blk
                 })
-                .collect();
+                .collect::<Result<Vec<Block>>>()?;
             stages.push(blocks);
         }
         let [layer1, layer2, layer3, layer4]: [Vec<Block>; 4] = stages
@@ -447,7 +497,12 @@ impl ResNetConfig {
 
     /// One residual block: torchvision's (`downsample` first, then `conv1..3`, the order that
     /// keeps a seeded ResNet's initial weights as they were), ResNeXt's or ResNeSt's.
-    fn block(&self, s: &BlockSpec, norm: &impl Fn(usize) -> BatchNorm, device: &Device) -> Block {
+    fn block(
+        &self,
+        s: &BlockSpec,
+        norm: &impl Fn(usize) -> BatchNorm,
+        device: &Device,
+    ) -> Result<Block> {
         let e = expansion(s.kind);
         let cout = s.planes * e;
         let (downsample_pool, downsample_conv, downsample_bn) = if s.stride != 1 || s.cin != cout {
@@ -526,18 +581,26 @@ impl ResNetConfig {
             }
         };
         // mmdetection builds plugins after the convolutions, over the channels where they sit.
-        let (context_block, plugin_after) = match s.plugin {
-            Some(p) => {
-                let (after, channels) = match p.position {
-                    PluginPosition::AfterConv1 => (1, conv1.weight.dims()[0]),
-                    PluginPosition::AfterConv2 => (2, conv1.weight.dims()[0]),
-                    PluginPosition::AfterConv3 => (3, cout),
-                };
-                (Some(ContextBlock::new(channels, p.ratio, device)), after)
+        let (mut context_block, mut context_block_after) = (None, 0);
+        let (mut gen_attention_block, mut gen_attention_block_after) = (None, 0);
+        for p in &s.plugins {
+            let (after, channels) = match p.position {
+                PluginPosition::AfterConv1 => (1, conv1.weight.dims()[0]),
+                PluginPosition::AfterConv2 => (2, conv1.weight.dims()[0]),
+                PluginPosition::AfterConv3 => (3, cout),
+            };
+            match p.kind {
+                PluginKind::ContextBlock => {
+                    context_block = Some(ContextBlock::new(channels, p.ratio, device));
+                    context_block_after = after;
+                }
+                PluginKind::GeneralizedAttention => {
+                    gen_attention_block = Some(ga_config(p, channels).init(device)?);
+                    gen_attention_block_after = after;
+                }
             }
-            None => (None, 0),
-        };
-        Block {
+        }
+        Ok(Block {
             conv1,
             bn1,
             conv2,
@@ -549,8 +612,10 @@ impl ResNetConfig {
             downsample_conv,
             downsample_bn,
             context_block,
-            plugin_after,
-        }
+            context_block_after,
+            gen_attention_block,
+            gen_attention_block_after,
+        })
     }
 }
 
@@ -562,7 +627,19 @@ struct BlockSpec<'a> {
     stride: usize,
     avg_down: bool,
     dcn: Option<&'a DcnConfig>,
-    plugin: Option<&'a PluginConfig>,
+    plugins: Vec<&'a PluginConfig>,
+}
+
+/// mmcv's `GeneralizedAttention` settings of a plugin over `channels` channels.
+fn ga_config(p: &PluginConfig, channels: usize) -> GeneralizedAttentionConfig {
+    GeneralizedAttentionConfig {
+        in_channels: channels,
+        num_heads: p.num_heads,
+        position_embedding_dim: usize::try_from(p.position_embedding_dim).unwrap_or(0),
+        position_magnitude: p.position_magnitude,
+        kv_stride: p.kv_stride,
+        attention_type: p.attention_type.clone(),
+    }
 }
 
 fn expansion(block: BlockKind) -> usize {
@@ -622,14 +699,20 @@ pub struct Block {
     pub downsample_bn: Option<BatchNorm>,
     /// GCNet's plugin (mmdetection's name `context_block`).
     pub context_block: Option<ContextBlock>,
-    /// After which conv (1, 2, 3) the plugin runs; 0 without one.
-    pub plugin_after: usize,
+    /// After which conv (1, 2, 3) the context block runs; 0 without one.
+    pub context_block_after: usize,
+    /// The empirical attention study's plugin (mmdetection's name `gen_attention_block`).
+    pub gen_attention_block: Option<GeneralizedAttention>,
+    /// After which conv (1, 2, 3) the attention runs; 0 without one.
+    pub gen_attention_block_after: usize,
 }
 
 impl Block {
+    /// The plugin at position `after` (one per position), if any.
     fn plugin(&self, after: usize, y: Tensor<4>) -> Tensor<4> {
-        match &self.context_block {
-            Some(cb) if self.plugin_after == after => cb.forward(y),
+        match (&self.context_block, &self.gen_attention_block) {
+            (Some(cb), _) if self.context_block_after == after => cb.forward(y),
+            (_, Some(ga)) if self.gen_attention_block_after == after => ga.forward(y),
             _ => y,
         }
     }
@@ -807,5 +890,51 @@ mod tests {
             .init(&device)
             .is_err()
         );
+    }
+
+    #[test]
+    fn v1d_pieces_work_on_a_plain_resnet_and_odd_sizes_round_up() {
+        let device = Device::flex();
+        // ResNet-v1d: deep stem and average-pool shortcuts; a plain ResNet can take either.
+        let v1d = ResNetConfig {
+            kind: BackboneKind::Resnetv1d,
+            depth: 0,
+            layers: [1, 1, 1, 1],
+            base_channels: 8,
+            ..Default::default()
+        };
+        let r = v1d.resolved().expect("resolves");
+        assert_eq!(
+            (r.stem, r.avg_down, r.stem_channels),
+            (StemKind::Deep, true, 8)
+        );
+        let deep = ResNetConfig {
+            kind: BackboneKind::Resnet,
+            stem: StemKind::Deep,
+            avg_down: true,
+            ..v1d.clone()
+        };
+        let x = Tensor::<4>::zeros([1, 3, 65, 97], &device);
+        for cfg in [v1d, deep] {
+            let net = cfg.init(&device).expect("config");
+            assert!(net.stem.is_some() && net.conv1.is_none() && net.avg_down);
+            let dims: Vec<[usize; 4]> = net.forward(x.clone()).iter().map(|o| o.dims()).collect();
+            assert_eq!(
+                dims,
+                [
+                    [1, 32, 17, 25],
+                    [1, 64, 9, 13],
+                    [1, 128, 5, 7],
+                    [1, 256, 3, 4]
+                ]
+            );
+        }
+        // The small stem is the demo's; v1d members refuse it.
+        let small = ResNetConfig {
+            kind: BackboneKind::Resnest,
+            stem: StemKind::Small,
+            ..Default::default()
+        };
+        assert!(small.resolved().is_err());
     }
 }
