@@ -5,7 +5,10 @@
 1. torchvision ResNet-50 and ResNet-101 (random weights, random BN statistics) -> `seesaw
    weights convert --from torchvision` into the shipped R50/R101 configs -> `seesaw weights
    export --layout torchvision` -> `resnet50().load_state_dict(..., strict=False)`: every
-   tensor comes back bit for bit, and only `fc.*` is missing.
+   tensor comes back bit for bit, and only `fc.*` is missing. The same for torchvision's
+   ResNeXt-101 64x4d into the X101-64x4d config, and timm's ResNeSt-101e / -200e (deep stem in
+   timm's names) into the S101 and the deck's S200 + DCNv2 HTC-Lite configs (the DCN offset
+   convs, absent from timm's file, start at zero and are the only extra tensors exported).
    (Forward equality with PyTorch is covered by the fixture tests, at small size.)
 2. An mmdetection-3.x-style checkpoint of the fixture Mask R-CNN (make_weights.py's modules)
    with the extras real ones carry (`optimizer` state, `message_hub` with numpy values, meta
@@ -37,19 +40,30 @@ def run(*args):
     return out.stdout + out.stderr
 
 
-def check_torchvision(tmp, name, config):
+def torchvision_net(name):
+    return lambda: getattr(torchvision.models, name)(weights=None)
+
+
+def timm_net(name):
+    import timm
+    return lambda: timm.create_model(name, pretrained=False)
+
+
+def check_torchvision(tmp, name, config, make=None, source="torchvision"):
+    make = make or torchvision_net(name)
     g = torch.Generator().manual_seed(1)
-    net = getattr(torchvision.models, name)(weights=None).eval()
-    make_weights.randomize(net, g)
+    net = make().eval()
+    randomize_norms(net, g) if source == "timm" else make_weights.randomize(net, g)
     pth = os.path.join(tmp, f"{name}.pth")
     torch.save(net.state_dict(), pth)
     ckpt = os.path.join(tmp, f"{name}.ckpt")
-    print(run("weights", "convert", pth, "--from", "torchvision", "--arch", config, "--out", ckpt).strip())
+    print(run("weights", "convert", pth, "--from", source, "--arch", config, "--out", ckpt).strip())
     st = os.path.join(tmp, f"{name}_back.safetensors")
     run("weights", "export", ckpt, "--layout", "torchvision", "--out", st)
-    back = getattr(torchvision.models, name)(weights=None)
+    back = make()
     missing, unexpected = back.load_state_dict(load_file(st), strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in unexpected if ".conv_offset." not in k]
     assert sorted(missing) == ["fc.bias", "fc.weight"] and not unexpected, (missing, unexpected)
     ref = net.state_dict()
     compared = 0
@@ -59,6 +73,21 @@ def check_torchvision(tmp, name, config):
         assert torch.equal(v, ref[k]), k
         compared += 1
     print(f"{name}: torchvision -> seesaw -> torchvision, {compared} tensors bit for bit")
+
+
+def randomize_norms(net, g):
+    """Random weights everywhere and random BN statistics, whatever the modules are called."""
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+            elif isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 0.05)
+                if m.bias is not None:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.05)
 
 
 def check_mmdet(tmp):
@@ -100,4 +129,11 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as tmp:
         check_torchvision(tmp, "resnet50", os.path.join(ROOT, "configs/mask_rcnn_r50_fpn_seesaw_2x_lvis.toml"))
         check_torchvision(tmp, "resnet101", os.path.join(ROOT, "configs/mask_rcnn_r101_fpn_seesaw_2x_lvis.toml"))
+        check_torchvision(tmp, "resnext101_64x4d",
+                          os.path.join(ROOT, "configs/mask_rcnn_x101_64x4d_fpn_seesaw_2x_lvis.toml"))
+        check_torchvision(tmp, "resnest101e", os.path.join(ROOT, "configs/mask_rcnn_s101_fpn_seesaw_2x_lvis.toml"),
+                          timm_net("resnest101e"), "timm")
+        check_torchvision(tmp, "resnest200e",
+                          os.path.join(ROOT, "configs/htc_lite_s200_dcnv2_fpn_seesaw_2x_lvis.toml"),
+                          timm_net("resnest200e"), "timm")
         check_mmdet(tmp)

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use seesaw_model::backbones::BackboneKind;
 use seesaw_model::burn::tensor::Device;
 use seesaw_model::detectors::Detector;
 use seesaw_model::weights::{self, Layout, LoadReport, Naming, WeightsFile};
@@ -25,10 +26,29 @@ pub fn init_backbone(cfg: &Config, model: &mut Detector) -> Result<Option<LoadRe
     }
     let file = Path::new(path);
     if !file.is_file() {
+        // mmdetection's `torchvision://` and `open-mmlab://` names are downloads; we read files.
+        let source = if path.contains("://") {
+            "a download name, not a file: download it and give its path (mmdetection's \
+             open-mmlab://X is download.openmmlab.com/pretrain/third_party/, torchvision://X \
+             is download.pytorch.org/models/)"
+        } else {
+            match cfg.model.backbone.kind {
+                BackboneKind::Resnext | BackboneKind::Resnest => {
+                    "open-mmlab's ImageNet weights, the config's file name under \
+                     download.openmmlab.com/pretrain/third_party/; timm's and torchvision's \
+                     files of the same network also fit"
+                }
+                _ => {
+                    "torchvision's ImageNet weights, e.g. resnet50-0676ba61.pth from \
+                     download.pytorch.org/models"
+                }
+            }
+        };
+        let shown = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
         return Err(EngineError::Request(format!(
-            "model.backbone.init: {path}: no such file (torchvision's ImageNet weights, e.g. \
-             resnet50-0676ba61.pth from download.pytorch.org/models; or --set \
-             model.backbone.init=\"\" to start from scratch)"
+            "model.backbone.init: {}: no such file ({source}; relative paths are from the \
+             working directory; or --set model.backbone.init=\"\" to start from scratch)",
+            shown.display()
         )));
     }
     let file = WeightsFile::open(file)?;

@@ -51,8 +51,10 @@ pub struct DemoArgs {
     /// seesaw; Seesaw with NormedLinear, the rest with a linear classifier).
     #[arg(long, value_delimiter = ',', default_value = "ce,seesaw")]
     pub loss: Vec<String>,
-    /// The demo-sized backbone every run uses (configs/demo_mask_rcnn_seesaw_<name>.toml).
-    #[arg(long, value_enum, default_value_t = DemoBackbone::Resnet)]
+    /// The demo-sized backbone every run uses: resnet (the demo's own, configs/
+    /// demo_mask_rcnn_seesaw.toml), or resnext, resnest, dcnv2
+    /// (configs/demo_mask_rcnn_seesaw_<name>.toml).
+    #[arg(long, value_enum, ignore_case = true, default_value_t = DemoBackbone::Resnet)]
     pub backbone: DemoBackbone,
     /// cpu (default), cuda or cuda:N (a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]

@@ -58,7 +58,7 @@ enum Command {
     Infer(train_cmd::InferArgs),
     /// The main job on built-in data, no download: see README.md.
     Demo(demo::DemoArgs),
-    /// PyTorch weights: inspect a file, convert torchvision / mmdetection checkpoints,
+    /// PyTorch weights: inspect a file, convert torchvision / timm / mmdetection checkpoints,
     /// export ours as safetensors.
     Weights {
         #[command(subcommand)]
@@ -73,6 +73,12 @@ enum Command {
 
 fn main() -> ExitCode {
     keep_freed_memory();
+    // Output piped into `head` ends quietly, as other Unix tools do, instead of a panic.
+    #[cfg(unix)]
+    // SAFETY: restoring the default action of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()

@@ -11,7 +11,8 @@ use seesaw_model::weights::{Layout, WeightsFile};
 pub enum WeightsCommand {
     /// List a `.pth`/`.pt` (PyTorch zip or pickle) or `.safetensors` file's tensors and shapes.
     Inspect(InspectArgs),
-    /// A torchvision ResNet or an mmdetection detector checkpoint to a Seesaw checkpoint.
+    /// A torchvision / timm backbone (ResNet, ResNeXt, ResNeSt) or an mmdetection detector
+    /// checkpoint to a Seesaw checkpoint.
     Convert(ConvertArgs),
     /// A Seesaw checkpoint to safetensors with PyTorch (mmdetection or torchvision) names.
     Export(ExportArgs),
@@ -42,6 +43,7 @@ pub struct ConvertArgs {
     /// Load what fits and warn about missing, unexpected and mis-shaped tensors.
     #[arg(long)]
     pub allow_partial: bool,
+    /// Override keys of the `--arch` config, e.g. --set model.num_classes=1203.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
 }
@@ -122,6 +124,12 @@ fn convert(a: &ConvertArgs) -> Result<()> {
             )
         }
     );
+    if !report.initialised.is_empty() {
+        println!(
+            "{} DCN offset tensors not in the file keep their zero initialisation",
+            report.initialised.len()
+        );
+    }
     println!("wrote {}", a.out.display());
     Ok(())
 }

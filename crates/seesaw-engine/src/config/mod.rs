@@ -149,9 +149,11 @@ impl Config {
         // leaves the rest of `model.rpn.train` as it was).
         let mut merged = defaults;
         merge(&mut merged, table);
-        let cfg: Config = toml::Value::Table(merged)
+        let mut cfg: Config = toml::Value::Table(merged)
             .try_into()
             .map_err(|e: toml::de::Error| EngineError::config(file, e.to_string()))?;
+        // What a backbone `type` fixes is written out, so the resolved config says what runs.
+        cfg.model.backbone = cfg.model.backbone.normalized();
         cfg.check(file)?;
         Ok(cfg)
     }

@@ -65,6 +65,18 @@ pub enum BackboneKind {
     Resnest,
 }
 
+impl BackboneKind {
+    /// mmdetection's spelling: `ResNet`, `ResNetV1d`, `ResNeXt`, `ResNeSt`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackboneKind::Resnet => "ResNet",
+            BackboneKind::Resnetv1d => "ResNetV1d",
+            BackboneKind::Resnext => "ResNeXt",
+            BackboneKind::Resnest => "ResNeSt",
+        }
+    }
+}
+
 /// Deformable convolution kind (mmdetection's `dcn.type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -299,7 +311,9 @@ impl ResNetConfig {
             (269, true) => (BlockKind::Bottleneck, [3, 30, 48, 8]),
             (d, _) => {
                 return bad(format!(
-                    "depth: {d} is not a depth of type {kind:?} (ResNet: 0, 18, 34, 50, 101,                      152; ResNeSt: 0, 50, 101, 152, 200, 269)"
+                    "depth: {d} is not a depth of type {} (ResNet: 0, 18, 34, 50, 101, 152; \
+                     ResNeSt: 0, 50, 101, 152, 200, 269)",
+                    kind.name()
                 ));
             }
         };
@@ -311,8 +325,9 @@ impl ResNetConfig {
         let grouped = matches!(kind, BackboneKind::Resnext | BackboneKind::Resnest);
         if !grouped && (self.groups != 1 || self.base_width != 4) {
             return bad(format!(
-                "groups / base_width are ResNeXt's and ResNeSt's (type = \"resnext\"); \
-                 type {kind:?} takes neither (the stage-1 width is base_channels)"
+                "groups / base_width are ResNeXt's and ResNeSt's (type = \"resnext\" or \
+                 \"resnest\"); type {} takes neither (the stage-1 width is base_channels)",
+                kind.name()
             ));
         }
         if self.groups == 0 || self.base_width == 0 {
@@ -323,8 +338,9 @@ impl ResNetConfig {
         }
         if !resnest && (self.radix != 2 || self.reduction_factor != 4 || !self.avg_down_stride) {
             return bad(format!(
-                "radix / reduction_factor / avg_down_stride are ResNeSt's; type {kind:?} \
-                 takes none of them"
+                "radix / reduction_factor / avg_down_stride are ResNeSt's; type {} takes \
+                 none of them",
+                kind.name()
             ));
         }
         if resnest && (block == BlockKind::Basic || self.radix == 0 || self.reduction_factor == 0) {
@@ -335,7 +351,7 @@ impl ResNetConfig {
         }
         let v1d = matches!(kind, BackboneKind::Resnetv1d | BackboneKind::Resnest);
         if v1d && self.stem == StemKind::Small {
-            return bad(format!("stem: type {kind:?} has the deep stem"));
+            return bad(format!("stem: type {} has the deep stem", kind.name()));
         }
         let stem = if v1d { StemKind::Deep } else { self.stem };
         let stem_channels = if self.stem_channels == 0 {
@@ -391,6 +407,21 @@ impl ResNetConfig {
             stem_channels,
             avg_down: self.avg_down || v1d,
         })
+    }
+
+    /// The config with the settings its `type` fixes written out (`resnetv1d` and `resnest`:
+    /// the deep stem and `avg_down`; the stem width), so that a resolved config file says
+    /// what is built. Unchanged when it does not resolve (the error comes at build time).
+    pub fn normalized(&self) -> Self {
+        let Ok(r) = self.resolved() else {
+            return self.clone();
+        };
+        Self {
+            stem: r.stem,
+            avg_down: r.avg_down,
+            stem_channels: r.stem_channels,
+            ..self.clone()
+        }
     }
 
     /// Output channels of the four stages.

@@ -169,6 +169,23 @@ pub fn run(a: &StepArgs) -> Result<()> {
         cfg.model.loss.name(),
         a.device
     );
+    let bb = &cfg.model.backbone;
+    println!(
+        "backbone {}-{}{}{}, random initial weights (bench step does not read \
+         model.backbone.init)",
+        bb.kind.name(),
+        bb.depth,
+        if bb.dcn.kind == seesaw_model::backbones::DcnKind::None {
+            ""
+        } else {
+            " + DCN"
+        },
+        if bb.plugins.is_empty() {
+            String::new()
+        } else {
+            format!(" + {} plugin(s)", bb.plugins.len())
+        }
+    );
     println!(
         "train step (forward + backward + SGD): median {:.3} s of {} (forward {:.3} s)",
         median(step_times),
