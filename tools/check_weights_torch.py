@@ -72,7 +72,7 @@ def check_torchvision(tmp, name, config, make=None, source="torchvision"):
             continue
         assert torch.equal(v, ref[k]), k
         compared += 1
-    print(f"{name}: torchvision -> seesaw -> torchvision, {compared} tensors bit for bit")
+    print(f"{name}: {source} -> seesaw -> {source}, {compared} tensors bit for bit")
 
 
 def randomize_norms(net, g):
