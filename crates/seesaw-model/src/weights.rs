@@ -20,6 +20,7 @@ use burn::tensor::DType;
 use crate::backbones::ResNet;
 use crate::detectors::{Detector, RoiHead};
 use crate::error::{ModelError, Result};
+use crate::layers::Norm;
 
 type PackTensor = burn::store::burn_pack::Tensor;
 
@@ -217,8 +218,23 @@ pub struct Naming {
     glbctx_res: bool,
     /// The backbone's shortcuts start with an average pool (`downsample.1` is the conv).
     avg_down: bool,
+    /// The backbone's norms are group norms: mmdetection names them `gn1`, ... (torchvision
+    /// keeps the attribute names `bn1`, ...).
+    group_norm: bool,
     /// Names are the backbone's own, without `backbone.` (a backbone checkpoint).
     backbone_only: bool,
+    /// mmcv's name stem of the neck's norms (`lateral_convs.0.gn`): `gn` or `bn`.
+    neck_norm: &'static str,
+    /// The same for the RoI heads' ConvModules (`shared_convs.0.gn`, `convs.0.gn`).
+    head_norm: &'static str,
+}
+
+/// mmcv's name stem of a norm layer (`build_norm_layer`'s abbreviation).
+fn norm_abbr(norm: Option<&Norm>) -> &'static str {
+    match norm {
+        Some(Norm::Group(_)) => "gn",
+        _ => "bn",
+    }
 }
 
 impl Naming {
@@ -228,11 +244,20 @@ impl Naming {
             RoiHead::HtcLite(h) => h.glbctx_head.conv_to_res,
             _ => false,
         };
+        let ops = det.roi_head.ops();
+        let head_norm = ops
+            .bbox_heads()
+            .iter()
+            .find_map(|h| h.shared_norms.first())
+            .or_else(|| ops.mask_heads().iter().find_map(|h| h.norms.first()));
         Naming {
             layout,
             glbctx_res,
             avg_down: det.backbone.avg_down,
+            group_norm: det.backbone.group_norm,
             backbone_only: false,
+            neck_norm: norm_abbr(det.neck.lateral_norms.first()),
+            head_norm: norm_abbr(head_norm),
         }
     }
 
@@ -243,7 +268,10 @@ impl Naming {
             layout,
             glbctx_res: false,
             avg_down: backbone.avg_down,
+            group_norm: backbone.group_norm,
             backbone_only: true,
+            neck_norm: "bn",
+            head_norm: "bn",
         }
     }
 
@@ -261,6 +289,8 @@ impl Naming {
     fn mmdet_module(&self, parts: &[&str]) -> Option<String> {
         Some(match parts {
             ["backbone", rest @ ..] => format!("backbone.{}", self.backbone_module(rest)?),
+            ["neck", "lateral_norms", i] => format!("neck.lateral_convs.{i}.{}", self.neck_norm),
+            ["neck", "fpn_norms", i] => format!("neck.fpn_convs.{i}.{}", self.neck_norm),
             ["neck", list, i] => format!("neck.{list}.{i}.conv"),
             ["rpn_head", m] => format!("rpn_head.rpn_{m}"),
             // Our RoI head kinds name their parts as mmdetection's (`bbox_head`, `mask_head` as
@@ -279,6 +309,9 @@ impl Naming {
             [] => return None,
         };
         let m = match (head, rest) {
+            ("bbox_head", ["shared_convs", i]) => format!("shared_convs.{i}.conv"),
+            ("bbox_head", ["shared_norms", i]) => format!("shared_convs.{i}.{}", self.head_norm),
+            ("mask_head", ["norms", i]) => format!("convs.{i}.{}", self.head_norm),
             ("bbox_head", [m]) => match *m {
                 "fc1" => "shared_fcs.0".to_string(),
                 "fc2" => "shared_fcs.1".to_string(),
@@ -334,6 +367,15 @@ impl Naming {
                         "add_squeeze" => "channel_add_conv.0".into(),
                         "add_norm" => "channel_add_conv.1".into(),
                         "add_expand" => "channel_add_conv.3".into(),
+                        // mmcv's build_norm_layer names a group norm `gn` + postfix.
+                        bn if mmdet
+                            && self.group_norm
+                            && bn
+                                .strip_prefix("bn")
+                                .is_some_and(|d| d.parse::<u8>().is_ok()) =>
+                        {
+                            format!("gn{}", &bn[2..])
+                        }
                         other => other.to_string(),
                     })
                     .collect();

@@ -10,12 +10,11 @@
 //! weighted splits are summed.
 
 use burn::module::Module;
-use burn::nn::BatchNorm;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::activation::{relu, sigmoid, softmax};
 use burn::tensor::{Device, Tensor};
 
-use crate::layers::ConvOrDcn;
+use crate::layers::{ConvOrDcn, Norm};
 
 /// Channels of the attention's squeeze: `max(in_channels * radix / reduction_factor, 32)`
 /// (mmdetection; timm's `make_divisible(in * radix / 4, 8, min 32)` agrees for ResNeSt's widths).
@@ -29,22 +28,27 @@ pub fn inter_channels(in_channels: usize, radix: usize, reduction_factor: usize)
 pub struct SplitAttentionConv2d {
     /// `[C_in]` -> `[channels * radix]`, `groups * radix` groups.
     pub conv: ConvOrDcn,
-    pub bn0: BatchNorm,
+    pub bn0: Norm,
     /// `[channels]` -> `[inter_channels]` (1x1, `groups` groups, with bias).
     pub fc1: Conv2d,
-    pub bn1: BatchNorm,
+    pub bn1: Norm,
     /// `[inter_channels]` -> `[channels * radix]` (1x1, `groups` groups, with bias).
     pub fc2: Conv2d,
     pub radix: usize,
     pub groups: usize,
+    /// The split convolution is weight-standardised (mmcv's `ConvWS`; `fc1`/`fc2` never are).
+    pub ws: bool,
 }
 
 impl SplitAttentionConv2d {
     /// Assembles the block from its convolution (built by the caller, plain or deformable) and
-    /// norms; `channels` is the output width, `inter` [`inter_channels`].
+    /// its norms `bn0` (over `channels * radix`) and `bn1` (over `inter`); `channels` is the
+    /// output width, `inter` [`inter_channels`].
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         conv: ConvOrDcn,
-        norm: impl Fn(usize) -> BatchNorm,
+        bn0: Norm,
+        bn1: Norm,
         channels: usize,
         inter: usize,
         radix: usize,
@@ -60,18 +64,19 @@ impl SplitAttentionConv2d {
         };
         SplitAttentionConv2d {
             conv,
-            bn0: norm(channels * radix),
+            bn0,
             fc1: fc(channels, inter),
-            bn1: norm(inter),
+            bn1,
             fc2: fc(inter, channels * radix),
             radix,
             groups,
+            ws: false,
         }
     }
 
     /// `[B, C_in, H, W]` -> `[B, channels, H_out, W_out]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = relu(self.bn0.forward(self.conv.forward(x)));
+        let x = relu(self.bn0.forward(self.conv.forward_ws(x, self.ws)));
         let [b, rc, h, w] = x.dims();
         let r = self.radix.max(1);
         let c = rc / r;
@@ -100,13 +105,17 @@ impl SplitAttentionConv2d {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::nn::BatchNormConfig;
+    use crate::layers::NormConfig;
     use burn::tensor::Distribution;
 
     /// Shapes and widths; the values are checked against timm in tests/backbones.rs.
     #[test]
     fn widths_and_shapes_for_radix_two_and_one() {
         let device = Device::flex();
+        let bn = |c: usize| match NormConfig::bn().init(c, false, &device) {
+            Some(n) => n,
+            None => unreachable!("bn gives a norm"),
+        };
         assert_eq!(inter_channels(64, 2, 4), 32);
         assert_eq!(inter_channels(256, 2, 4), 128);
         for (radix, groups) in [(2, 2), (1, 1)] {
@@ -116,7 +125,8 @@ mod tests {
                 .init(&device);
             let sa = SplitAttentionConv2d::new(
                 ConvOrDcn::Conv(conv),
-                |c| BatchNormConfig::new(c).init(&device),
+                bn(8 * radix),
+                bn(inter_channels(8, radix, 4)),
                 8,
                 inter_channels(8, radix, 4),
                 radix,

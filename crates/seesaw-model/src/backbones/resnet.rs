@@ -5,10 +5,10 @@
 //! ([`super::resnest`]) and DCNv2 in chosen stages, with mmdetection's `frozen_stages` and
 //! `norm_eval`, plus a small stem for the CPU demo.
 
-use burn::module::{Module, Param};
+use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
+use burn::nn::{Initializer, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,8 @@ use super::resnest::{SplitAttentionConv2d, inter_channels};
 use super::resnext::bottleneck_width;
 use crate::error::{ModelError, Result};
 use crate::layers::{
-    ContextBlock, ConvOrDcn, DeformConv2dConfig, GeneralizedAttention, GeneralizedAttentionConfig,
+    ContextBlock, ConvKind, ConvOrDcn, DeformConv2dConfig, GeneralizedAttention,
+    GeneralizedAttentionConfig, Norm, NormConfig, NormKind, conv_forward,
 };
 use crate::ops::deform_conv::DeformConvOptions;
 
@@ -248,6 +249,12 @@ pub struct ResNetConfig {
     pub frozen_stages: usize,
     /// Batch-norm layers use their running statistics in training too. Default true.
     pub norm_eval: bool,
+    /// Norm layers: `{ type = "bn" }` (default) or `{ type = "gn", num_groups = 32 }`
+    /// (mmdetection's `norm_cfg`; group norm is named `gn1`, `gn2`, ... in its checkpoints).
+    pub norm: NormConfig,
+    /// Convolutions: `conv` (default) or `ws`, weight-standardised (mmdetection's
+    /// `conv_cfg=dict(type='ConvWS')`; not with DCN).
+    pub conv: ConvKind,
     /// Pretrained weights loaded into the backbone when training starts afresh: a torchvision
     /// or timm ImageNet checkpoint (`.pth` or `.safetensors`) or an mmdetection one (its
     /// `backbone.*`). Default "" (random initialisation).
@@ -275,6 +282,8 @@ impl Default for ResNetConfig {
             plugins: Vec::new(),
             frozen_stages: 1,
             norm_eval: true,
+            norm: NormConfig::bn(),
+            conv: ConvKind::Conv,
             init: String::new(),
         }
     }
@@ -397,6 +406,14 @@ impl ResNetConfig {
                 ));
             }
         }
+        if self.norm.kind == NormKind::None {
+            return bad("norm.type: a ResNet needs a norm (bn or gn)".to_string());
+        }
+        if self.conv == ConvKind::Ws && self.dcn.kind != DcnKind::None {
+            return bad(
+                "conv: weight standardisation does not combine with dcn (as in mmcv)".into(),
+            );
+        }
         if self.dcn.kind != DcnKind::None && self.dcn.deform_groups == 0 {
             return bad("dcn.deform_groups must be positive".to_string());
         }
@@ -440,13 +457,14 @@ impl ResNetConfig {
     /// As [`Self::resolved`].
     pub fn init(&self, device: &Device) -> Result<ResNet> {
         let r = self.resolved()?;
-        let norm = |c: usize| {
-            let mut bn = BatchNormConfig::new(c).init(device);
-            if self.norm_eval {
-                bn.training = Param::from_bool(false);
-            }
-            bn
+        // Every norm of the network; a group norm's groups must divide its channels.
+        let norm = |c: usize| -> Result<Norm> {
+            self.norm.check("model.backbone.norm", &[c])?;
+            self.norm
+                .init(c, self.norm_eval, device)
+                .ok_or_else(|| ModelError::Input("model.backbone.norm.type: none".into()))
         };
+        let ws = self.conv == ConvKind::Ws;
         let sc = r.stem_channels;
         let (mut conv1, mut bn1, mut stem) = (None, None, None);
         let mut maxpool = Some(
@@ -458,11 +476,11 @@ impl ResNetConfig {
         match r.stem {
             StemKind::Torchvision => {
                 conv1 = Some(conv(3, sc, 7, 2, device));
-                bn1 = Some(norm(sc));
+                bn1 = Some(norm(sc)?);
             }
             StemKind::Small => {
                 conv1 = Some(conv(3, sc, 3, 2, device));
-                bn1 = Some(norm(sc));
+                bn1 = Some(norm(sc)?);
                 maxpool = None;
             }
             StemKind::Deep => {
@@ -473,7 +491,8 @@ impl ResNetConfig {
                         conv(half, half, 3, 1, device),
                         conv(half, sc, 3, 1, device),
                     ],
-                    norms: vec![norm(half), norm(half), norm(sc)],
+                    norms: vec![norm(half)?, norm(half)?, norm(sc)?],
+                    ws,
                 });
             }
         }
@@ -522,6 +541,8 @@ impl ResNetConfig {
             layer4,
             frozen_stages: self.frozen_stages,
             avg_down: r.avg_down,
+            ws: self.conv == ConvKind::Ws,
+            group_norm: self.norm.kind == NormKind::Gn,
         };
         Ok(net.freeze_stages())
     }
@@ -531,7 +552,7 @@ impl ResNetConfig {
     fn block(
         &self,
         s: &BlockSpec,
-        norm: &impl Fn(usize) -> BatchNorm,
+        norm: &impl Fn(usize) -> Result<Norm>,
         device: &Device,
     ) -> Result<Block> {
         let e = expansion(s.kind);
@@ -548,7 +569,7 @@ impl ResNetConfig {
             (
                 pool,
                 Some(conv(s.cin, cout, 1, conv_stride, device)),
-                Some(norm(cout)),
+                Some(norm(cout)?),
             )
         } else {
             (None, None, None)
@@ -571,30 +592,33 @@ impl ResNetConfig {
         let (conv1, bn1, conv2, bn2, avd, conv3, bn3) = match (s.kind, self.kind) {
             (BlockKind::Basic, _) => {
                 let conv1 = conv(s.cin, s.planes, 3, s.stride, device);
-                let bn1 = norm(s.planes);
+                let bn1 = norm(s.planes)?;
                 let conv2 = Conv2Layer::Conv(conv3x3(s.planes, s.planes, 1, 1));
-                (conv1, bn1, conv2, Some(norm(s.planes)), None, None, None)
+                (conv1, bn1, conv2, Some(norm(s.planes)?), None, None, None)
             }
             (BlockKind::Bottleneck, kind) => {
                 let width =
                     bottleneck_width(s.planes, self.groups, self.base_width, self.base_channels);
                 let conv1 = conv(s.cin, width, 1, 1, device);
-                let bn1 = norm(width);
+                let bn1 = norm(width)?;
                 let (conv2, bn2, avd) = if kind == BackboneKind::Resnest {
                     let avd = self.avg_down_stride && s.stride > 1;
                     let r = self.radix;
                     let stride = if avd { 1 } else { s.stride };
                     let inner = conv3x3(width, width * r, stride, self.groups * r);
                     let inter = inter_channels(width, r, self.reduction_factor);
-                    let sa = SplitAttentionConv2d::new(
+                    let (bn0, bn1) = (norm(width * r)?, norm(inter)?);
+                    let mut sa = SplitAttentionConv2d::new(
                         inner,
-                        norm,
+                        bn0,
+                        bn1,
                         width,
                         inter,
                         r,
                         self.groups,
                         device,
                     );
+                    sa.ws = self.conv == ConvKind::Ws;
                     let pool = avd.then(|| {
                         AvgPool2dConfig::new([3, 3])
                             .with_strides([s.stride, s.stride])
@@ -605,10 +629,10 @@ impl ResNetConfig {
                     (Conv2Layer::SplitAttention(sa), None, pool)
                 } else {
                     let c = conv3x3(width, width, s.stride, self.groups);
-                    (Conv2Layer::Conv(c), Some(norm(width)), None)
+                    (Conv2Layer::Conv(c), Some(norm(width)?), None)
                 };
                 let conv3 = conv(width, cout, 1, 1, device);
-                (conv1, bn1, conv2, bn2, avd, Some(conv3), Some(norm(cout)))
+                (conv1, bn1, conv2, bn2, avd, Some(conv3), Some(norm(cout)?))
             }
         };
         // mmdetection builds plugins after the convolutions, over the channels where they sit.
@@ -646,6 +670,7 @@ impl ResNetConfig {
             context_block_after,
             gen_attention_block,
             gen_attention_block_after,
+            ws: self.conv == ConvKind::Ws,
         })
     }
 }
@@ -716,18 +741,18 @@ pub enum Conv2Layer {
 #[derive(Module, Debug)]
 pub struct Block {
     pub conv1: Conv2d,
-    pub bn1: BatchNorm,
+    pub bn1: Norm,
     pub conv2: Conv2Layer,
     /// None for split attention, which norms inside.
-    pub bn2: Option<BatchNorm>,
+    pub bn2: Option<Norm>,
     /// ResNeSt's `avd_layer`: 3x3 average pool with the block's stride after the 3x3.
     pub avd: Option<AvgPool2d>,
     pub conv3: Option<Conv2d>,
-    pub bn3: Option<BatchNorm>,
+    pub bn3: Option<Norm>,
     /// `AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)` (`avg_down`).
     pub downsample_pool: Option<AvgPool2d>,
     pub downsample_conv: Option<Conv2d>,
-    pub downsample_bn: Option<BatchNorm>,
+    pub downsample_bn: Option<Norm>,
     /// GCNet's plugin (mmdetection's name `context_block`).
     pub context_block: Option<ContextBlock>,
     /// After which conv (1, 2, 3) the context block runs; 0 without one.
@@ -736,6 +761,8 @@ pub struct Block {
     pub gen_attention_block: Option<GeneralizedAttention>,
     /// After which conv (1, 2, 3) the attention runs; 0 without one.
     pub gen_attention_block_after: usize,
+    /// Weight-standardised convolutions (mmcv's `ConvWS`).
+    pub ws: bool,
 }
 
 impl Block {
@@ -750,10 +777,11 @@ impl Block {
 
     /// `[B, C_in, H, W]` -> `[B, C_out, H / stride, W / stride]` (rounded up).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = relu(self.bn1.forward(self.conv1.forward(x.clone())));
+        let ws = self.ws;
+        let y = relu(self.bn1.forward(conv_forward(&self.conv1, x.clone(), ws)));
         let y = self.plugin(1, y);
         let mut y = match &self.conv2 {
-            Conv2Layer::Conv(c) => c.forward(y),
+            Conv2Layer::Conv(c) => c.forward_ws(y, ws),
             Conv2Layer::SplitAttention(sa) => sa.forward(y),
         };
         if let Some(bn2) = &self.bn2 {
@@ -768,7 +796,7 @@ impl Block {
                 y = relu(y);
             }
             y = self.plugin(2, y);
-            y = self.plugin(3, b3.forward(c3.forward(y)));
+            y = self.plugin(3, b3.forward(conv_forward(c3, y, ws)));
         }
         let identity = match (&self.downsample_conv, &self.downsample_bn) {
             (Some(c), Some(b)) => {
@@ -776,7 +804,7 @@ impl Block {
                     Some(p) => p.forward(x),
                     None => x,
                 };
-                b.forward(c.forward(x))
+                b.forward(conv_forward(c, x, ws))
             }
             _ => x,
         };
@@ -789,7 +817,9 @@ impl Block {
 #[derive(Module, Debug)]
 pub struct DeepStem {
     pub convs: Vec<Conv2d>,
-    pub norms: Vec<BatchNorm>,
+    pub norms: Vec<Norm>,
+    /// Weight-standardised convolutions.
+    pub ws: bool,
 }
 
 /// ResNet body returning the outputs of its four stages.
@@ -797,7 +827,7 @@ pub struct DeepStem {
 pub struct ResNet {
     /// The single-conv stem (torchvision's and the small one); None with a deep stem.
     pub conv1: Option<Conv2d>,
-    pub bn1: Option<BatchNorm>,
+    pub bn1: Option<Norm>,
     pub stem: Option<DeepStem>,
     pub maxpool: Option<MaxPool2d>,
     pub layer1: Vec<Block>,
@@ -807,6 +837,10 @@ pub struct ResNet {
     pub frozen_stages: usize,
     /// Shortcuts start with an average pool (their conv is then `downsample.1`).
     pub avg_down: bool,
+    /// The stem conv is weight-standardised (mmcv's `ConvWS`).
+    pub ws: bool,
+    /// The norms are group norms (mmdetection names them `gn1`, `gn2`, ...).
+    pub group_norm: bool,
 }
 
 impl ResNet {
@@ -815,11 +849,11 @@ impl ResNet {
     pub fn forward(&self, images: Tensor<4>) -> Vec<Tensor<4>> {
         let mut x = images;
         if let (Some(c), Some(b)) = (&self.conv1, &self.bn1) {
-            x = relu(b.forward(c.forward(x)));
+            x = relu(b.forward(conv_forward(c, x, self.ws)));
         }
         if let Some(stem) = &self.stem {
             for (c, n) in stem.convs.iter().zip(&stem.norms) {
-                x = relu(n.forward(c.forward(x)));
+                x = relu(n.forward(conv_forward(c, x, stem.ws)));
             }
         }
         if let Some(p) = &self.maxpool {

@@ -1,5 +1,6 @@
 //! mmdetection's `Shared2FCBBoxHead`: two shared fully connected layers over the pooled RoI
-//! features, then a classifier (a plain or a cosine `NormedLinear`, with as many outputs as the
+//! features (or `Shared4Conv1FCBBoxHead`: four 3x3 ConvModules, with a norm such as group norm,
+//! then one fully connected layer; mmdetection's `ConvFCBBoxHead`), then a classifier (a plain or a cosine `NormedLinear`, with as many outputs as the
 //! loss wants: C + 1 for cross-entropy, C + 2 for Seesaw) and a box regressor (class-specific
 //! `4 C`, or class-agnostic `4`).
 //!
@@ -8,14 +9,17 @@
 //! training loss, decodes its own deltas and turns its logits into class scores.
 
 use burn::module::Module;
-use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 use crate::heads::rpn_head::zeros_param;
-use crate::layers::{NormedLinear, NormedLinearConfig};
+use crate::layers::{
+    ConvKind, Norm, NormConfig, NormKind, NormedLinear, NormedLinearConfig, conv_forward,
+};
 use crate::losses::AnyLoss;
 use crate::losses::Reduction;
 use crate::losses::bbox::{l1_loss, smooth_l1_loss};
@@ -40,6 +44,18 @@ pub enum BoxLossKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BBoxHeadConfig {
+    /// Shared 3x3 convs before the fully connected layers (4 in `Shared4Conv1FCBBoxHead`).
+    /// Default 0.
+    pub num_shared_convs: usize,
+    /// Channels of the shared convs. Default 256.
+    pub conv_out_channels: usize,
+    /// Shared fully connected layers: 2 (`Shared2FC`, default) or 1 (`Shared4Conv1FC`).
+    pub num_shared_fcs: usize,
+    /// A norm after each shared conv (mmdetection's `norm_cfg`; the convs then have no bias).
+    /// Default none.
+    pub norm: NormConfig,
+    /// `conv` (default) or `ws` for the shared convs (mmdetection's `conv_cfg`).
+    pub conv: ConvKind,
     pub fc_channels: usize,
     /// Cosine classifier (`NormedLinear`, temperature `tau`). Default false; every Seesaw
     /// config turns it on.
@@ -58,6 +74,11 @@ pub struct BBoxHeadConfig {
 impl Default for BBoxHeadConfig {
     fn default() -> Self {
         Self {
+            num_shared_convs: 0,
+            conv_out_channels: 256,
+            num_shared_fcs: 2,
+            norm: NormConfig::default(),
+            conv: ConvKind::Conv,
             fc_channels: 1024,
             normed_classifier: false,
             tau: 20.0,
@@ -87,6 +108,18 @@ impl BBoxHeadConfig {
                 "bbox head: fc_channels and num_classes must be positive".into(),
             ));
         }
+        if !(1..=2).contains(&self.num_shared_fcs)
+            || (self.num_shared_convs > 0
+                && (self.conv_out_channels == 0 || in_features % ROI_AREA != 0))
+        {
+            return Err(ModelError::Input(format!(
+                "model.bbox_head: num_shared_fcs must be 1 or 2 (got {}), conv_out_channels \
+                 positive with shared convs",
+                self.num_shared_fcs
+            )));
+        }
+        self.norm
+            .check("model.bbox_head.norm", &[self.conv_out_channels])?;
         let cls_channels = loss_cls.kind().cls_channels(num_classes);
         let fc = self.fc_channels;
         let xavier = Initializer::XavierUniform { gain: 1.0 };
@@ -111,9 +144,38 @@ impl BBoxHeadConfig {
         } else {
             4 * num_classes
         };
+        // mmcv's ConvModule: Kaiming-normal (fan out) convs, no bias when a norm follows.
+        let with_norm = self.norm.kind != NormKind::None;
+        let co = self.conv_out_channels;
+        let mut cin = in_features / ROI_AREA;
+        let shared_convs: Vec<Conv2d> = (0..self.num_shared_convs)
+            .map(|_| {
+                let conv = Conv2dConfig::new([cin, co], [3, 3])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .with_initializer(Initializer::KaimingNormal {
+                        gain: 2f64.sqrt(),
+                        fan_out_only: true,
+                    })
+                    .with_bias(!with_norm)
+                    .init(device);
+                cin = co;
+                crate::heads::rpn_head::zero_bias(conv)
+            })
+            .collect();
+        let shared_norms = (0..self.num_shared_convs)
+            .filter_map(|_| self.norm.init(co, false, device))
+            .collect();
+        let fc_in = if self.num_shared_convs > 0 {
+            co * ROI_AREA
+        } else {
+            in_features
+        };
         Ok(BBoxHead {
-            fc1: linear(in_features, fc, xavier.clone()),
-            fc2: linear(fc, fc, xavier),
+            shared_convs,
+            shared_norms,
+            ws: self.conv == ConvKind::Ws,
+            fc1: linear(fc_in, fc, xavier.clone()),
+            fc2: (self.num_shared_fcs == 2).then(|| linear(fc, fc, xavier)),
             cls,
             cls_normed,
             reg: linear(
@@ -145,11 +207,21 @@ pub struct BoxSpec {
     pub loss_bbox: BoxLossKind,
 }
 
+/// Positions of a box RoI feature (7 x 7).
+const ROI_AREA: usize = 49;
+
 /// The box head.
 #[derive(Module, Debug)]
 pub struct BBoxHead {
+    /// `Shared4Conv1FC`'s 3x3 convs (mmdetection's `shared_convs.i.conv`); empty for Shared2FC.
+    pub shared_convs: Vec<Conv2d>,
+    /// Their norms (`shared_convs.i.gn`); empty without.
+    pub shared_norms: Vec<Norm>,
+    /// Weight-standardised shared convs.
+    pub ws: bool,
     pub fc1: Linear,
-    pub fc2: Linear,
+    /// The second shared fully connected layer (Shared2FC); None for Shared4Conv1FC.
+    pub fc2: Option<Linear>,
     pub cls: Option<Linear>,
     pub cls_normed: Option<NormedLinear>,
     pub reg: Linear,
@@ -164,10 +236,20 @@ pub struct BBoxHead {
 impl BBoxHead {
     /// `rois` `[R, C, 7, 7]` -> class logits `[R, cls_channels]` and deltas `[R, 4 or 4 C]`.
     pub fn forward(&self, rois: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
+        let mut rois = rois;
+        for (i, conv) in self.shared_convs.iter().enumerate() {
+            let y = conv_forward(conv, rois, self.ws);
+            rois = relu(match self.shared_norms.get(i) {
+                Some(n) => n.forward(y),
+                None => y,
+            });
+        }
         let [r, c, h, w] = rois.dims();
         let x = rois.reshape([r, c * h * w]);
-        let x = relu(self.fc1.forward(x));
-        let x = relu(self.fc2.forward(x));
+        let mut x = relu(self.fc1.forward(x));
+        if let Some(fc2) = &self.fc2 {
+            x = relu(fc2.forward(x));
+        }
         let cls = match (&self.cls, &self.cls_normed) {
             (_, Some(n)) => n.forward(x.clone()),
             (Some(l), None) => l.forward(x.clone()),

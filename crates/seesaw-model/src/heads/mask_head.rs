@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 use crate::heads::rpn_head::{zero_bias, zeros_param};
-use crate::layers::{NormedConv2d, NormedConv2dConfig, zero_touching};
+use crate::layers::{
+    ConvKind, Norm, NormConfig, NormKind, NormedConv2d, NormedConv2dConfig, conv_forward,
+    zero_touching,
+};
 use crate::losses::common::{bce_with_logits, float_tensor, index_tensor};
 use crate::ops::mask_target::mask_target_bitmap;
 use crate::roi_heads::sampling::SampledRois;
@@ -24,6 +27,11 @@ pub struct MaskHeadConfig {
     pub conv_channels: usize,
     /// The "normed mask" variant: logits from a `NormedConv2d` (temperature 20).
     pub normed: bool,
+    /// A norm after each 3x3 conv (mmdetection's `norm_cfg`, e.g. group norm; the convs then
+    /// have no bias). Default none.
+    pub norm: NormConfig,
+    /// `conv` (default) or `ws` for the 3x3 convs (mmdetection's `conv_cfg`).
+    pub conv: ConvKind,
 }
 
 impl Default for MaskHeadConfig {
@@ -32,6 +40,8 @@ impl Default for MaskHeadConfig {
             num_convs: 4,
             conv_channels: 256,
             normed: false,
+            norm: NormConfig::default(),
+            conv: ConvKind::Conv,
         }
     }
 }
@@ -69,15 +79,21 @@ impl MaskHeadConfig {
             ));
         }
         let c = self.conv_channels;
+        self.norm.check("model.mask_head.norm", &[c])?;
+        let with_norm = self.norm.kind != NormKind::None;
         let convs = (0..self.num_convs)
             .map(|i| {
                 zero_bias(
                     Conv2dConfig::new([if i == 0 { in_channels } else { c }, c], [3, 3])
                         .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                         .with_initializer(kaiming())
+                        .with_bias(!with_norm)
                         .init(device),
                 )
             })
+            .collect();
+        let norms = (0..self.num_convs)
+            .filter_map(|_| self.norm.init(c, false, device))
             .collect();
         let cin = if self.num_convs == 0 { in_channels } else { c };
         // He-normal with fan-out (c * 2 * 2), written out: the transposed conv's initializer
@@ -115,6 +131,8 @@ impl MaskHeadConfig {
         Ok(MaskHead {
             conv_res,
             convs,
+            norms,
+            ws: self.conv == ConvKind::Ws,
             upsample,
             logits,
             logits_normed,
@@ -128,6 +146,10 @@ pub struct MaskHead {
     /// HTC's mask information flow from the previous stage's head.
     pub conv_res: Option<Conv2d>,
     pub convs: Vec<Conv2d>,
+    /// The norm after each conv (mmdetection's `convs.i.gn`); empty without.
+    pub norms: Vec<Norm>,
+    /// Weight-standardised 3x3 convs.
+    pub ws: bool,
     pub upsample: ConvTranspose2d,
     pub logits: Option<Conv2d>,
     pub logits_normed: Option<NormedConv2d>,
@@ -146,8 +168,12 @@ impl MaskHead {
             (Some(c), Some(r)) => rois + relu(c.forward(r)),
             _ => rois,
         };
-        for c in &self.convs {
-            x = relu(c.forward(x));
+        for (i, c) in self.convs.iter().enumerate() {
+            let y = conv_forward(c, x, self.ws);
+            x = relu(match self.norms.get(i) {
+                Some(n) => n.forward(y),
+                None => y,
+            });
         }
         x
     }

@@ -181,8 +181,14 @@ pub enum ConvOrDcn {
 impl ConvOrDcn {
     /// `[B, C_in, H, W]` -> `[B, C_out, H_out, W_out]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.forward_ws(x, false)
+    }
+
+    /// As [`Self::forward`], a plain convolution weight-standardised when `ws` (mmcv's
+    /// `ConvWS`, which mmdetection never combines with DCN).
+    pub fn forward_ws(&self, x: Tensor<4>, ws: bool) -> Tensor<4> {
         match self {
-            ConvOrDcn::Conv(c) => c.forward(x),
+            ConvOrDcn::Conv(c) => super::norm::conv_forward(c, x, ws),
             ConvOrDcn::Dcn(d) => d.forward(x),
         }
     }

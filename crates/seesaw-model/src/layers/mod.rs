@@ -3,12 +3,14 @@
 pub mod context_block;
 pub mod deform_conv;
 pub mod generalized_attention;
+pub mod norm;
 pub mod normed_conv2d;
 pub mod normed_linear;
 
 pub use context_block::ContextBlock;
 pub use deform_conv::{ConvOrDcn, DeformConv2d, DeformConv2dConfig};
 pub use generalized_attention::{GeneralizedAttention, GeneralizedAttentionConfig};
+pub use norm::{ConvKind, Norm, NormConfig, NormKind, conv_forward};
 pub use normed_conv2d::{NormedConv2d, NormedConv2dConfig};
 pub use normed_linear::{NormedLinear, NormedLinearConfig};
 

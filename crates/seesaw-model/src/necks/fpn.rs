@@ -1,6 +1,8 @@
 //! Feature Pyramid Network (Lin et al. 2017) as mmdetection's `FPN` with
 //! `add_extra_convs=False`: 1x1 laterals, nearest 2x top-down sums, 3x3 outputs, and extra
-//! levels by max-pooling the last output (kernel 1, stride 2).
+//! levels by max-pooling the last output (kernel 1, stride 2). With a `norm` (mmdetection's
+//! `norm_cfg`, e.g. group norm) every conv is a ConvModule without bias followed by the norm,
+//! and `conv = "ws"` standardises their weights (mmdetection's configs/gn+ws/).
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -10,6 +12,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
+use crate::layers::{ConvKind, Norm, NormConfig, NormKind, conv_forward};
 
 /// Settings of [`Fpn`]; defaults are Mask R-CNN's (256 channels, 5 outputs P2-P6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,6 +21,10 @@ pub struct FpnConfig {
     pub out_channels: usize,
     /// Output levels: the inputs' count plus max-pooled extras. Default 5.
     pub num_outs: usize,
+    /// A norm after each conv (mmdetection's `norm_cfg`). Default none.
+    pub norm: NormConfig,
+    /// `conv` (default) or `ws` (mmdetection's `conv_cfg=dict(type='ConvWS')`).
+    pub conv: ConvKind,
 }
 
 impl Default for FpnConfig {
@@ -25,6 +32,8 @@ impl Default for FpnConfig {
         Self {
             out_channels: 256,
             num_outs: 5,
+            norm: NormConfig::default(),
+            conv: ConvKind::Conv,
         }
     }
 }
@@ -40,17 +49,30 @@ impl FpnConfig {
             )));
         }
         let c = self.out_channels;
+        self.norm.check("model.neck.norm", &[c])?;
+        // mmcv's ConvModule drops the conv's bias when a norm follows (`bias='auto'`).
+        let with_norm = self.norm.kind != NormKind::None;
         let mk = |cin: usize, k: usize| {
             Conv2dConfig::new([cin, c], [k, k])
                 .with_padding(PaddingConfig2d::Explicit(k / 2, k / 2, k / 2, k / 2))
                 .with_initializer(Initializer::XavierUniform { gain: 1.0 })
+                .with_bias(!with_norm)
                 .init(device)
+        };
+        let norms = || -> Vec<Norm> {
+            in_channels
+                .iter()
+                .filter_map(|_| self.norm.init(c, false, device))
+                .collect()
         };
         Ok(Fpn {
             lateral_convs: in_channels.iter().map(|&cin| mk(cin, 1)).collect(),
             fpn_convs: in_channels.iter().map(|_| mk(c, 3)).collect(),
+            lateral_norms: norms(),
+            fpn_norms: norms(),
             pool: MaxPool2dConfig::new([1, 1]).with_strides([2, 2]).init(),
             num_outs: self.num_outs,
+            ws: self.conv == ConvKind::Ws,
         })
     }
 }
@@ -60,8 +82,14 @@ impl FpnConfig {
 pub struct Fpn {
     pub lateral_convs: Vec<Conv2d>,
     pub fpn_convs: Vec<Conv2d>,
+    /// The norm after each lateral conv (mmdetection's `lateral_convs.i.gn`); empty without.
+    pub lateral_norms: Vec<Norm>,
+    /// The norm after each output conv (`fpn_convs.i.gn`); empty without.
+    pub fpn_norms: Vec<Norm>,
     pub pool: MaxPool2d,
     pub num_outs: usize,
+    /// Weight-standardised convs.
+    pub ws: bool,
 }
 
 /// Nearest-neighbour upsampling of `x` to `[h, w]` (2x, cropped when the target is odd).
@@ -81,11 +109,19 @@ fn upsample_to(x: Tensor<4>, h: usize, w: usize) -> Tensor<4> {
 impl Fpn {
     /// `inputs`: the backbone maps, finest first -> `num_outs` maps `[B, C, H_l, W_l]`.
     pub fn forward(&self, inputs: Vec<Tensor<4>>) -> Vec<Tensor<4>> {
+        let module = |conv: &Conv2d, norm: Option<&Norm>, x: Tensor<4>| {
+            let y = conv_forward(conv, x, self.ws);
+            match norm {
+                Some(n) => n.forward(y),
+                None => y,
+            }
+        };
         let mut laterals: Vec<Tensor<4>> = self
             .lateral_convs
             .iter()
             .zip(inputs)
-            .map(|(conv, x)| conv.forward(x))
+            .enumerate()
+            .map(|(i, (conv, x))| module(conv, self.lateral_norms.get(i), x))
             .collect();
         for i in (1..laterals.len()).rev() {
             let [_, _, h, w] = laterals[i - 1].dims();
@@ -96,7 +132,8 @@ impl Fpn {
             .fpn_convs
             .iter()
             .zip(laterals)
-            .map(|(conv, x)| conv.forward(x))
+            .enumerate()
+            .map(|(i, (conv, x))| module(conv, self.fpn_norms.get(i), x))
             .collect();
         while outs.len() < self.num_outs {
             let last = outs[outs.len() - 1].clone();
