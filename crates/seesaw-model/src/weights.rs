@@ -491,8 +491,11 @@ pub fn load_backbone(
     } else {
         file.tensors.clone()
     };
-    // mmdetection names a deep stem `stem.*` (timm `conv1.*`); everything else is shared.
-    let layout = if tensors.keys().any(|k| k.starts_with("stem.")) {
+    // mmdetection names a deep stem `stem.*` (timm `conv1.*`) and group norms `gn1`, ...
+    // (torchvision keeps `bn1`); everything else is shared.
+    let mmdet_names =
+        |k: &String| k.starts_with("stem.") || k.starts_with("gn1.") || k.contains(".gn1.");
+    let layout = if tensors.keys().any(mmdet_names) {
         Layout::Mmdet
     } else {
         Layout::Torchvision

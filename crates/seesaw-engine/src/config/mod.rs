@@ -396,6 +396,7 @@ mod shipped {
     use super::*;
     use seesaw_data::SamplerKind;
     use seesaw_model::backbones::{BackboneKind, DcnKind};
+    use seesaw_model::layers::{ConvKind, NormConfig, NormKind};
     use seesaw_model::losses::LossKind;
 
     #[test]
@@ -465,6 +466,22 @@ mod shipped {
                     name.contains("dcnv2"),
                     "{name}"
                 );
+                // gn_ws_all: GN + ConvWS in backbone, neck and both heads (Shared4Conv1FC).
+                let m = &cfg.model;
+                let gn_ws =
+                    |n: &NormConfig, c: ConvKind| n.kind == NormKind::Gn && c == ConvKind::Ws;
+                assert_eq!(
+                    [
+                        gn_ws(&bb.norm, bb.conv),
+                        gn_ws(&m.neck.norm, m.neck.conv),
+                        gn_ws(&m.bbox_head.norm, m.bbox_head.conv)
+                            && m.bbox_head.num_shared_convs == 4
+                            && m.bbox_head.num_shared_fcs == 1,
+                        gn_ws(&m.mask_head.norm, m.mask_head.conv),
+                    ],
+                    [name.contains("gn_ws_all"); 4],
+                    "{name}"
+                );
                 assert_eq!(
                     cfg.data.sampler,
                     if name.contains("rfs") {
@@ -481,6 +498,8 @@ mod shipped {
                         format!("resnext{}_{}x4d-", bb.depth, bb.groups)
                     }
                     BackboneKind::Resnest => format!("resnest{}_d2-", bb.depth),
+                    // open-mmlab://jhu/resnet50_gn_ws
+                    _ if name.contains("gn_ws") => format!("resnet{}_gn_ws-", bb.depth),
                     _ => format!("resnet{}-", bb.depth),
                 };
                 assert!(
@@ -492,6 +511,6 @@ mod shipped {
             }
             seen += 1;
         }
-        assert!(seen >= 19, "{seen} configs");
+        assert!(seen >= 22, "{seen} configs");
     }
 }
