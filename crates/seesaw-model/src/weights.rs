@@ -289,8 +289,12 @@ impl Naming {
     fn mmdet_module(&self, parts: &[&str]) -> Option<String> {
         Some(match parts {
             ["backbone", rest @ ..] => format!("backbone.{}", self.backbone_module(rest)?),
-            ["neck", "lateral_norms", i] => format!("neck.lateral_convs.{i}.{}", self.neck_norm),
-            ["neck", "fpn_norms", i] => format!("neck.fpn_convs.{i}.{}", self.neck_norm),
+            // `lateral_norms.i` -> `lateral_convs.i.gn` (also fpn_, downsample_, pafpn_).
+            ["neck", list, i] if list.ends_with("_norms") => format!(
+                "neck.{}_convs.{i}.{}",
+                list.trim_end_matches("_norms"),
+                self.neck_norm
+            ),
             ["neck", list, i] => format!("neck.{list}.{i}.conv"),
             ["rpn_head", m] => format!("rpn_head.rpn_{m}"),
             // Our RoI head kinds name their parts as mmdetection's (`bbox_head`, `mask_head` as

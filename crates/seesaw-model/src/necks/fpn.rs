@@ -14,10 +14,26 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ModelError, Result};
 use crate::layers::{ConvKind, Norm, NormConfig, NormKind, conv_forward};
 
+/// Which pyramid (mmdetection's neck `type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NeckKind {
+    /// `FPN`.
+    #[default]
+    #[serde(alias = "FPN")]
+    Fpn,
+    /// `PAFPN`: the FPN plus a bottom-up path ([`super::pafpn`]).
+    #[serde(alias = "PAFPN")]
+    Pafpn,
+}
+
 /// Settings of [`Fpn`]; defaults are Mask R-CNN's (256 channels, 5 outputs P2-P6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FpnConfig {
+    /// `fpn` (default) or `pafpn`.
+    #[serde(rename = "type")]
+    pub kind: NeckKind,
     pub out_channels: usize,
     /// Output levels: the inputs' count plus max-pooled extras. Default 5.
     pub num_outs: usize,
@@ -30,6 +46,7 @@ pub struct FpnConfig {
 impl Default for FpnConfig {
     fn default() -> Self {
         Self {
+            kind: NeckKind::Fpn,
             out_channels: 256,
             num_outs: 5,
             norm: NormConfig::default(),
@@ -52,24 +69,40 @@ impl FpnConfig {
         self.norm.check("model.neck.norm", &[c])?;
         // mmcv's ConvModule drops the conv's bias when a norm follows (`bias='auto'`).
         let with_norm = self.norm.kind != NormKind::None;
-        let mk = |cin: usize, k: usize| {
+        let conv = |cin: usize, k: usize, stride: usize| {
             Conv2dConfig::new([cin, c], [k, k])
+                .with_stride([stride, stride])
                 .with_padding(PaddingConfig2d::Explicit(k / 2, k / 2, k / 2, k / 2))
                 .with_initializer(Initializer::XavierUniform { gain: 1.0 })
                 .with_bias(!with_norm)
                 .init(device)
         };
-        let norms = || -> Vec<Norm> {
-            in_channels
-                .iter()
+        let mk = |cin: usize, k: usize| conv(cin, k, 1);
+        let norms = |n: usize| -> Vec<Norm> {
+            (0..n)
                 .filter_map(|_| self.norm.init(c, false, device))
                 .collect()
         };
+        let n = in_channels.len();
+        let lateral_convs = in_channels.iter().map(|&cin| mk(cin, 1)).collect();
+        let fpn_convs = in_channels.iter().map(|_| mk(c, 3)).collect();
+        // PAFPN: a stride-2 conv and an output conv for each level above the finest.
+        let up = if self.kind == NeckKind::Pafpn {
+            n - 1
+        } else {
+            0
+        };
+        let downsample_convs = (0..up).map(|_| conv(c, 3, 2)).collect();
+        let pafpn_convs = (0..up).map(|_| mk(c, 3)).collect();
         Ok(Fpn {
-            lateral_convs: in_channels.iter().map(|&cin| mk(cin, 1)).collect(),
-            fpn_convs: in_channels.iter().map(|_| mk(c, 3)).collect(),
-            lateral_norms: norms(),
-            fpn_norms: norms(),
+            lateral_convs,
+            fpn_convs,
+            lateral_norms: norms(n),
+            fpn_norms: norms(n),
+            downsample_convs,
+            pafpn_convs,
+            downsample_norms: norms(up),
+            pafpn_norms: norms(up),
             pool: MaxPool2dConfig::new([1, 1]).with_strides([2, 2]).init(),
             num_outs: self.num_outs,
             ws: self.conv == ConvKind::Ws,
@@ -86,6 +119,12 @@ pub struct Fpn {
     pub lateral_norms: Vec<Norm>,
     /// The norm after each output conv (`fpn_convs.i.gn`); empty without.
     pub fpn_norms: Vec<Norm>,
+    /// PAFPN's stride-2 convs of the bottom-up path (`downsample_convs.i.conv`); empty for FPN.
+    pub downsample_convs: Vec<Conv2d>,
+    /// PAFPN's output convs of levels 1.. (`pafpn_convs.i.conv`); empty for FPN.
+    pub pafpn_convs: Vec<Conv2d>,
+    pub downsample_norms: Vec<Norm>,
+    pub pafpn_norms: Vec<Norm>,
     pub pool: MaxPool2d,
     pub num_outs: usize,
     /// Weight-standardised convs.
@@ -107,15 +146,25 @@ fn upsample_to(x: Tensor<4>, h: usize, w: usize) -> Tensor<4> {
 }
 
 impl Fpn {
+    /// mmcv's ConvModule without activation: `conv` (weight-standardised when the neck's
+    /// convs are), then `norm` if any.
+    pub(crate) fn conv_module(
+        &self,
+        conv: &Conv2d,
+        norm: Option<&Norm>,
+        x: Tensor<4>,
+    ) -> Tensor<4> {
+        let y = conv_forward(conv, x, self.ws);
+        match norm {
+            Some(n) => n.forward(y),
+            None => y,
+        }
+    }
+
     /// `inputs`: the backbone maps, finest first -> `num_outs` maps `[B, C, H_l, W_l]`.
     pub fn forward(&self, inputs: Vec<Tensor<4>>) -> Vec<Tensor<4>> {
-        let module = |conv: &Conv2d, norm: Option<&Norm>, x: Tensor<4>| {
-            let y = conv_forward(conv, x, self.ws);
-            match norm {
-                Some(n) => n.forward(y),
-                None => y,
-            }
-        };
+        let module =
+            |conv: &Conv2d, norm: Option<&Norm>, x: Tensor<4>| self.conv_module(conv, norm, x);
         let mut laterals: Vec<Tensor<4>> = self
             .lateral_convs
             .iter()
@@ -128,13 +177,14 @@ impl Fpn {
             let up = upsample_to(laterals[i].clone(), h, w);
             laterals[i - 1] = laterals[i - 1].clone() + up;
         }
-        let mut outs: Vec<Tensor<4>> = self
+        let outs: Vec<Tensor<4>> = self
             .fpn_convs
             .iter()
             .zip(laterals)
             .enumerate()
             .map(|(i, (conv, x))| module(conv, self.fpn_norms.get(i), x))
             .collect();
+        let mut outs = self.bottom_up(outs);
         while outs.len() < self.num_outs {
             let last = outs[outs.len() - 1].clone();
             outs.push(self.pool.forward(last));
