@@ -327,6 +327,8 @@ impl Naming {
                 ["convs", i] => format!("convs.{i}.conv"),
                 ["conv_res"] => "conv_res.conv".into(),
                 ["upsample"] => "upsample".into(),
+                // mmcv's CARAFEPack sits where the deconvolution would.
+                ["upsample_carafe", part] => format!("upsample.{part}"),
                 ["logits"] | ["logits_normed"] => "conv_logits".into(),
                 _ => return None,
             },

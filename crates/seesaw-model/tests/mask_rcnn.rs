@@ -116,7 +116,8 @@ fn every_stage_has_the_documented_shape_and_the_losses_are_finite() {
             bias(&model.roi_head.ops().bbox_heads()[0].fc1.bias)
                 && bias(&model.roi_head.ops().bbox_heads()[0].reg.bias)
         );
-        assert!(bias(&mask_head.upsample.bias) && bias(&mask_head.convs[0].bias));
+        let upsample = mask_head.upsample.as_ref().expect("deconv");
+        assert!(bias(&upsample.bias) && bias(&mask_head.convs[0].bias));
 
         let plain = model.valid();
         let dets = plain

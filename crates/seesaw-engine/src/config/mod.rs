@@ -511,6 +511,6 @@ mod shipped {
             }
             seen += 1;
         }
-        assert!(seen >= 23, "{seen} configs");
+        assert!(seen >= 24, "{seen} configs");
     }
 }

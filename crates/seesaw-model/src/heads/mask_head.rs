@@ -1,5 +1,6 @@
-//! mmdetection's `FCNMaskHead`: 3x3 convs over the 14x14 RoI features, a 2x deconvolution to
-//! 28x28, and one mask logit map per class (a 1x1 conv, or a cosine `NormedConv2d`).
+//! mmdetection's `FCNMaskHead`: 3x3 convs over the 14x14 RoI features, a 2x deconvolution (or
+//! CARAFE, `upsample = { type = "carafe" }`) to 28x28, and one mask logit map per class (a 1x1
+//! conv, or a cosine `NormedConv2d`).
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
@@ -11,13 +12,54 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ModelError, Result};
 use crate::heads::rpn_head::{zero_bias, zeros_param};
 use crate::layers::{
-    ConvKind, Norm, NormConfig, NormKind, NormedConv2d, NormedConv2dConfig, conv_forward,
-    zero_touching,
+    CarafePack, CarafePackConfig, ConvKind, Norm, NormConfig, NormKind, NormedConv2d,
+    NormedConv2dConfig, conv_forward, zero_touching,
 };
 use crate::losses::common::{bce_with_logits, float_tensor, index_tensor};
 use crate::ops::mask_target::mask_target_bitmap;
 use crate::roi_heads::sampling::SampledRois;
 use crate::structures::GtInstances;
+
+/// The mask head's 2x upsampler (mmdetection's `upsample_cfg.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpsampleKind {
+    /// A 2x2 stride-2 transposed convolution, then ReLU.
+    #[default]
+    Deconv,
+    /// CARAFE ([`CarafePack`]), no ReLU after it (as mmdetection's FCNMaskHead).
+    Carafe,
+}
+
+/// mmdetection's `upsample_cfg`: `{ type = "carafe", up_kernel = 5, up_group = 1,
+/// encoder_kernel = 3, encoder_dilation = 1, compressed_channels = 64 }` (the CARAFE settings
+/// are mmcv's defaults, and those of mmdetection's configs/carafe/).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpsampleConfig {
+    /// Default `deconv`.
+    #[serde(rename = "type")]
+    pub kind: UpsampleKind,
+    pub up_kernel: usize,
+    pub up_group: usize,
+    pub encoder_kernel: usize,
+    pub encoder_dilation: usize,
+    pub compressed_channels: usize,
+}
+
+impl Default for UpsampleConfig {
+    fn default() -> Self {
+        let c = CarafePackConfig::new(1, 2);
+        Self {
+            kind: UpsampleKind::Deconv,
+            up_kernel: c.up_kernel,
+            up_group: c.up_group,
+            encoder_kernel: c.encoder_kernel,
+            encoder_dilation: c.encoder_dilation,
+            compressed_channels: c.compressed_channels,
+        }
+    }
+}
 
 /// Settings of [`MaskHead`]; defaults are mmdetection's (4 convs of 256 channels, 14x14 in).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +74,8 @@ pub struct MaskHeadConfig {
     pub norm: NormConfig,
     /// `conv` (default) or `ws` for the 3x3 convs (mmdetection's `conv_cfg`).
     pub conv: ConvKind,
+    /// The 2x upsampler: a deconvolution (default) or CARAFE.
+    pub upsample: UpsampleConfig,
 }
 
 impl Default for MaskHeadConfig {
@@ -42,6 +86,7 @@ impl Default for MaskHeadConfig {
             normed: false,
             norm: NormConfig::default(),
             conv: ConvKind::Conv,
+            upsample: UpsampleConfig::default(),
         }
     }
 }
@@ -96,16 +141,37 @@ impl MaskHeadConfig {
             .filter_map(|_| self.norm.init(c, false, device))
             .collect();
         let cin = if self.num_convs == 0 { in_channels } else { c };
-        // He-normal with fan-out (c * 2 * 2), written out: the transposed conv's initializer
-        // also draws its bias, which has no fan.
-        let mut upsample = ConvTranspose2dConfig::new([cin, c], [2, 2])
-            .with_stride([2, 2])
-            .with_initializer(Initializer::Normal {
-                mean: 0.0,
-                std: (2.0 / (c * 4) as f64).sqrt(),
-            })
-            .init(device);
-        upsample.bias = upsample.bias.take().map(zeros_param);
+        let (upsample, upsample_carafe, c) = match self.upsample.kind {
+            UpsampleKind::Deconv => {
+                // He-normal with fan-out (c * 2 * 2), written out: the transposed conv's
+                // initializer also draws its bias, which has no fan.
+                let mut up = ConvTranspose2dConfig::new([cin, c], [2, 2])
+                    .with_stride([2, 2])
+                    .with_initializer(Initializer::Normal {
+                        mean: 0.0,
+                        std: (2.0 / (c * 4) as f64).sqrt(),
+                    })
+                    .init(device);
+                up.bias = up.bias.take().map(zeros_param);
+                (Some(up), None, c)
+            }
+            UpsampleKind::Carafe => {
+                // CARAFE keeps the channels: the logits read the convs' output width.
+                let u = &self.upsample;
+                let carafe = CarafePackConfig {
+                    channels: cin,
+                    scale_factor: 2,
+                    up_kernel: u.up_kernel,
+                    up_group: u.up_group,
+                    encoder_kernel: u.encoder_kernel,
+                    encoder_dilation: u.encoder_dilation,
+                    compressed_channels: u.compressed_channels,
+                }
+                .init(device)
+                .map_err(|e| ModelError::Input(format!("model.mask_head.upsample: {e}")))?;
+                (None, Some(carafe), cin)
+            }
+        };
         let (logits, logits_normed) = if self.normed {
             (
                 None,
@@ -134,6 +200,7 @@ impl MaskHeadConfig {
             norms,
             ws: self.conv == ConvKind::Ws,
             upsample,
+            upsample_carafe,
             logits,
             logits_normed,
         })
@@ -150,12 +217,27 @@ pub struct MaskHead {
     pub norms: Vec<Norm>,
     /// Weight-standardised 3x3 convs.
     pub ws: bool,
-    pub upsample: ConvTranspose2d,
+    /// The deconvolution; None with CARAFE.
+    pub upsample: Option<ConvTranspose2d>,
+    /// CARAFE (mmdetection's `upsample` with `type='carafe'`); None with the deconvolution.
+    pub upsample_carafe: Option<CarafePack>,
     pub logits: Option<Conv2d>,
     pub logits_normed: Option<NormedConv2d>,
 }
 
 impl MaskHead {
+    /// The device the weights live on (read from the logits layer, which every head has).
+    pub fn device(&self) -> Device {
+        match (&self.logits, &self.logits_normed) {
+            (Some(c), _) => c.weight.device(),
+            (None, Some(n)) => n.weight.device(),
+            (None, None) => self
+                .upsample_carafe
+                .as_ref()
+                .map_or_else(Device::flex, |c| c.channel_compressor.weight.device()),
+        }
+    }
+
     /// `rois` `[R, C, 14, 14]` -> mask logits `[R, num_classes, 28, 28]`.
     pub fn forward(&self, rois: Tensor<4>) -> Tensor<4> {
         self.logits(self.features(rois, None))
@@ -180,7 +262,11 @@ impl MaskHead {
 
     /// Mask logits `[R, num_classes, 28, 28]` from [`MaskHead::features`].
     pub fn logits(&self, features: Tensor<4>) -> Tensor<4> {
-        let x = relu(self.upsample.forward(features));
+        let x = match (&self.upsample, &self.upsample_carafe) {
+            (_, Some(c)) => c.forward(features),
+            (Some(d), None) => relu(d.forward(features)),
+            (None, None) => features,
+        };
         match (&self.logits, &self.logits_normed) {
             (_, Some(n)) => n.forward(x),
             (Some(c), None) => c.forward(x),

@@ -1,5 +1,6 @@
 //! Layers: one module per file.
 
+pub mod carafe;
 pub mod context_block;
 pub mod deform_conv;
 pub mod generalized_attention;
@@ -7,6 +8,7 @@ pub mod norm;
 pub mod normed_conv2d;
 pub mod normed_linear;
 
+pub use carafe::{CarafePack, CarafePackConfig};
 pub use context_block::ContextBlock;
 pub use deform_conv::{ConvOrDcn, DeformConv2d, DeformConv2dConfig};
 pub use generalized_attention::{GeneralizedAttention, GeneralizedAttentionConfig};

@@ -1,12 +1,13 @@
 //! Detection ops, one concept per file: box overlaps, non-maximum suppression, the box coder and
-//! the anchor generator, RoIAlign, the multi-level RoI extractor, deformable convolution, the
-//! max-IoU assigner and the random sampler, mask targets and mask pasting so far.
+//! the anchor generator, RoIAlign, the multi-level RoI extractor, deformable convolution,
+//! CARAFE, the max-IoU assigner and the random sampler, mask targets and mask pasting so far.
 //! Semantics follow torchvision and mmdetection 3.x (boxes are `[x1, y1, x2, y2]`, no +1).
 
 pub mod anchors;
 pub mod assigner;
 pub mod box_coder;
 pub mod boxes;
+pub mod carafe;
 pub mod deform_conv;
 pub mod mask_paste;
 pub mod mask_target;

@@ -52,7 +52,7 @@ pub fn mask_loss(
         .get(t)
         .ok_or_else(|| ModelError::Input(format!("no mask head {t}")))?;
     if s.pos_rows.is_empty() {
-        let device = head.upsample.weight.device();
+        let device = head.device();
         return Ok(head.zero_loss(&device));
     }
     let pooled = pool(&s.pos_rois())?;

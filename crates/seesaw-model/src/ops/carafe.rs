@@ -1,0 +1,74 @@
+//! CARAFE's reassembly (Wang et al., "CARAFE: Content-Aware ReAssembly of FEatures", ICCV
+//! 2019), with the semantics of mmcv's `carafe` op (mmcv/ops/carafe.py and its kernels): each
+//! output pixel is a weighted sum of the `k x k` neighbourhood, in the input, of the pixel it
+//! comes from, with weights predicted for that output pixel.
+//!
+//! Composed of padding, shifted slices, nearest upsampling and products, so autodiff gives the
+//! input and weight gradients on every backend (mmcv's CUDA kernel has no counterpart in burn).
+
+use burn::tensor::Tensor;
+use burn::tensor::ops::PadMode;
+
+use crate::error::{ModelError, Result};
+
+/// Nearest upsampling by an integer factor: `[N, C, H, W]` -> `[N, C, H s, W s]`.
+pub fn upsample_nearest(x: Tensor<4>, s: usize) -> Tensor<4> {
+    if s == 1 {
+        return x;
+    }
+    let [n, c, h, w] = x.dims();
+    x.reshape([n, c, h, 1, w, 1])
+        .expand([n, c, h, s, w, s])
+        .reshape([n, c, h * s, w * s])
+}
+
+/// `out[n, ch, oh, ow] = sum over i, j < k of mask[n, g * k^2 + i * k + j, oh, ow] *
+/// x[n, ch, oh / s + i - (k - 1) / 2, ow / s + j - (k - 1) / 2]`, reading zero outside the
+/// map, where `g = ch / (C / groups)`: `x` `[N, C, H, W]`, `mask` `[N, groups * k^2, H s, W s]`
+/// (normally softmax-normalised over each group's `k^2` weights) -> `[N, C, H s, W s]`.
+///
+/// # Errors
+/// [`ModelError::Input`] when the shapes do not fit or `k` is even.
+pub fn carafe(
+    x: Tensor<4>,
+    mask: Tensor<4>,
+    up_kernel: usize,
+    up_group: usize,
+    scale: usize,
+) -> Result<Tensor<4>> {
+    let [n, c, h, w] = x.dims();
+    let k = up_kernel;
+    let (hs, ws) = (h * scale, w * scale);
+    if k % 2 == 0 || up_group == 0 || c % up_group != 0 || scale == 0 {
+        return Err(ModelError::Input(format!(
+            "carafe: up_kernel {k} must be odd, up_group {up_group} must divide {c} channels, \
+             scale {scale} positive"
+        )));
+    }
+    if mask.dims() != [n, up_group * k * k, hs, ws] {
+        return Err(ModelError::Input(format!(
+            "carafe: mask is {:?}, expected {:?}",
+            mask.dims(),
+            [n, up_group * k * k, hs, ws]
+        )));
+    }
+    let r = (k - 1) / 2;
+    let padded = x.pad((r, r, r, r), PadMode::Constant(0.0));
+    let mask = mask.reshape([n, up_group, k * k, hs, ws]);
+    let cg = c / up_group;
+    let mut out: Option<Tensor<5>> = None;
+    for i in 0..k {
+        for j in 0..k {
+            let tap = padded.clone().slice([0..n, 0..c, i..i + h, j..j + w]);
+            let tap = upsample_nearest(tap, scale).reshape([n, up_group, cg, hs, ws]);
+            let weight = mask.clone().narrow(2, i * k + j, 1);
+            let term = tap * weight;
+            out = Some(match out {
+                Some(acc) => acc + term,
+                None => term,
+            });
+        }
+    }
+    let out = out.ok_or_else(|| ModelError::Input("carafe: empty kernel".into()))?;
+    Ok(out.reshape([n, c, hs, ws]))
+}
