@@ -6,6 +6,7 @@
 //! context blocks; mmcv's generalized attention.
 
 mod common;
+use common::max_rel_diff;
 use std::path::PathBuf;
 
 use burn::module::Param;
@@ -23,16 +24,6 @@ fn open(name: &str) -> WeightsFile {
         .join("tests/fixtures/weights")
         .join(name);
     WeightsFile::open(&path).expect("fixture opens")
-}
-
-fn max_rel_diff(got: Tensor<4>, want: Tensor<4>) -> f32 {
-    assert_eq!(got.dims(), want.dims(), "shape");
-    let g = got.into_data().try_to_vec::<f32>().expect("f32");
-    let w = want.into_data().try_to_vec::<f32>().expect("f32");
-    g.iter()
-        .zip(&w)
-        .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
-        .fold(0f32, f32::max)
 }
 
 /// Loads `file` into the backbone `cfg` builds and compares the four stage outputs.

@@ -5,6 +5,7 @@
 //! checkpoint (`gn1`, `lateral_convs.0.gn`, `shared_convs.0.gn`, `convs.0.gn`).
 
 mod common;
+use common::max_rel_diff;
 use std::path::PathBuf;
 
 use burn::tensor::{Device, Tensor};
@@ -18,16 +19,6 @@ fn open(name: &str) -> WeightsFile {
         .join("tests/fixtures/weights")
         .join(name);
     WeightsFile::open(&path).expect("fixture opens")
-}
-
-fn max_rel_diff<const D: usize>(got: Tensor<D>, want: Tensor<D>) -> f32 {
-    assert_eq!(got.dims(), want.dims(), "shape");
-    let g = got.into_data().try_to_vec::<f32>().expect("f32");
-    let w = want.into_data().try_to_vec::<f32>().expect("f32");
-    g.iter()
-        .zip(&w)
-        .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
-        .fold(0f32, f32::max)
 }
 
 /// The fixture's detector: GN with 4 groups (the widths are small) and ConvWS in every part.

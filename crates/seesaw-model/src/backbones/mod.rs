@@ -2,11 +2,14 @@
 //! ResNet family (ResNet, ResNet-v1d, ResNeXt, ResNeSt, each with optional DCN), one file per
 //! member's own part.
 
+pub mod block;
+pub mod plugins;
 pub mod resnest;
 pub mod resnet;
 pub mod resnext;
 
+pub use block::{Block, Conv2Layer, DeepStem};
+pub use plugins::{PluginConfig, PluginKind, PluginPosition};
 pub use resnet::{
-    BackboneKind, BlockKind, DcnConfig, DcnKind, PluginConfig, PluginKind, PluginPosition, ResNet,
-    ResNetConfig, Resolved, StemKind,
+    BackboneKind, BlockKind, DcnConfig, DcnKind, ResNet, ResNetConfig, Resolved, StemKind,
 };

@@ -3,24 +3,21 @@
 //! stride on the 3x3 conv as in ResNet v1.5), ResNet-v1d's deep stem and average-pool
 //! downsampling, ResNeXt's grouped 3x3 ([`super::resnext`]), ResNeSt's split attention
 //! ([`super::resnest`]) and DCNv2 in chosen stages, with mmdetection's `frozen_stages` and
-//! `norm_eval`, plus a small stem for the CPU demo.
+//! `norm_eval`, plus a small stem for the CPU demo. The block and its builder are in
+//! [`super::block`], the plugins in [`super::plugins`].
 
 use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{Initializer, PaddingConfig2d};
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::resnest::{SplitAttentionConv2d, inter_channels};
-use super::resnext::bottleneck_width;
+use super::block::{Block, BlockSpec, DeepStem, conv, expansion};
+use super::plugins::PluginConfig;
 use crate::error::{ModelError, Result};
-use crate::layers::{
-    ContextBlock, ConvKind, ConvOrDcn, DeformConv2dConfig, GeneralizedAttention,
-    GeneralizedAttentionConfig, Norm, NormConfig, NormKind, conv_forward,
-};
-use crate::ops::deform_conv::DeformConvOptions;
+use crate::layers::{ConvKind, Norm, NormConfig, NormKind, conv_forward};
 
 /// Residual block kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,89 +111,6 @@ impl Default for DcnConfig {
             kind: DcnKind::None,
             deform_groups: 1,
             fallback_on_stride: false,
-        }
-    }
-}
-
-/// A backbone plugin's kind (mmdetection's `plugins[i].cfg.type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PluginKind {
-    /// GCNet's global context block ([`ContextBlock`]).
-    #[default]
-    #[serde(alias = "ContextBlock")]
-    ContextBlock,
-    /// Zhu et al.'s generalized attention ([`GeneralizedAttention`]).
-    #[serde(alias = "GeneralizedAttention")]
-    GeneralizedAttention,
-}
-
-/// Where in a bottleneck a plugin runs (mmdetection's `position`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PluginPosition {
-    /// After conv1, its norm and ReLU.
-    AfterConv1,
-    /// After the 3x3, its norm and ReLU (ResNeSt: after the split attention and `avd`).
-    AfterConv2,
-    /// After conv3 and its norm, before the shortcut is added.
-    #[default]
-    AfterConv3,
-}
-
-/// One of mmdetection's ResNet `plugins`: `[[model.backbone.plugins]]` with `type`, `stages`,
-/// `position` and the kind's settings, e.g. GCNet's `type = "context_block"`, `ratio = 0.25`,
-/// `stages = [false, true, true, true]`, `position = "after_conv3"`, or the empirical attention
-/// study's `type = "generalized_attention"`, `num_heads = 8`, `attention_type = "0010"`,
-/// `kv_stride = 2`, `stages = [false, false, true, true]`, `position = "after_conv2"`. A block
-/// takes at most one plugin of a kind and one per position.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PluginConfig {
-    /// Default `context_block`.
-    #[serde(rename = "type")]
-    pub kind: PluginKind,
-    /// Context block: its transform width over its input channels. Default 0.25 (GCNet's r4).
-    pub ratio: f64,
-    /// Generalized attention: heads. Default 9 (mmcv's; mmdetection's configs use 8).
-    pub num_heads: usize,
-    /// Generalized attention: the four energy terms (query-key, query-position, key only,
-    /// position only). Default "1111".
-    pub attention_type: String,
-    /// Generalized attention: keys and values at every `kv_stride`-th row and column.
-    /// Default 2.
-    pub kv_stride: usize,
-    /// Generalized attention: -1 attends everywhere (mmcv's local window, `>= 0`, is not
-    /// built). Default -1.
-    pub spatial_range: i64,
-    /// Generalized attention: queries at every `q_stride`-th position; only 1 is built.
-    /// Default 1.
-    pub q_stride: usize,
-    /// Generalized attention: sinusoidal embedding width, -1 for the input's channels.
-    /// Default -1.
-    pub position_embedding_dim: i64,
-    /// Generalized attention: scale of the pixel offsets. Default 1.
-    pub position_magnitude: f64,
-    /// Stages (c2..c5) whose blocks take the plugin. Default all.
-    pub stages: [bool; 4],
-    /// Default `after_conv3`.
-    pub position: PluginPosition,
-}
-
-impl Default for PluginConfig {
-    fn default() -> Self {
-        Self {
-            kind: PluginKind::ContextBlock,
-            ratio: 0.25,
-            num_heads: 9,
-            attention_type: "1111".into(),
-            kv_stride: 2,
-            spatial_range: -1,
-            q_stride: 1,
-            position_embedding_dim: -1,
-            position_magnitude: 1.0,
-            stages: [true; 4],
-            position: PluginPosition::AfterConv3,
         }
     }
 }
@@ -373,39 +287,8 @@ impl ResNetConfig {
                 "stem_channels: {stem_channels} (a deep stem needs an even, positive number)"
             ));
         }
-        for (i, p) in self.plugins.iter().enumerate() {
-            if block == BlockKind::Basic {
-                return bad(format!("plugins[{i}]: plugins need bottleneck blocks"));
-            }
-            match p.kind {
-                PluginKind::ContextBlock if !(p.ratio > 0.0 && p.ratio <= 1.0) => {
-                    return bad(format!("plugins[{i}].ratio: {} is not in (0, 1]", p.ratio));
-                }
-                PluginKind::GeneralizedAttention if p.spatial_range != -1 || p.q_stride != 1 => {
-                    return bad(format!(
-                        "plugins[{i}]: generalized attention is built for spatial_range -1 and \
-                         q_stride 1 (mmdetection's configs), got {} and {}",
-                        p.spatial_range, p.q_stride
-                    ));
-                }
-                PluginKind::GeneralizedAttention => {
-                    if let Err(e) = ga_config(p, 0).terms() {
-                        return bad(format!("plugins[{i}].{e}"));
-                    }
-                }
-                PluginKind::ContextBlock => {}
-            }
-            if let Some(j) = (0..i).find(|&j| {
-                let q = &self.plugins[j];
-                (q.kind == p.kind || q.position == p.position)
-                    && (0..4).any(|s| q.stages[s] && p.stages[s])
-            }) {
-                return bad(format!(
-                    "plugins[{i}]: plugins[{j}] has its kind or position in one of its stages \
-                     (one plugin of a kind, and one per position, in a block)"
-                ));
-            }
-        }
+        super::plugins::check(&self.plugins, block)
+            .map_err(|m| ModelError::Input(format!("model.backbone.{m}")))?;
         if self.norm.kind == NormKind::None {
             return bad("norm.type: a ResNet needs a norm (bn or gn)".to_string());
         }
@@ -546,280 +429,6 @@ impl ResNetConfig {
         };
         Ok(net.freeze_stages())
     }
-
-    /// One residual block: torchvision's (`downsample` first, then `conv1..3`, the order that
-    /// keeps a seeded ResNet's initial weights as they were), ResNeXt's or ResNeSt's.
-    fn block(
-        &self,
-        s: &BlockSpec,
-        norm: &impl Fn(usize) -> Result<Norm>,
-        device: &Device,
-    ) -> Result<Block> {
-        let e = expansion(s.kind);
-        let cout = s.planes * e;
-        let (downsample_pool, downsample_conv, downsample_bn) = if s.stride != 1 || s.cin != cout {
-            let pool = (s.avg_down && s.stride > 1).then(|| {
-                AvgPool2dConfig::new([s.stride, s.stride])
-                    .with_strides([s.stride, s.stride])
-                    .with_ceil_mode(true)
-                    .with_count_include_pad(false)
-                    .init()
-            });
-            let conv_stride = if s.avg_down { 1 } else { s.stride };
-            (
-                pool,
-                Some(conv(s.cin, cout, 1, conv_stride, device)),
-                Some(norm(cout)?),
-            )
-        } else {
-            (None, None, None)
-        };
-        let conv3x3 = |cin: usize, cout: usize, stride: usize, groups: usize| match s.dcn {
-            None => ConvOrDcn::Conv(grouped_conv(cin, cout, 3, stride, groups, device)),
-            Some(d) => {
-                let mut c = DeformConv2dConfig::new(cin, cout, 3);
-                c.modulated = d.kind == DcnKind::Dcnv2;
-                c.options = DeformConvOptions {
-                    stride: [stride; 2],
-                    padding: [1, 1],
-                    dilation: [1, 1],
-                    groups,
-                    deform_groups: d.deform_groups,
-                };
-                ConvOrDcn::Dcn(c.init(device))
-            }
-        };
-        let (conv1, bn1, conv2, bn2, avd, conv3, bn3) = match (s.kind, self.kind) {
-            (BlockKind::Basic, _) => {
-                let conv1 = conv(s.cin, s.planes, 3, s.stride, device);
-                let bn1 = norm(s.planes)?;
-                let conv2 = Conv2Layer::Conv(conv3x3(s.planes, s.planes, 1, 1));
-                (conv1, bn1, conv2, Some(norm(s.planes)?), None, None, None)
-            }
-            (BlockKind::Bottleneck, kind) => {
-                let width =
-                    bottleneck_width(s.planes, self.groups, self.base_width, self.base_channels);
-                let conv1 = conv(s.cin, width, 1, 1, device);
-                let bn1 = norm(width)?;
-                let (conv2, bn2, avd) = if kind == BackboneKind::Resnest {
-                    let avd = self.avg_down_stride && s.stride > 1;
-                    let r = self.radix;
-                    let stride = if avd { 1 } else { s.stride };
-                    let inner = conv3x3(width, width * r, stride, self.groups * r);
-                    let inter = inter_channels(width, r, self.reduction_factor);
-                    let (bn0, bn1) = (norm(width * r)?, norm(inter)?);
-                    let mut sa = SplitAttentionConv2d::new(
-                        inner,
-                        bn0,
-                        bn1,
-                        width,
-                        inter,
-                        r,
-                        self.groups,
-                        device,
-                    );
-                    sa.ws = self.conv == ConvKind::Ws;
-                    let pool = avd.then(|| {
-                        AvgPool2dConfig::new([3, 3])
-                            .with_strides([s.stride, s.stride])
-                            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                            .with_count_include_pad(true)
-                            .init()
-                    });
-                    (Conv2Layer::SplitAttention(sa), None, pool)
-                } else {
-                    let c = conv3x3(width, width, s.stride, self.groups);
-                    (Conv2Layer::Conv(c), Some(norm(width)?), None)
-                };
-                let conv3 = conv(width, cout, 1, 1, device);
-                (conv1, bn1, conv2, bn2, avd, Some(conv3), Some(norm(cout)?))
-            }
-        };
-        // mmdetection builds plugins after the convolutions, over the channels where they sit.
-        let (mut context_block, mut context_block_after) = (None, 0);
-        let (mut gen_attention_block, mut gen_attention_block_after) = (None, 0);
-        for p in &s.plugins {
-            let (after, channels) = match p.position {
-                PluginPosition::AfterConv1 => (1, conv1.weight.dims()[0]),
-                PluginPosition::AfterConv2 => (2, conv1.weight.dims()[0]),
-                PluginPosition::AfterConv3 => (3, cout),
-            };
-            match p.kind {
-                PluginKind::ContextBlock => {
-                    context_block = Some(ContextBlock::new(channels, p.ratio, device));
-                    context_block_after = after;
-                }
-                PluginKind::GeneralizedAttention => {
-                    gen_attention_block = Some(ga_config(p, channels).init(device)?);
-                    gen_attention_block_after = after;
-                }
-            }
-        }
-        Ok(Block {
-            conv1,
-            bn1,
-            conv2,
-            bn2,
-            avd,
-            conv3,
-            bn3,
-            downsample_pool,
-            downsample_conv,
-            downsample_bn,
-            context_block,
-            context_block_after,
-            gen_attention_block,
-            gen_attention_block_after,
-            ws: self.conv == ConvKind::Ws,
-        })
-    }
-}
-
-/// What one block is built from.
-struct BlockSpec<'a> {
-    kind: BlockKind,
-    cin: usize,
-    planes: usize,
-    stride: usize,
-    avg_down: bool,
-    dcn: Option<&'a DcnConfig>,
-    plugins: Vec<&'a PluginConfig>,
-}
-
-/// mmcv's `GeneralizedAttention` settings of a plugin over `channels` channels.
-fn ga_config(p: &PluginConfig, channels: usize) -> GeneralizedAttentionConfig {
-    GeneralizedAttentionConfig {
-        in_channels: channels,
-        num_heads: p.num_heads,
-        position_embedding_dim: usize::try_from(p.position_embedding_dim).unwrap_or(0),
-        position_magnitude: p.position_magnitude,
-        kv_stride: p.kv_stride,
-        attention_type: p.attention_type.clone(),
-    }
-}
-
-fn expansion(block: BlockKind) -> usize {
-    if block == BlockKind::Bottleneck { 4 } else { 1 }
-}
-
-fn conv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Conv2d {
-    grouped_conv(cin, cout, k, stride, 1, device)
-}
-
-fn grouped_conv(
-    cin: usize,
-    cout: usize,
-    k: usize,
-    stride: usize,
-    groups: usize,
-    device: &Device,
-) -> Conv2d {
-    Conv2dConfig::new([cin, cout], [k, k])
-        .with_stride([stride, stride])
-        .with_padding(PaddingConfig2d::Explicit(k / 2, k / 2, k / 2, k / 2))
-        .with_groups(groups)
-        .with_bias(false)
-        .with_initializer(Initializer::KaimingNormal {
-            gain: 2f64.sqrt(),
-            fan_out_only: true,
-        })
-        .init(device)
-}
-
-/// The 3x3 convolution of a block: plain or deformable (ResNet, ResNeXt) or split attention
-/// (ResNeSt). Parameter names stay mmdetection's (`conv2.weight`, `conv2.conv_offset.*`,
-/// `conv2.conv.*`, `conv2.fc1.*`, ...).
-#[derive(Module, Debug)]
-#[allow(clippy::large_enum_variant)]
-pub enum Conv2Layer {
-    Conv(ConvOrDcn),
-    SplitAttention(SplitAttentionConv2d),
-}
-
-/// A basic, bottleneck or split-attention residual block (torchvision names: `conv1..3`,
-/// `bn1..3`, `downsample` = [average pool,] 1x1 conv + BN).
-#[derive(Module, Debug)]
-pub struct Block {
-    pub conv1: Conv2d,
-    pub bn1: Norm,
-    pub conv2: Conv2Layer,
-    /// None for split attention, which norms inside.
-    pub bn2: Option<Norm>,
-    /// ResNeSt's `avd_layer`: 3x3 average pool with the block's stride after the 3x3.
-    pub avd: Option<AvgPool2d>,
-    pub conv3: Option<Conv2d>,
-    pub bn3: Option<Norm>,
-    /// `AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)` (`avg_down`).
-    pub downsample_pool: Option<AvgPool2d>,
-    pub downsample_conv: Option<Conv2d>,
-    pub downsample_bn: Option<Norm>,
-    /// GCNet's plugin (mmdetection's name `context_block`).
-    pub context_block: Option<ContextBlock>,
-    /// After which conv (1, 2, 3) the context block runs; 0 without one.
-    pub context_block_after: usize,
-    /// The empirical attention study's plugin (mmdetection's name `gen_attention_block`).
-    pub gen_attention_block: Option<GeneralizedAttention>,
-    /// After which conv (1, 2, 3) the attention runs; 0 without one.
-    pub gen_attention_block_after: usize,
-    /// Weight-standardised convolutions (mmcv's `ConvWS`).
-    pub ws: bool,
-}
-
-impl Block {
-    /// The plugin at position `after` (one per position), if any.
-    fn plugin(&self, after: usize, y: Tensor<4>) -> Tensor<4> {
-        match (&self.context_block, &self.gen_attention_block) {
-            (Some(cb), _) if self.context_block_after == after => cb.forward(y),
-            (_, Some(ga)) if self.gen_attention_block_after == after => ga.forward(y),
-            _ => y,
-        }
-    }
-
-    /// `[B, C_in, H, W]` -> `[B, C_out, H / stride, W / stride]` (rounded up).
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let ws = self.ws;
-        let y = relu(self.bn1.forward(conv_forward(&self.conv1, x.clone(), ws)));
-        let y = self.plugin(1, y);
-        let mut y = match &self.conv2 {
-            Conv2Layer::Conv(c) => c.forward_ws(y, ws),
-            Conv2Layer::SplitAttention(sa) => sa.forward(y),
-        };
-        if let Some(bn2) = &self.bn2 {
-            y = bn2.forward(y);
-        }
-        if let Some(avd) = &self.avd {
-            y = avd.forward(y);
-        }
-        if let (Some(c3), Some(b3)) = (&self.conv3, &self.bn3) {
-            // After a plain 3x3 the ReLU is the block's; split attention ends in its own.
-            if self.bn2.is_some() {
-                y = relu(y);
-            }
-            y = self.plugin(2, y);
-            y = self.plugin(3, b3.forward(conv_forward(c3, y, ws)));
-        }
-        let identity = match (&self.downsample_conv, &self.downsample_bn) {
-            (Some(c), Some(b)) => {
-                let x = match &self.downsample_pool {
-                    Some(p) => p.forward(x),
-                    None => x,
-                };
-                b.forward(conv_forward(c, x, ws))
-            }
-            _ => x,
-        };
-        relu(y + identity)
-    }
-}
-
-/// ResNet-v1c/d's deep stem: `convs[i]` then `norms[i]` and ReLU, three times (mmdetection's
-/// `stem.0/1, 3/4, 6/7`; timm's `conv1.0/1, 3/4, 6` and `bn1`).
-#[derive(Module, Debug)]
-pub struct DeepStem {
-    pub convs: Vec<Conv2d>,
-    pub norms: Vec<Norm>,
-    /// Weight-standardised convolutions.
-    pub ws: bool,
 }
 
 /// ResNet body returning the outputs of its four stages.

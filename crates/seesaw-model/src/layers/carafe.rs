@@ -12,7 +12,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::{ModelError, Result};
-use crate::ops::carafe::carafe;
+use crate::ops::carafe::carafe_unchecked;
 
 /// Settings of [`CarafePack`]; `new` gives mmcv's defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,10 +106,8 @@ pub struct CarafePack {
 }
 
 impl CarafePack {
-    /// `[N, C, H, W]` -> `[N, C, H s, W s]`.
-    ///
-    /// # Panics
-    /// When `x`'s channels differ from the layer's (a construction bug, not user data).
+    /// `[N, C, H, W]` -> `[N, C, H s, W s]`. The weights come from the layer's own predictor,
+    /// so they always fit (an odd kernel and dividing groups are checked when it is built).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [n, _, h, w] = x.dims();
         let (s, k, g) = (self.scale_factor, self.up_kernel, self.up_group);
@@ -122,9 +120,6 @@ impl CarafePack {
             .permute([0, 1, 4, 2, 5, 3])
             .reshape([n, g, k * k, h * s, w * s]);
         let m = softmax(m, 2).reshape([n, g * k * k, h * s, w * s]);
-        match carafe(x, m, k, g, s) {
-            Ok(y) => y,
-            Err(e) => panic!("{e}"),
-        }
+        carafe_unchecked(x, m, k, g, s)
     }
 }

@@ -13,8 +13,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 
-use crate::error::Result;
-use crate::ops::deform_conv::{DeformConvOptions, deform_conv2d};
+use crate::ops::deform_conv::{DeformConvOptions, deform_conv2d_unchecked};
 
 /// Settings of [`DeformConv2d`]; `new` gives mmcv's defaults for a kernel.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,11 +130,10 @@ impl DeformConv2d {
         }
     }
 
-    /// `[B, C_in, H, W]` -> `[B, C_out, H_out, W_out]`.
-    ///
-    /// # Errors
-    /// [`crate::error::ModelError::Input`] when `x` does not fit the layer.
-    pub fn try_forward(&self, x: Tensor<4>) -> Result<Tensor<4>> {
+    /// `[B, C_in, H, W]` -> `[B, C_out, H_out, W_out]`. The offsets and mask come from the
+    /// layer's own `conv_offset`, with the same geometry, so they always fit; an input with
+    /// the wrong channel count fails in that conv, as for any convolution.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let out = self.conv_offset.forward(x.clone());
         let [b, ch, ho, wo] = out.dims();
         // mmcv chunks the prediction in three: two offset thirds (kept in order, so the first
@@ -146,7 +144,7 @@ impl DeformConv2d {
             .modulated
             .then(|| sigmoid(out.narrow(1, n_off, ch - n_off)));
         debug_assert_eq!(offset.dims(), [b, n_off, ho, wo]);
-        deform_conv2d(
+        deform_conv2d_unchecked(
             x,
             offset,
             mask,
@@ -154,17 +152,6 @@ impl DeformConv2d {
             self.bias.as_ref().map(|b| b.val()),
             &self.options(),
         )
-    }
-
-    /// [`Self::try_forward`] for inputs the network itself shaped.
-    ///
-    /// # Panics
-    /// When `x`'s channels differ from the layer's (a construction bug, not user data).
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        match self.try_forward(x) {
-            Ok(y) => y,
-            Err(e) => panic!("{e}"),
-        }
     }
 }
 

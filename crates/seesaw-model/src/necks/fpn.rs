@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 use crate::layers::{ConvKind, Norm, NormConfig, NormKind, conv_forward};
+use crate::ops::carafe::upsample_nearest;
 
 /// Which pyramid (mmdetection's neck `type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -134,10 +135,7 @@ pub struct Fpn {
 /// Nearest-neighbour upsampling of `x` to `[h, w]` (2x, cropped when the target is odd).
 fn upsample_to(x: Tensor<4>, h: usize, w: usize) -> Tensor<4> {
     let [b, c, xh, xw] = x.dims();
-    let up = x
-        .reshape([b, c, xh, 1, xw, 1])
-        .expand([b, c, xh, 2, xw, 2])
-        .reshape([b, c, xh * 2, xw * 2]);
+    let up = upsample_nearest(x, 2);
     if xh * 2 == h && xw * 2 == w {
         up
     } else {

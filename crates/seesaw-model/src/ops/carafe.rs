@@ -52,6 +52,21 @@ pub fn carafe(
             [n, up_group * k * k, hs, ws]
         )));
     }
+    Ok(carafe_unchecked(x, mask, up_kernel, up_group, scale))
+}
+
+/// [`carafe`] without the checks, for a caller whose mask fits by construction (the layer's own
+/// predictor) and whose `up_kernel` is odd and `up_group` divides the channels.
+pub(crate) fn carafe_unchecked(
+    x: Tensor<4>,
+    mask: Tensor<4>,
+    up_kernel: usize,
+    up_group: usize,
+    scale: usize,
+) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    let k = up_kernel;
+    let (hs, ws) = (h * scale, w * scale);
     let r = (k - 1) / 2;
     let padded = x.pad((r, r, r, r), PadMode::Constant(0.0));
     let mask = mask.reshape([n, up_group, k * k, hs, ws]);
@@ -69,6 +84,9 @@ pub fn carafe(
             });
         }
     }
-    let out = out.ok_or_else(|| ModelError::Input("carafe: empty kernel".into()))?;
-    Ok(out.reshape([n, c, hs, ws]))
+    // A kernel has at least one tap (k is odd); the empty case is only for the type.
+    match out {
+        Some(out) => out.reshape([n, c, hs, ws]),
+        None => Tensor::zeros([n, c, hs, ws], &padded.device()),
+    }
 }

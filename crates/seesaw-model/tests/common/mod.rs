@@ -48,3 +48,17 @@ pub fn square_mask(h: usize, w: usize, b: [f32; 4]) -> GtMask {
         data,
     }
 }
+
+/// The worst `|got - want| / (1 + |want|)` over two tensors of one shape.
+pub fn max_rel_diff<const D: usize>(
+    got: burn::tensor::Tensor<D>,
+    want: burn::tensor::Tensor<D>,
+) -> f32 {
+    assert_eq!(got.dims(), want.dims(), "shape");
+    let g = got.into_data().try_to_vec::<f32>().expect("f32");
+    let w = want.into_data().try_to_vec::<f32>().expect("f32");
+    g.iter()
+        .zip(&w)
+        .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+        .fold(0f32, f32::max)
+}
