@@ -111,7 +111,16 @@ impl ResNetConfig {
             }
         };
         // mmdetection builds plugins after the convolutions, over the channels where they sit.
-        let plugins = BlockPlugins::build(&s.plugins, conv1.weight.dims()[0], cout, device)?;
+        // The widths come from the settings, not from `conv1.weight`: reading a parameter
+        // materialises burn's lazy initialisation, which would move its draw from the seeded
+        // generator and change every seeded network.
+        let conv1_out = match s.kind {
+            BlockKind::Basic => s.planes,
+            BlockKind::Bottleneck => {
+                bottleneck_width(s.planes, self.groups, self.base_width, self.base_channels)
+            }
+        };
+        let plugins = BlockPlugins::build(&s.plugins, conv1_out, cout, device)?;
         Ok(Block {
             conv1,
             bn1,
