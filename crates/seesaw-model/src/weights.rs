@@ -21,6 +21,7 @@ use crate::backbones::ResNet;
 use crate::detectors::{Detector, RoiHead};
 use crate::error::{ModelError, Result};
 use crate::layers::Norm;
+use crate::necks::NeckKind;
 
 type PackTensor = burn::store::burn_pack::Tensor;
 
@@ -223,6 +224,9 @@ pub struct Naming {
     group_norm: bool,
     /// Names are the backbone's own, without `backbone.` (a backbone checkpoint).
     backbone_only: bool,
+    /// The neck's type: FPN and PAFPN keep bare convs and norm lists, the others mmcv's
+    /// ConvModules.
+    neck: NeckKind,
     /// mmcv's name stem of the neck's norms (`lateral_convs.0.gn`): `gn` or `bn`.
     neck_norm: &'static str,
     /// The same for the RoI heads' ConvModules (`shared_convs.0.gn`, `convs.0.gn`).
@@ -256,7 +260,8 @@ impl Naming {
             avg_down: det.backbone.avg_down,
             group_norm: det.backbone.group_norm,
             backbone_only: false,
-            neck_norm: norm_abbr(det.neck.lateral_norms.first()),
+            neck: det.config().neck.kind,
+            neck_norm: det.config().neck.norm.abbr(),
             head_norm: norm_abbr(head_norm),
         }
     }
@@ -270,6 +275,7 @@ impl Naming {
             avg_down: backbone.avg_down,
             group_norm: backbone.group_norm,
             backbone_only: true,
+            neck: NeckKind::Fpn,
             neck_norm: "bn",
             head_norm: "bn",
         }
@@ -289,6 +295,9 @@ impl Naming {
     fn mmdet_module(&self, parts: &[&str]) -> Option<String> {
         Some(match parts {
             ["backbone", rest @ ..] => format!("backbone.{}", self.backbone_module(rest)?),
+            ["neck", rest @ ..] if !matches!(self.neck, NeckKind::Fpn | NeckKind::Pafpn) => {
+                format!("neck.{}", self.convmodule_neck(rest))
+            }
             // `lateral_norms.i` -> `lateral_convs.i.gn` (also fpn_, downsample_, pafpn_).
             ["neck", list, i] if list.ends_with("_norms") => format!(
                 "neck.{}_convs.{i}.{}",
@@ -348,6 +357,20 @@ impl Naming {
 }
 
 impl Naming {
+    /// The checkpoint's names inside a neck made of mmcv ConvModules (FPN_CARAFE, FPG,
+    /// NAS-FPN): ours are theirs but for the norm's name (`norm` -> `bn` / `gn`) and NAS-FPN's
+    /// extra levels, Sequentials of the ConvModule and a pool (`extra_downsamples.0.0.conv`).
+    fn convmodule_neck(&self, parts: &[&str]) -> String {
+        let mut names: Vec<&str> = parts
+            .iter()
+            .map(|p| if *p == "norm" { self.neck_norm } else { p })
+            .collect();
+        if self.neck == NeckKind::NasFpn && names.first() == Some(&"extra_downsamples") {
+            names.insert(2.min(names.len()), "0");
+        }
+        names.join(".")
+    }
+
     /// The checkpoint's names inside a ResNet: ours differ in the deep stem and the shortcut.
     fn backbone_module(&self, parts: &[&str]) -> Option<String> {
         let mmdet = self.layout == Layout::Mmdet;

@@ -56,6 +56,10 @@ pub struct DemoArgs {
     /// (configs/demo_mask_rcnn_seesaw_<name>.toml).
     #[arg(long, value_enum, ignore_case = true, default_value_t = DemoBackbone::Resnet)]
     pub backbone: DemoBackbone,
+    /// The neck every run uses: fpn (the demo's own), or pafpn, fpn_carafe, fpg, nas_fpn
+    /// (configs/demo_mask_rcnn_seesaw_<name>.toml).
+    #[arg(long, value_enum, ignore_case = true, default_value_t = DemoNeck::Fpn)]
+    pub neck: DemoNeck,
     /// cpu (default), cuda or cuda:N (a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
@@ -106,6 +110,58 @@ impl DemoBackbone {
             DemoBackbone::Resnext => "resnext",
             DemoBackbone::Resnest => "resnest",
             DemoBackbone::Dcnv2 => "dcnv2",
+        }
+    }
+}
+
+/// The demo's necks: each keeps the demo's 64 channels and reads the same backbone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DemoNeck {
+    /// FPN, 4 levels (P2-P5).
+    Fpn,
+    /// PAFPN: the FPN plus its bottom-up path.
+    Pafpn,
+    /// FPN_CARAFE: CARAFE in the top-down path.
+    #[value(name = "fpn_carafe")]
+    FpnCarafe,
+    /// FPG: the recipe's 9 bottom-up pathways with BN, 4 levels.
+    Fpg,
+    /// NAS-FPN: 7 stages over P3-P7 (stride 8 to 128, images padded to 128), anchors from
+    /// 16 px as the demo's.
+    #[value(name = "nas_fpn")]
+    NasFpn,
+}
+
+impl DemoNeck {
+    /// Config overrides onto the demo's recipe; `configs/demo_mask_rcnn_seesaw_<name>.toml`
+    /// holds the same keys.
+    pub fn overrides(self) -> Vec<String> {
+        let keys: &[&str] = match self {
+            DemoNeck::Fpn => &[],
+            DemoNeck::Pafpn => &["model.neck.type=\"pafpn\""],
+            DemoNeck::FpnCarafe => &["model.neck.type=\"fpn_carafe\""],
+            DemoNeck::Fpg => &["model.neck.type=\"fpg\"", "model.neck.norm.type=\"bn\""],
+            DemoNeck::NasFpn => &[
+                "model.neck.type=\"nas_fpn\"",
+                "model.neck.start_level=1",
+                "model.neck.num_outs=5",
+                "model.neck.norm.type=\"bn\"",
+                "model.rpn.anchor_strides=[8.0, 16.0, 32.0, 64.0, 128.0]",
+                "model.rpn.anchor_scales=[2.0]",
+                "model.roi.strides=[8.0, 16.0, 32.0, 64.0]",
+                "data.size_divisor=128",
+            ],
+        };
+        keys.iter().map(|k| k.to_string()).collect()
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            DemoNeck::Fpn => "fpn",
+            DemoNeck::Pafpn => "pafpn",
+            DemoNeck::FpnCarafe => "fpn_carafe",
+            DemoNeck::Fpg => "fpg",
+            DemoNeck::NasFpn => "nas_fpn",
         }
     }
 }
@@ -178,11 +234,13 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         println!("wrote {}", file.display());
     }
 
-    let plan = demo_runs(&a.detector, &a.loss, a.backbone)?;
+    let plan = demo_runs(&a.detector, &a.loss, a.backbone, a.neck)?;
     println!(
-        "== 3. {} on the demo's {}: {} ({iters} iterations each, same seed and data order) ==",
+        "== 3. {} on the demo's {} + {}: {} ({iters} iterations each, same seed and data \
+         order) ==",
         a.detector.join(", "),
         a.backbone.name(),
+        a.neck.name(),
         a.loss.join(" against "),
         iters = a.iters()
     );
@@ -364,6 +422,7 @@ pub fn demo_runs(
     detectors: &[String],
     losses: &[String],
     backbone: DemoBackbone,
+    neck: DemoNeck,
 ) -> Result<Vec<(String, Config)>> {
     let mut plan = Vec::new();
     for d in detectors {
@@ -383,6 +442,7 @@ pub fn demo_runs(
                 sets.extend(cascade_overrides());
             }
             sets.extend(backbone.overrides());
+            sets.extend(neck.overrides());
             let cfg = Config::from_toml(text, Path::new(file), &sets)?;
             let name = if detectors.len() == 1 {
                 kind_l.name().to_string()
@@ -437,6 +497,7 @@ mod tests {
             &ds(&["mask_rcnn"]),
             &ds(&["ce", "seesaw"]),
             DemoBackbone::Resnet,
+            DemoNeck::Fpn,
         )
         .expect("plan");
         let names: Vec<&str> = plan.iter().map(|p| p.0.as_str()).collect();
@@ -448,6 +509,7 @@ mod tests {
             &ds(&["mask_rcnn", "htc-lite"]),
             &ds(&["seesaw"]),
             DemoBackbone::Resnet,
+            DemoNeck::Fpn,
         )
         .expect("plan");
         let names: Vec<&str> = plan.iter().map(|p| p.0.as_str()).collect();
@@ -463,13 +525,30 @@ mod tests {
             &ds(&["cascade", "htc"]),
             &ds(&["ce", "seesaw"]),
             DemoBackbone::Resnet,
+            DemoNeck::Fpn,
         )
         .expect("plan");
         assert_eq!(plan.len(), 4);
         assert_eq!(plan[3].0, "htc-seesaw");
         assert!(plan.iter().all(|p| p.1.model.bbox_head.class_agnostic));
-        assert!(demo_runs(&ds(&["retinanet"]), &ds(&["ce"]), DemoBackbone::Resnet).is_err());
-        assert!(demo_runs(&ds(&["cascade"]), &ds(&["focal"]), DemoBackbone::Resnet).is_err());
+        assert!(
+            demo_runs(
+                &ds(&["retinanet"]),
+                &ds(&["ce"]),
+                DemoBackbone::Resnet,
+                DemoNeck::Fpn
+            )
+            .is_err()
+        );
+        assert!(
+            demo_runs(
+                &ds(&["cascade"]),
+                &ds(&["focal"]),
+                DemoBackbone::Resnet,
+                DemoNeck::Fpn
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -481,7 +560,8 @@ mod tests {
             DemoBackbone::Resnest,
             DemoBackbone::Dcnv2,
         ] {
-            let plan = demo_runs(&ds(&["mask_rcnn"]), &ds(&["seesaw"]), b).expect("plan");
+            let plan =
+                demo_runs(&ds(&["mask_rcnn"]), &ds(&["seesaw"]), b, DemoNeck::Fpn).expect("plan");
             let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
                 "../../configs/demo_mask_rcnn_seesaw_{}.toml",
                 b.name()
@@ -491,6 +571,35 @@ mod tests {
             let bb = &shipped.model.backbone;
             // Same output widths as the demo's ResNet, so the neck and heads are unchanged.
             assert_eq!(bb.out_channels().expect("resolves"), [32, 64, 128, 256]);
+            shipped.model.init(&device).expect("builds");
+        }
+    }
+
+    #[test]
+    fn each_demo_neck_is_its_shipped_config_and_builds() {
+        let ds = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let device = seesaw_model::burn::tensor::Device::flex();
+        for n in [
+            DemoNeck::Pafpn,
+            DemoNeck::FpnCarafe,
+            DemoNeck::Fpg,
+            DemoNeck::NasFpn,
+        ] {
+            let plan = demo_runs(
+                &ds(&["mask_rcnn"]),
+                &ds(&["seesaw"]),
+                DemoBackbone::Resnet,
+                n,
+            )
+            .expect("plan");
+            let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+                "../../configs/demo_mask_rcnn_seesaw_{}.toml",
+                n.name()
+            ));
+            let shipped = Config::load(&file, &[]).expect("shipped");
+            assert_eq!(plan[0].1.model, shipped.model, "{}", n.name());
+            assert_eq!(plan[0].1.data.size_divisor, shipped.data.size_divisor);
+            assert_eq!(shipped.model.neck.kind.name(), n.name());
             shipped.model.init(&device).expect("builds");
         }
     }

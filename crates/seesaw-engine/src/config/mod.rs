@@ -154,6 +154,7 @@ impl Config {
             .map_err(|e: toml::de::Error| EngineError::config(file, e.to_string()))?;
         // What a backbone `type` fixes is written out, so the resolved config says what runs.
         cfg.model.backbone = cfg.model.backbone.normalized();
+        cfg.model.neck = cfg.model.neck.normalized();
         cfg.check(file)?;
         Ok(cfg)
     }
@@ -197,6 +198,24 @@ impl Config {
         }
         if let Err(e) = self.model.num_stages() {
             return bad(format!("model.{e}"));
+        }
+        let neck = &self.model.neck;
+        let divisor = neck.required_size_divisor();
+        if self.data.size_divisor % divisor != 0 {
+            return bad(format!(
+                "data.size_divisor = {} but model.neck.type = \"{}\" with start_level {} and \
+                 num_outs {} needs a multiple of {divisor} (its extra levels halve by flooring; \
+                 mmdetection's NAS-FPN recipe pads to 128)",
+                self.data.size_divisor,
+                neck.kind.name(),
+                neck.start_level,
+                neck.num_outs
+            ));
+        }
+        if let Ok(channels) = self.model.backbone.out_channels()
+            && let Err(e) = neck.check(&channels)
+        {
+            return bad(e.to_string());
         }
         Ok(())
     }
@@ -431,6 +450,19 @@ mod shipped {
                 );
             }
             assert_eq!(cfg.model.detector.name(), detector, "{name}");
+            // The neck is in the name (`carafe_mask` alone is the mask head's upsampler).
+            let neck = if name.contains("pafpn") {
+                "pafpn"
+            } else if name.contains("fpn_carafe") && !name.contains("carafe_mask") {
+                "fpn_carafe"
+            } else if name.contains("fpg") {
+                "fpg"
+            } else if name.contains("nasfpn") || name.contains("nas_fpn") {
+                "nas_fpn"
+            } else {
+                "fpn"
+            };
+            assert_eq!(cfg.model.neck.kind.name(), neck, "{name}");
             assert_eq!(
                 cfg.model.num_stages().expect("stages"),
                 if detector == "mask_rcnn" { 1 } else { 3 },
@@ -511,6 +543,6 @@ mod shipped {
             }
             seen += 1;
         }
-        assert!(seen >= 24, "{seen} configs");
+        assert!(seen >= 32, "{seen} configs");
     }
 }

@@ -1,5 +1,5 @@
 //! Two-stage detectors as mmdetection (`TwoStageDetector`) and detectron2 (`GeneralizedRCNN`)
-//! compose them: backbone (ResNet) -> neck (FPN) -> RPN -> RoI head. The RoI head is one of
+//! compose them: backbone (ResNet) -> neck (FPN, ...) -> RPN -> RoI head. The RoI head is one of
 //! the kinds of [`crate::roi_heads`] (`model.detector`), each in its own file; the heads own
 //! their losses and the losses' state.
 
@@ -14,7 +14,7 @@ use crate::heads::global_context_head::GlobalContextConfig;
 use crate::heads::rpn_head::{RpnOutput, level_anchors};
 use crate::heads::{BBoxHeadConfig, MaskHeadConfig, RpnConfig, RpnHead};
 use crate::losses::{ClassStats, LossKind, LossState, LossesConfig};
-use crate::necks::{Fpn, FpnConfig};
+use crate::necks::{Neck, NeckConfig};
 use crate::ops::Box2;
 use crate::roi_heads::{
     CascadeConfig, DetectorKind, RoiConfig, RoiHead, RoiHeadBuilder, Stage, select_detections,
@@ -38,7 +38,7 @@ pub struct DetectorConfig {
     /// Train and predict masks. Default true.
     pub with_mask: bool,
     pub backbone: ResNetConfig,
-    pub neck: FpnConfig,
+    pub neck: NeckConfig,
     pub rpn: RpnConfig,
     pub roi: RoiConfig,
     /// The box head of every stage.
@@ -61,7 +61,7 @@ impl Default for DetectorConfig {
             losses: LossesConfig::default(),
             with_mask: true,
             backbone: ResNetConfig::default(),
-            neck: FpnConfig::default(),
+            neck: NeckConfig::default(),
             rpn: RpnConfig::default(),
             roi: RoiConfig::default(),
             bbox_head: BBoxHeadConfig {
@@ -229,7 +229,7 @@ impl LossParts {
 #[derive(Module, Debug)]
 pub struct Detector {
     pub backbone: ResNet,
-    pub neck: Fpn,
+    pub neck: Neck,
     pub rpn_head: RpnHead,
     pub roi_head: RoiHead,
     #[module(skip)]

@@ -45,12 +45,11 @@ impl CarafePackConfig {
         }
     }
 
-    /// Builds the layer: Xavier-uniform compressor, content encoder normal with std 0.001,
-    /// zero biases (mmcv's `init_weights`).
+    /// Checks the settings.
     ///
     /// # Errors
     /// [`ModelError::Input`] for an even kernel or zero sizes.
-    pub fn init(&self, device: &Device) -> Result<CarafePack> {
+    pub fn check(&self) -> Result<()> {
         let k = self.up_kernel;
         if k % 2 == 0
             || self.encoder_kernel % 2 == 0
@@ -58,13 +57,25 @@ impl CarafePackConfig {
             || self.channels % self.up_group != 0
             || self.scale_factor == 0
             || self.compressed_channels == 0
+            || self.encoder_dilation == 0
         {
             return Err(ModelError::Input(format!(
                 "carafe: up_kernel {k} and encoder_kernel {} must be odd, up_group {} must \
-                 divide {} channels, scale_factor and compressed_channels positive",
+                 divide {} channels, scale_factor, compressed_channels and encoder_dilation positive",
                 self.encoder_kernel, self.up_group, self.channels
             )));
         }
+        Ok(())
+    }
+
+    /// Builds the layer: Xavier-uniform compressor, content encoder normal with std 0.001,
+    /// zero biases (mmcv's `init_weights`).
+    ///
+    /// # Errors
+    /// [`ModelError::Input`] for an even kernel or zero sizes.
+    pub fn init(&self, device: &Device) -> Result<CarafePack> {
+        self.check()?;
+        let k = self.up_kernel;
         let p = (self.encoder_kernel - 1) * self.encoder_dilation / 2;
         let s = self.scale_factor;
         let mut channel_compressor =

@@ -2,6 +2,7 @@
 
 pub mod carafe;
 pub mod context_block;
+pub mod conv_module;
 pub mod deform_conv;
 pub mod generalized_attention;
 pub mod norm;
@@ -10,6 +11,7 @@ pub mod normed_linear;
 
 pub use carafe::{CarafePack, CarafePackConfig};
 pub use context_block::ContextBlock;
+pub use conv_module::{Activation, ConvInit, ConvModule, ConvModuleConfig};
 pub use deform_conv::{ConvOrDcn, DeformConv2d, DeformConv2dConfig};
 pub use generalized_attention::{GeneralizedAttention, GeneralizedAttentionConfig};
 pub use norm::{ConvKind, Norm, NormConfig, NormKind, conv_forward};

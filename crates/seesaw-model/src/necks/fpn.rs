@@ -9,67 +9,18 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Initializer, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
-use serde::{Deserialize, Serialize};
 
-use crate::error::{ModelError, Result};
-use crate::layers::{ConvKind, Norm, NormConfig, NormKind, conv_forward};
+use super::{NeckConfig, NeckKind};
+use crate::layers::{ConvKind, Norm, NormKind, conv_forward};
 use crate::ops::carafe::upsample_nearest;
 
-/// Which pyramid (mmdetection's neck `type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NeckKind {
-    /// `FPN`.
-    #[default]
-    #[serde(alias = "FPN")]
-    Fpn,
-    /// `PAFPN`: the FPN plus a bottom-up path ([`super::pafpn`]).
-    #[serde(alias = "PAFPN")]
-    Pafpn,
-}
-
-/// Settings of [`Fpn`]; defaults are Mask R-CNN's (256 channels, 5 outputs P2-P6).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FpnConfig {
-    /// `fpn` (default) or `pafpn`.
-    #[serde(rename = "type")]
-    pub kind: NeckKind,
-    pub out_channels: usize,
-    /// Output levels: the inputs' count plus max-pooled extras. Default 5.
-    pub num_outs: usize,
-    /// A norm after each conv (mmdetection's `norm_cfg`). Default none.
-    pub norm: NormConfig,
-    /// `conv` (default) or `ws` (mmdetection's `conv_cfg=dict(type='ConvWS')`).
-    pub conv: ConvKind,
-}
-
-impl Default for FpnConfig {
-    fn default() -> Self {
-        Self {
-            kind: NeckKind::Fpn,
-            out_channels: 256,
-            num_outs: 5,
-            norm: NormConfig::default(),
-            conv: ConvKind::Conv,
-        }
-    }
-}
-
-impl FpnConfig {
-    /// Builds the neck over inputs of `in_channels` (Xavier-uniform convs, bias 0).
-    pub fn init(&self, in_channels: &[usize], device: &Device) -> Result<Fpn> {
-        if self.out_channels == 0 || self.num_outs < in_channels.len() || in_channels.is_empty() {
-            return Err(ModelError::Input(format!(
-                "neck: out_channels must be positive and num_outs ({}) at least the {} inputs",
-                self.num_outs,
-                in_channels.len()
-            )));
-        }
-        let c = self.out_channels;
-        self.norm.check("model.neck.norm", &[c])?;
+impl Fpn {
+    /// Builds the FPN (or PAFPN, by `cfg.kind`) over the used inputs of `in_channels` (Xavier
+    /// uniform convs, bias 0); `cfg` is checked ([`NeckConfig::check`]).
+    pub(crate) fn build(cfg: &NeckConfig, in_channels: &[usize], device: &Device) -> Fpn {
+        let c = cfg.out_channels;
         // mmcv's ConvModule drops the conv's bias when a norm follows (`bias='auto'`).
-        let with_norm = self.norm.kind != NormKind::None;
+        let with_norm = cfg.norm.kind != NormKind::None;
         let conv = |cin: usize, k: usize, stride: usize| {
             Conv2dConfig::new([cin, c], [k, k])
                 .with_stride([stride, stride])
@@ -81,21 +32,21 @@ impl FpnConfig {
         let mk = |cin: usize, k: usize| conv(cin, k, 1);
         let norms = |n: usize| -> Vec<Norm> {
             (0..n)
-                .filter_map(|_| self.norm.init(c, false, device))
+                .filter_map(|_| cfg.norm.init(c, false, device))
                 .collect()
         };
         let n = in_channels.len();
         let lateral_convs = in_channels.iter().map(|&cin| mk(cin, 1)).collect();
         let fpn_convs = in_channels.iter().map(|_| mk(c, 3)).collect();
         // PAFPN: a stride-2 conv and an output conv for each level above the finest.
-        let up = if self.kind == NeckKind::Pafpn {
+        let up = if cfg.kind == NeckKind::Pafpn {
             n - 1
         } else {
             0
         };
         let downsample_convs = (0..up).map(|_| conv(c, 3, 2)).collect();
         let pafpn_convs = (0..up).map(|_| mk(c, 3)).collect();
-        Ok(Fpn {
+        Fpn {
             lateral_convs,
             fpn_convs,
             lateral_norms: norms(n),
@@ -105,9 +56,10 @@ impl FpnConfig {
             downsample_norms: norms(up),
             pafpn_norms: norms(up),
             pool: MaxPool2dConfig::new([1, 1]).with_strides([2, 2]).init(),
-            num_outs: self.num_outs,
-            ws: self.conv == ConvKind::Ws,
-        })
+            num_outs: cfg.num_outs,
+            start_level: cfg.start_level,
+            ws: cfg.conv == ConvKind::Ws,
+        }
     }
 }
 
@@ -128,6 +80,8 @@ pub struct Fpn {
     pub pafpn_norms: Vec<Norm>,
     pub pool: MaxPool2d,
     pub num_outs: usize,
+    /// Backbone levels skipped at the fine end.
+    pub start_level: usize,
     /// Weight-standardised convs.
     pub ws: bool,
 }
@@ -159,8 +113,10 @@ impl Fpn {
         }
     }
 
-    /// `inputs`: the backbone maps, finest first -> `num_outs` maps `[B, C, H_l, W_l]`.
+    /// `inputs`: the backbone maps, finest first (the first `start_level` unused) ->
+    /// `num_outs` maps `[B, C, H_l, W_l]`.
     pub fn forward(&self, inputs: Vec<Tensor<4>>) -> Vec<Tensor<4>> {
+        let inputs = inputs.into_iter().skip(self.start_level);
         let module =
             |conv: &Conv2d, norm: Option<&Norm>, x: Tensor<4>| self.conv_module(conv, norm, x);
         let mut laterals: Vec<Tensor<4>> = self
@@ -198,7 +154,7 @@ mod tests {
     #[test]
     fn pyramid_shapes_and_top_down_path() {
         let device = Device::flex();
-        let fpn = FpnConfig::default()
+        let fpn = NeckConfig::default()
             .init(&[8, 16, 32, 64], &device)
             .expect("config");
         let ins = vec![

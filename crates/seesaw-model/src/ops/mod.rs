@@ -12,6 +12,7 @@ pub mod deform_conv;
 pub mod mask_paste;
 pub mod mask_target;
 pub mod nms;
+pub mod resize;
 pub mod roi_align;
 pub mod roi_extractor;
 pub mod sampler;
