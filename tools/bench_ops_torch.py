@@ -108,6 +108,55 @@ for what, (n, c, h, w) in [("R50 stage 2 DCNv2 3x3", (1, 128, 64, 64)),
         kind = "fwd+bwd" if backward else "fwd"
         print(f"| {what} {kind} | {n}x{c}x{h}x{w} -> {c} ch | {median_ms(step, setup):.1f} ms |")
 
+# The FPN's 2x top-down upsampling at P3 -> P2 sizes (`upsample_rows` in
+# crates/seesaw/src/bench/ops.rs): nearest, bilinear, CARAFE's reassembly given softmaxed 5x5
+# kernels, and the whole CARAFEPack (1x1 compressor to 64, 3x3 encoder to 100, pixel shuffle,
+# softmax, reassembly), forward + backward. mmcv's CUDA op does not install on CPU: the
+# reassembly is built from unfold, out[n, c, h*2+i, w*2+j] = sum_k unfold(x)[n, c, k, h, w] *
+# kernels[n, k, h*2+i, w*2+j], as one einsum.
+
+
+def carafe_unfold(x, kernels, k=5, s=2):
+    n, c, h, w = x.shape
+    unf = F.unfold(x, k, padding=(k - 1) // 2).view(n, c, k * k, h, w)
+    m = kernels.view(n, k * k, h, s, w, s)
+    return torch.einsum("nckhw,nkhiwj->nchiwj", unf, m).reshape(n, c, h * s, w * s)
+
+
+class CarafePack(torch.nn.Module):
+    def __init__(self, c, cc=64, k=5, ek=3, s=2):
+        super().__init__()
+        self.k, self.s = k, s
+        self.channel_compressor = torch.nn.Conv2d(c, cc, 1)
+        self.content_encoder = torch.nn.Conv2d(cc, k * k * s * s, ek, padding=(ek - 1) // 2)
+
+    def forward(self, x):
+        n, _, h, w = x.shape
+        m = F.pixel_shuffle(self.content_encoder(self.channel_compressor(x)), self.s)
+        m = F.softmax(m, dim=1)
+        return carafe_unfold(x, m, self.k, self.s)
+
+
+n, c, h, w = 1, 256, 100, 168
+pack = CarafePack(c)
+for what in ["nearest 2x", "bilinear 2x", "CARAFE reassembly (k 5)", "CARAFEPack (FPN_CARAFE)"]:
+    def setup():
+        return (torch.rand(n, c, h, w, requires_grad=True),
+                F.softmax(torch.rand(n, 25, 2 * h, 2 * w), dim=1).requires_grad_(True))
+
+    def step(args, what=what):
+        x, kernels = args
+        if what == "nearest 2x":
+            y = F.interpolate(x, scale_factor=2, mode="nearest")
+        elif what == "bilinear 2x":
+            y = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        elif what.startswith("CARAFE reassembly"):
+            y = carafe_unfold(x, kernels)
+        else:
+            y = pack(x)
+        y.sum().backward()
+    print(f"| {what} fwd+bwd | {n}x{c}x{h}x{w} -> {2 * h}x{2 * w} | {median_ms(step, setup):.1f} ms |")
+
 # Mask paste: 300 masks of 28x28 probabilities into an 800x1333 image (mmdetection's
 # grid-sample paste, align_corners=False, one batched call), threshold 0.5.
 

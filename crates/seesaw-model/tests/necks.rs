@@ -7,7 +7,8 @@
 mod common;
 use std::path::PathBuf;
 
-use burn::tensor::{Device, Tensor};
+use seesaw_model::burn;
+use seesaw_model::burn::tensor::{Device, Tensor};
 use seesaw_model::detectors::{Detector, DetectorConfig};
 use seesaw_model::layers::NormConfig;
 use seesaw_model::necks::{Neck, NeckKind};
@@ -187,4 +188,84 @@ fn mmdet_nas_fpn_matches_pytorch_with_padded_pooling_and_batch_statistics() {
         Tol::Elementwise,
         &device,
     );
+}
+
+/// A neck's first lateral conv weight, whose gradient shows the loss reached the neck.
+fn first_lateral(neck: &Neck) -> burn::module::Param<Tensor<4>> {
+    match neck {
+        Neck::Fpn(n) => n.lateral_convs[0].weight.clone(),
+        Neck::FpnCarafe(n) => n.lateral_convs[0].conv.weight.clone(),
+        Neck::Fpg(n) => n.lateral_convs[0].weight.clone(),
+        Neck::NasFpn(n) => n.lateral_convs[0].conv.weight.clone(),
+    }
+}
+
+#[test]
+fn every_neck_trains_under_every_roi_head_kind() {
+    use rand::SeedableRng;
+    use seesaw_model::heads::BoxLossKind;
+    use seesaw_model::structures::{GtInstances, ImageMeta};
+    let device = Device::flex().autodiff();
+    let (h, w) = (128usize, 128usize);
+    let metas: Vec<ImageMeta> = (0..2)
+        .map(|i| ImageMeta {
+            image_id: i,
+            ori_shape: (h as u32, w as u32),
+            img_shape: (h, w),
+            scale: (1.0, 1.0),
+            flip: false,
+        })
+        .collect();
+    let boxes = [[10.0, 12.0, 60.0, 70.0], [70.0, 5.0, 120.0, 50.0]];
+    let gts: Vec<GtInstances> = (0..2)
+        .map(|_| GtInstances {
+            boxes: boxes.to_vec(),
+            labels: vec![1, 4],
+            masks: boxes
+                .iter()
+                .map(|&b| common::square_mask(h, w, b))
+                .collect(),
+            ignore: vec![],
+        })
+        .collect();
+    let necks: [(&str, fn(&mut DetectorConfig)); 4] = [
+        ("pafpn", |c| c.neck.kind = NeckKind::Pafpn),
+        ("fpn_carafe", |c| c.neck.kind = NeckKind::FpnCarafe),
+        ("fpg", fpg),
+        ("nas_fpn", |c| {
+            nas_fpn(c);
+            c.rpn.anchor_strides = vec![8.0, 16.0, 32.0, 64.0, 128.0];
+            c.roi.strides = vec![8.0, 16.0, 32.0, 64.0];
+        }),
+    ];
+    for (neck, edit) in necks {
+        for detector in ["mask_rcnn", "cascade", "htc_lite"] {
+            let mut cfg = common::tiny("seesaw");
+            cfg.detector = detector.parse().expect("detector");
+            if detector != "mask_rcnn" {
+                cfg.bbox_head.class_agnostic = true;
+                cfg.bbox_head.loss_bbox = BoxLossKind::SmoothL1;
+            }
+            edit(&mut cfg);
+            let mut model = cfg.init(&device).expect("model");
+            let images = Tensor::<4>::random(
+                [2, 3, h, w],
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+            let parts = model
+                .forward_train(images, &metas, &gts, &mut rng)
+                .expect("train forward");
+            let total = parts.total();
+            let v = total.clone().into_data().try_to_vec::<f32>().expect("f32")[0];
+            assert!(v.is_finite() && v > 0.0, "{neck} {detector}: {v}");
+            let grads = total.backward();
+            let g = first_lateral(&model.neck)
+                .grad(&grads)
+                .expect("the neck has a gradient");
+            let g = g.abs().sum().into_data().try_to_vec::<f32>().expect("f32")[0];
+            assert!(g.is_finite() && g > 0.0, "{neck} {detector}: |grad| {g}");
+        }
+    }
 }

@@ -406,3 +406,146 @@ fn every_family_backbone_initialises_trains_reloads_and_exports() {
         assert_eq!(exported, source, "{file}");
     }
 }
+
+/// The tiny basic-block network whose stage widths (8, 16, 32, 64) are the neck fixtures'
+/// inputs (make_pafpn.py, make_fpn_carafe.py, make_fpg.py, make_nasfpn.py), onto the fixture
+/// architecture.
+const TINY_BACKBONE: [&str; 4] = [
+    "model.backbone.block=\"basic\"",
+    "model.backbone.layers=[1, 1, 1, 1]",
+    "model.backbone.stem=\"small\"",
+    "model.neck.out_channels=16",
+];
+
+/// Each neck's mmdetection fixture and the settings that build it; the last entry is the mask
+/// head's CARAFE upsampler on the FPN (no file: it round-trips through its own export).
+const NECKS: [(Option<&str>, &[&str]); 5] = [
+    (Some("mmdet_pafpn.pth"), &["model.neck.type=\"pafpn\""]),
+    (
+        Some("mmdet_fpn_carafe.pth"),
+        &["model.neck.type=\"fpn_carafe\""],
+    ),
+    (
+        Some("mmdet_fpg.pth"),
+        &[
+            "model.neck.type=\"fpg\"",
+            "model.neck.inter_channels=8",
+            "model.neck.norm.type=\"bn\"",
+        ],
+    ),
+    (
+        Some("mmdet_nasfpn.pth"),
+        &[
+            "model.neck.type=\"nas_fpn\"",
+            "model.neck.start_level=1",
+            "model.neck.norm.type=\"bn\"",
+            "model.rpn.anchor_strides=[8.0, 16.0, 32.0, 64.0, 128.0]",
+            "model.roi.strides=[8.0, 16.0, 32.0, 64.0]",
+            "data.size_divisor=128",
+        ],
+    ),
+    (None, &["model.mask_head.upsample.type=\"carafe\""]),
+];
+
+#[test]
+fn every_neck_converts_trains_reloads_and_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data_sets = data(d);
+    let arch = arch();
+    for (i, (file, keys)) in NECKS.iter().enumerate() {
+        let mut sets = data_sets.clone();
+        for k in TINY_BACKBONE.iter().chain(keys.iter()) {
+            sets.extend(["--set".to_string(), k.to_string()]);
+        }
+        let work = d.join(format!("neck{i}"));
+        // mmdetection's neck converts into the detector (the rest keeps its initialisation),
+        // and training starts from it.
+        let start = match file {
+            Some(f) => {
+                let ckpt = d.join(format!("neck{i}.ckpt"));
+                let out = ok(&with(
+                    &[
+                        "weights",
+                        "convert",
+                        &weights(f),
+                        "--from",
+                        "mmdet",
+                        "--arch",
+                        &arch,
+                        "--out",
+                        ckpt.to_str().unwrap(),
+                        "--allow-partial",
+                    ],
+                    &sets,
+                ));
+                assert!(out.contains("tensors loaded"), "{f}: {out}");
+                let stray: Vec<&str> = out
+                    .lines()
+                    .filter(|l| l.contains("neck.") || l.contains("unexpected"))
+                    .collect();
+                assert!(stray.is_empty(), "{f}: every neck tensor fits: {stray:?}");
+                format!("train.load_from={}", ckpt.display())
+            }
+            None => "train.seed=1".to_string(),
+        };
+        let out = ok(&train(&arch, &work, &start, &sets));
+        assert!(file.is_none() || out.contains("weights from"), "{out}");
+        // The trained checkpoint reloads and tests.
+        let ckpt = work.join("latest.ckpt");
+        let results = work.join("results.json");
+        ok(&with(
+            &[
+                "test",
+                &arch,
+                ckpt.to_str().unwrap(),
+                "--out",
+                results.to_str().unwrap(),
+            ],
+            &sets,
+        ));
+        assert!(seesaw_data::load_results(&results).is_ok(), "{keys:?}");
+        // Exported under mmdetection's names: the fixture's neck names exactly, and the export
+        // converts back whole.
+        let st = work.join("exported.safetensors");
+        ok(&[
+            "weights",
+            "export",
+            ckpt.to_str().unwrap(),
+            "--out",
+            st.to_str().unwrap(),
+        ]);
+        let exported = names(&ok(&["weights", "inspect", st.to_str().unwrap(), "--json"]));
+        match file {
+            Some(f) => {
+                let neck = |v: Vec<String>| -> Vec<String> {
+                    v.into_iter().filter(|n| n.starts_with("neck.")).collect()
+                };
+                let source = names(&ok(&["weights", "inspect", &weights(f), "--json"]));
+                assert_eq!(neck(exported), neck(source), "{f}");
+            }
+            None => assert!(
+                exported
+                    .iter()
+                    .any(|n| n == "roi_head.mask_head.upsample.content_encoder.weight"),
+                "{exported:?}"
+            ),
+        }
+        let back = work.join("back.ckpt");
+        let out = ok(&with(
+            &[
+                "weights",
+                "convert",
+                st.to_str().unwrap(),
+                "--from",
+                "mmdet",
+                "--arch",
+                &arch,
+                "--out",
+                back.to_str().unwrap(),
+            ],
+            &sets,
+        ));
+        assert!(out.contains("(whole detector)\n"), "{keys:?}: {out}");
+    }
+}

@@ -3,7 +3,8 @@
 //! output pixel is a weighted sum of the `k x k` neighbourhood, in the input, of the pixel it
 //! comes from, with weights predicted for that output pixel.
 //!
-//! Composed of padding, shifted slices, nearest upsampling and products, so autodiff gives the
+//! Composed of padding, shifted slices, a stack and one batched matmul (the k x k taps of each source
+//! pixel against its output pixels' weights), so autodiff gives the
 //! input and weight gradients on every backend (mmcv's CUDA kernel has no counterpart in burn).
 
 use burn::tensor::Tensor;
@@ -65,28 +66,30 @@ pub(crate) fn carafe_unchecked(
     scale: usize,
 ) -> Tensor<4> {
     let [n, c, h, w] = x.dims();
-    let k = up_kernel;
-    let (hs, ws) = (h * scale, w * scale);
+    let (k, g, s) = (up_kernel, up_group, scale);
+    let (k2, cg) = (k * k, c / g);
     let r = (k - 1) / 2;
     let padded = x.pad((r, r, r, r), PadMode::Constant(0.0));
-    let mask = mask.reshape([n, up_group, k * k, hs, ws]);
-    let cg = c / up_group;
-    let mut out: Option<Tensor<5>> = None;
-    for i in 0..k {
-        for j in 0..k {
-            let tap = padded.clone().slice([0..n, 0..c, i..i + h, j..j + w]);
-            let tap = upsample_nearest(tap, scale).reshape([n, up_group, cg, hs, ws]);
-            let weight = mask.clone().narrow(2, i * k + j, 1);
-            let term = tap * weight;
-            out = Some(match out {
-                Some(acc) => acc + term,
-                None => term,
-            });
-        }
-    }
-    // A kernel has at least one tap (k is odd); the empty case is only for the type.
-    match out {
-        Some(out) => out.reshape([n, c, hs, ws]),
-        None => Tensor::zeros([n, c, hs, ws], &padded.device()),
-    }
+    // The k*k shifted copies of the map at its own resolution (tap i * k + j reads row
+    // y + i - r, column x + j - r): [N, C, k2, H, W] -> [N, G, H, W, C / G, k2].
+    let taps: Vec<Tensor<4>> = (0..k2)
+        .map(|t| {
+            let (i, j) = (t / k, t % k);
+            padded.clone().slice([0..n, 0..c, i..i + h, j..j + w])
+        })
+        .collect();
+    let taps = Tensor::stack::<5>(taps, 2)
+        .reshape([n, g, cg, k2, h, w])
+        .permute([0, 1, 4, 5, 2, 3]);
+    // Each source pixel's s*s output pixels with their k2 weights: [N, G, H, W, k2, s * s].
+    let weights = mask
+        .reshape([n, g, k2, h, s, w, s])
+        .permute([0, 1, 3, 5, 2, 4, 6])
+        .reshape([n, g, h, w, k2, s * s]);
+    // One small matmul per source pixel and group, [C / G, k2] x [k2, s * s], back to the
+    // output's layout.
+    taps.matmul(weights)
+        .reshape([n, g, h, w, cg, s, s])
+        .permute([0, 1, 4, 2, 5, 3, 6])
+        .reshape([n, c, h * s, w * s])
 }

@@ -112,6 +112,7 @@ pub fn run(a: &OpsArgs) -> Result<()> {
     }
     conv_rows(a, &device)?;
     dcn_rows(a, &device)?;
+    upsample_rows(a, &device)?;
     // Mask paste: 300 masks of 28x28 probabilities into an 800x1333 image, threshold 0.5.
     let masks: Vec<Vec<f32>> = (0..300).map(bench_mask).collect();
     let boxes: Vec<Box2> = (0..300)
@@ -330,6 +331,71 @@ fn dcn_rows(a: &OpsArgs, device: &seesaw_model::burn::tensor::Device) -> Result<
                 median(times) * 1e3
             );
         }
+    }
+    Ok(())
+}
+
+/// The FPN's top-down 2x upsampling of a 256-channel P3-sized map (100x168, an 800x1333 input)
+/// to P2 (200x336): nearest (the FPN), bilinear, CARAFE's reassembly given its kernels
+/// (softmax-normalised 5x5), and mmcv's whole `CARAFEPack` (compressor to 64 channels, 3x3
+/// encoder, softmax, reassembly) as FPN_CARAFE runs it, each forward + backward (input, kernels
+/// and parameters). The peer builds the same in `tools/bench_ops_torch.py` (CARAFE from
+/// `unfold`, as mmcv's CUDA op does not install on CPU).
+fn upsample_rows(a: &OpsArgs, device: &seesaw_model::burn::tensor::Device) -> Result<()> {
+    use seesaw_model::burn::tensor::Distribution;
+    use seesaw_model::burn::tensor::activation::softmax;
+    use seesaw_model::burn::tensor::module::interpolate;
+    use seesaw_model::burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+    use seesaw_model::layers::CarafePackConfig;
+    use seesaw_model::ops::carafe::{carafe, upsample_nearest};
+    let [n, c, h, w] = [1, 256, 100, 168];
+    let size = format!("{n}x{c}x{h}x{w} -> {}x{}", 2 * h, 2 * w);
+    let pack = CarafePackConfig::new(c, 2).init(device)?;
+    for what in [
+        "nearest 2x",
+        "bilinear 2x",
+        "CARAFE reassembly (k 5)",
+        "CARAFEPack (FPN_CARAFE)",
+    ] {
+        let mut times = Vec::new();
+        for it in 0..=a.iters {
+            let x = Tensor::<4>::random([n, c, h, w], Distribution::Default, device).require_grad();
+            let kernels = softmax(
+                Tensor::<4>::random([n, 25, 2 * h, 2 * w], Distribution::Default, device),
+                1,
+            )
+            .require_grad();
+            let t0 = Instant::now();
+            let y = match what {
+                "nearest 2x" => upsample_nearest(x.clone(), 2),
+                "bilinear 2x" => interpolate(
+                    x.clone(),
+                    InterpolateOptions {
+                        mode: InterpolateMode::Bilinear,
+                        align_corners: false,
+                        output_size: Some([2 * h, 2 * w]),
+                        scale_factor: None,
+                    },
+                ),
+                "CARAFE reassembly (k 5)" => carafe(x.clone(), kernels.clone(), 5, 1, 2)?,
+                _ => pack.forward(x.clone()),
+            };
+            let grads = y.sum().backward();
+            let g = [x.grad(&grads), kernels.grad(&grads)].map(|g| g.map(|g| g.into_data()));
+            let p = pack
+                .content_encoder
+                .weight
+                .grad(&grads)
+                .map(|g| g.into_data());
+            std::hint::black_box((g, p));
+            if it > 0 {
+                times.push(t0.elapsed().as_secs_f64());
+            }
+        }
+        println!(
+            "| {what} fwd+bwd | {size} | {:.1} ms |",
+            median(times) * 1e3
+        );
     }
     Ok(())
 }

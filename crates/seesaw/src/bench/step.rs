@@ -144,6 +144,32 @@ pub fn run(a: &StepArgs) -> Result<()> {
             fwd_times.push(t_fwd);
         }
     }
+    // The neck alone, forward + backward, on this batch's (fixed) backbone maps: its share of
+    // the step.
+    let feats: Vec<Tensor<4>> = model
+        .backbone
+        .forward(images.clone())
+        .into_iter()
+        .map(|f| f.detach())
+        .collect();
+    let mut neck_times = Vec::new();
+    for i in 0..=a.iters {
+        let ins: Vec<Tensor<4>> = feats.iter().map(|f| f.clone().require_grad()).collect();
+        let t0 = Instant::now();
+        let loss = model
+            .neck
+            .forward(ins.clone())
+            .into_iter()
+            .map(|o| o.sum())
+            .reduce(|x, y| x + y)
+            .ok_or_else(|| anyhow!("the neck gave no maps"))?;
+        let grads = loss.backward();
+        std::hint::black_box(ins.iter().map(|x| x.grad(&grads)).collect::<Vec<_>>());
+        device.sync().map_err(|e| anyhow!("{e:?}"))?;
+        if i > 0 {
+            neck_times.push(t0.elapsed().as_secs_f64());
+        }
+    }
     let plain = model.valid();
     let test_images = Tensor::<4>::random(
         [a.batch, 3, ph, pw],
@@ -188,9 +214,15 @@ pub fn run(a: &StepArgs) -> Result<()> {
     );
     println!(
         "train step (forward + backward + SGD): median {:.3} s of {} (forward {:.3} s)",
-        median(step_times),
+        median(step_times.clone()),
         a.iters,
         median(fwd_times)
+    );
+    let neck = median(neck_times);
+    println!(
+        "neck ({}) forward + backward alone: median {neck:.3} s ({:.0}% of the step)",
+        cfg.model.neck.kind.name(),
+        100.0 * neck / median(step_times)
     );
     println!("inference: median {:.3} s per batch", median(infer_times));
     if let Some(m) = peak_rss_mib() {
