@@ -20,6 +20,7 @@ use burn::tensor::DType;
 use crate::backbones::ResNet;
 use crate::detectors::{Detector, RoiHead};
 use crate::error::{ModelError, Result};
+use crate::heads::BBoxHeadKind;
 use crate::layers::Norm;
 use crate::necks::NeckKind;
 
@@ -231,6 +232,9 @@ pub struct Naming {
     neck_norm: &'static str,
     /// The same for the RoI heads' ConvModules (`shared_convs.0.gn`, `convs.0.gn`).
     head_norm: &'static str,
+    /// The box heads are Double Heads: their fully connected layers are `fc_branch.i`, and
+    /// this is the name stem of their bottlenecks' norms (`conv_branch.0.bn1`).
+    double_head: Option<&'static str>,
 }
 
 /// mmcv's name stem of a norm layer (`build_norm_layer`'s abbreviation).
@@ -263,6 +267,8 @@ impl Naming {
             neck: det.config().neck.kind,
             neck_norm: det.config().neck.norm.abbr(),
             head_norm: norm_abbr(head_norm),
+            double_head: (det.config().bbox_head.kind == BBoxHeadKind::Double)
+                .then(|| det.config().bbox_head.norm.abbr()),
         }
     }
 
@@ -278,6 +284,7 @@ impl Naming {
             neck: NeckKind::Fpn,
             neck_norm: "bn",
             head_norm: "bn",
+            double_head: None,
         }
     }
 
@@ -325,6 +332,26 @@ impl Naming {
             ("bbox_head", ["shared_convs", i]) => format!("shared_convs.{i}.conv"),
             ("bbox_head", ["shared_norms", i]) => format!("shared_convs.{i}.{}", self.head_norm),
             ("mask_head", ["norms", i]) => format!("convs.{i}.{}", self.head_norm),
+            // The Double Head's regression branch: mmcv ConvModules (norm `bn`) in
+            // `res_block`, bottlenecks with `bn1`..`bn3` (`gn1`.. with group norm).
+            ("bbox_head", ["double", rest @ ..]) => {
+                let norm = self.double_head.unwrap_or("bn");
+                rest.iter()
+                    .map(|p| match *p {
+                        "norm" => "bn".to_string(),
+                        bn if bn.len() == 3 && bn.starts_with("bn") => {
+                            format!("{norm}{}", &bn[2..])
+                        }
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(".")
+            }
+            ("bbox_head", [m]) if self.double_head.is_some() && m.starts_with("fc") => match *m {
+                "fc1" => "fc_branch.0".to_string(),
+                "fc2" => "fc_branch.1".to_string(),
+                _ => return None,
+            },
             ("bbox_head", [m]) => match *m {
                 "fc1" => "shared_fcs.0".to_string(),
                 "fc2" => "shared_fcs.1".to_string(),

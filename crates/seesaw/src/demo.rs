@@ -60,6 +60,10 @@ pub struct DemoArgs {
     /// (configs/demo_mask_rcnn_seesaw_<name>.toml).
     #[arg(long, value_enum, ignore_case = true, default_value_t = DemoNeck::Fpn)]
     pub neck: DemoNeck,
+    /// The box head every run uses: conv_fc (the demo's Shared2FC) or double (Double-Head
+    /// R-CNN, configs/demo_mask_rcnn_seesaw_double_head.toml).
+    #[arg(long, value_enum, ignore_case = true, default_value_t = DemoHead::ConvFc)]
+    pub head: DemoHead,
     /// cpu (default), cuda or cuda:N (a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
@@ -166,6 +170,46 @@ impl DemoNeck {
     }
 }
 
+/// The demo's box heads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DemoHead {
+    /// Shared2FC (the demo's own).
+    #[value(name = "conv_fc")]
+    ConvFc,
+    /// Double-Head R-CNN: fully connected layers classify, a conv branch on 1.3x RoIs
+    /// regresses.
+    Double,
+}
+
+impl DemoHead {
+    /// Config overrides onto the demo's recipe; `configs/demo_mask_rcnn_seesaw_double_head.toml`
+    /// holds the same keys.
+    pub fn overrides(self) -> Vec<String> {
+        let keys: &[&str] = match self {
+            DemoHead::ConvFc => &[],
+            DemoHead::Double => &[
+                "type=\"double\"",
+                "num_convs=2",
+                "conv_out_channels=128",
+                "reg_roi_scale_factor=1.3",
+                "loss_bbox=\"smooth_l1\"",
+                "loss_cls_weight=2.0",
+                "loss_bbox_weight=2.0",
+            ],
+        };
+        keys.iter()
+            .map(|k| format!("model.bbox_head.{k}"))
+            .collect()
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            DemoHead::ConvFc => "conv_fc",
+            DemoHead::Double => "double_head",
+        }
+    }
+}
+
 impl DemoArgs {
     fn iters(&self) -> usize {
         self.iters.unwrap_or(if self.quick { 40 } else { 500 })
@@ -234,13 +278,14 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         println!("wrote {}", file.display());
     }
 
-    let plan = demo_runs(&a.detector, &a.loss, a.backbone, a.neck)?;
+    let plan = demo_runs(&a.detector, &a.loss, (a.backbone, a.neck, a.head))?;
     println!(
-        "== 3. {} on the demo's {} + {}: {} ({iters} iterations each, same seed and data \
-         order) ==",
+        "== 3. {} on the demo's {} + {} + {}: {} ({iters} iterations each, same seed and \
+         data order) ==",
         a.detector.join(", "),
         a.backbone.name(),
         a.neck.name(),
+        a.head.name(),
         a.loss.join(" against "),
         iters = a.iters()
     );
@@ -421,8 +466,7 @@ struct Run {
 pub fn demo_runs(
     detectors: &[String],
     losses: &[String],
-    backbone: DemoBackbone,
-    neck: DemoNeck,
+    (backbone, neck, head): (DemoBackbone, DemoNeck, DemoHead),
 ) -> Result<Vec<(String, Config)>> {
     let mut plan = Vec::new();
     for d in detectors {
@@ -443,6 +487,7 @@ pub fn demo_runs(
             }
             sets.extend(backbone.overrides());
             sets.extend(neck.overrides());
+            sets.extend(head.overrides());
             let cfg = Config::from_toml(text, Path::new(file), &sets)?;
             let name = if detectors.len() == 1 {
                 kind_l.name().to_string()
@@ -496,8 +541,7 @@ mod tests {
         let plan = demo_runs(
             &ds(&["mask_rcnn"]),
             &ds(&["ce", "seesaw"]),
-            DemoBackbone::Resnet,
-            DemoNeck::Fpn,
+            (DemoBackbone::Resnet, DemoNeck::Fpn, DemoHead::ConvFc),
         )
         .expect("plan");
         let names: Vec<&str> = plan.iter().map(|p| p.0.as_str()).collect();
@@ -508,8 +552,7 @@ mod tests {
         let plan = demo_runs(
             &ds(&["mask_rcnn", "htc-lite"]),
             &ds(&["seesaw"]),
-            DemoBackbone::Resnet,
-            DemoNeck::Fpn,
+            (DemoBackbone::Resnet, DemoNeck::Fpn, DemoHead::ConvFc),
         )
         .expect("plan");
         let names: Vec<&str> = plan.iter().map(|p| p.0.as_str()).collect();
@@ -524,8 +567,7 @@ mod tests {
         let plan = demo_runs(
             &ds(&["cascade", "htc"]),
             &ds(&["ce", "seesaw"]),
-            DemoBackbone::Resnet,
-            DemoNeck::Fpn,
+            (DemoBackbone::Resnet, DemoNeck::Fpn, DemoHead::ConvFc),
         )
         .expect("plan");
         assert_eq!(plan.len(), 4);
@@ -535,8 +577,7 @@ mod tests {
             demo_runs(
                 &ds(&["retinanet"]),
                 &ds(&["ce"]),
-                DemoBackbone::Resnet,
-                DemoNeck::Fpn
+                (DemoBackbone::Resnet, DemoNeck::Fpn, DemoHead::ConvFc)
             )
             .is_err()
         );
@@ -544,8 +585,7 @@ mod tests {
             demo_runs(
                 &ds(&["cascade"]),
                 &ds(&["focal"]),
-                DemoBackbone::Resnet,
-                DemoNeck::Fpn
+                (DemoBackbone::Resnet, DemoNeck::Fpn, DemoHead::ConvFc)
             )
             .is_err()
         );
@@ -560,8 +600,12 @@ mod tests {
             DemoBackbone::Resnest,
             DemoBackbone::Dcnv2,
         ] {
-            let plan =
-                demo_runs(&ds(&["mask_rcnn"]), &ds(&["seesaw"]), b, DemoNeck::Fpn).expect("plan");
+            let plan = demo_runs(
+                &ds(&["mask_rcnn"]),
+                &ds(&["seesaw"]),
+                (b, DemoNeck::Fpn, DemoHead::ConvFc),
+            )
+            .expect("plan");
             let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
                 "../../configs/demo_mask_rcnn_seesaw_{}.toml",
                 b.name()
@@ -588,8 +632,7 @@ mod tests {
             let plan = demo_runs(
                 &ds(&["mask_rcnn"]),
                 &ds(&["seesaw"]),
-                DemoBackbone::Resnet,
-                n,
+                (DemoBackbone::Resnet, n, DemoHead::ConvFc),
             )
             .expect("plan");
             let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
@@ -602,5 +645,18 @@ mod tests {
             assert_eq!(shipped.model.neck.kind.name(), n.name());
             shipped.model.init(&device).expect("builds");
         }
+    }
+
+    #[test]
+    fn the_demo_double_head_is_its_shipped_config_and_builds() {
+        let ds = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let device = seesaw_model::burn::tensor::Device::flex();
+        let parts = (DemoBackbone::Resnet, DemoNeck::Fpn, DemoHead::Double);
+        let plan = demo_runs(&ds(&["mask_rcnn"]), &ds(&["seesaw"]), parts).expect("plan");
+        let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../configs/demo_mask_rcnn_seesaw_double_head.toml");
+        let shipped = Config::load(&file, &[]).expect("shipped");
+        assert_eq!(plan[0].1.model, shipped.model);
+        shipped.model.init(&device).expect("builds");
     }
 }

@@ -417,16 +417,22 @@ const TINY_BACKBONE: [&str; 4] = [
     "model.neck.out_channels=16",
 ];
 
-/// Each neck's mmdetection fixture and the settings that build it; the last entry is the mask
-/// head's CARAFE upsampler on the FPN (no file: it round-trips through its own export).
-const NECKS: [(Option<&str>, &[&str]); 5] = [
-    (Some("mmdet_pafpn.pth"), &["model.neck.type=\"pafpn\""]),
+/// Each neck's and head's mmdetection fixture, the prefix of its tensors and the settings that
+/// build it; the CARAFE mask upsampler has no file (it round-trips through its own export).
+const PARTS: [(Option<&str>, &str, &[&str]); 6] = [
+    (
+        Some("mmdet_pafpn.pth"),
+        "neck.",
+        &["model.neck.type=\"pafpn\""],
+    ),
     (
         Some("mmdet_fpn_carafe.pth"),
+        "neck.",
         &["model.neck.type=\"fpn_carafe\""],
     ),
     (
         Some("mmdet_fpg.pth"),
+        "neck.",
         &[
             "model.neck.type=\"fpg\"",
             "model.neck.inter_channels=8",
@@ -435,6 +441,7 @@ const NECKS: [(Option<&str>, &[&str]); 5] = [
     ),
     (
         Some("mmdet_nasfpn.pth"),
+        "neck.",
         &[
             "model.neck.type=\"nas_fpn\"",
             "model.neck.start_level=1",
@@ -444,16 +451,31 @@ const NECKS: [(Option<&str>, &[&str]); 5] = [
             "data.size_divisor=128",
         ],
     ),
-    (None, &["model.mask_head.upsample.type=\"carafe\""]),
+    (
+        None,
+        "roi_head.mask_head.",
+        &["model.mask_head.upsample.type=\"carafe\""],
+    ),
+    (
+        Some("mmdet_double_head.pth"),
+        "roi_head.bbox_head.",
+        &[
+            "model.bbox_head.type=\"double\"",
+            "model.bbox_head.num_convs=2",
+            "model.bbox_head.conv_out_channels=24",
+            "model.bbox_head.normed_classifier=false",
+            "model.loss=\"ce\"",
+        ],
+    ),
 ];
 
 #[test]
-fn every_neck_converts_trains_reloads_and_exports() {
+fn every_neck_and_head_converts_trains_reloads_and_exports() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let data_sets = data(d);
     let arch = arch();
-    for (i, (file, keys)) in NECKS.iter().enumerate() {
+    for (i, (file, prefix, keys)) in PARTS.iter().enumerate() {
         let mut sets = data_sets.clone();
         for k in TINY_BACKBONE.iter().chain(keys.iter()) {
             sets.extend(["--set".to_string(), k.to_string()]);
@@ -482,9 +504,12 @@ fn every_neck_converts_trains_reloads_and_exports() {
                 assert!(out.contains("tensors loaded"), "{f}: {out}");
                 let stray: Vec<&str> = out
                     .lines()
-                    .filter(|l| l.contains("neck.") || l.contains("unexpected"))
+                    .filter(|l| l.contains(prefix) || l.contains("unexpected"))
                     .collect();
-                assert!(stray.is_empty(), "{f}: every neck tensor fits: {stray:?}");
+                assert!(
+                    stray.is_empty(),
+                    "{f}: every tensor of the part fits: {stray:?}"
+                );
                 format!("train.load_from={}", ckpt.display())
             }
             None => "train.seed=1".to_string(),
@@ -518,11 +543,11 @@ fn every_neck_converts_trains_reloads_and_exports() {
         let exported = names(&ok(&["weights", "inspect", st.to_str().unwrap(), "--json"]));
         match file {
             Some(f) => {
-                let neck = |v: Vec<String>| -> Vec<String> {
-                    v.into_iter().filter(|n| n.starts_with("neck.")).collect()
+                let part = |v: Vec<String>| -> Vec<String> {
+                    v.into_iter().filter(|n| n.starts_with(prefix)).collect()
                 };
                 let source = names(&ok(&["weights", "inspect", &weights(f), "--json"]));
-                assert_eq!(neck(exported), neck(source), "{f}");
+                assert_eq!(part(exported), part(source), "{f}");
             }
             None => assert!(
                 exported

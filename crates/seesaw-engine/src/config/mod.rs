@@ -464,6 +464,11 @@ mod shipped {
             };
             assert_eq!(cfg.model.neck.kind.name(), neck, "{name}");
             assert_eq!(
+                cfg.model.bbox_head.kind == seesaw_model::heads::BBoxHeadKind::Double,
+                name.contains("double_head"),
+                "{name}"
+            );
+            assert_eq!(
                 cfg.model.num_stages().expect("stages"),
                 if detector == "mask_rcnn" { 1 } else { 3 },
                 "{name}"
@@ -543,6 +548,6 @@ mod shipped {
             }
             seen += 1;
         }
-        assert!(seen >= 32, "{seen} configs");
+        assert!(seen >= 34, "{seen} configs");
     }
 }

@@ -16,6 +16,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
+use crate::heads::double_bbox_head::DoubleConvBranch;
 use crate::heads::rpn_head::zeros_param;
 use crate::layers::{
     ConvKind, Norm, NormConfig, NormKind, NormedLinear, NormedLinearConfig, conv_forward,
@@ -40,16 +41,48 @@ pub enum BoxLossKind {
     SmoothL1,
 }
 
+/// Which box head (mmdetection's `bbox_head.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BBoxHeadKind {
+    /// `ConvFCBBoxHead` (`Shared2FCBBoxHead`, `Shared4Conv1FCBBoxHead`): shared convs and fully
+    /// connected layers feed both the classifier and the regressor.
+    #[default]
+    #[serde(alias = "ConvFC", alias = "convfc")]
+    ConvFc,
+    /// `DoubleConvFCBBoxHead` (Double-Head R-CNN, [`super::double_bbox_head`]): the fully
+    /// connected layers feed the classifier, a conv branch on RoIs enlarged by
+    /// `reg_roi_scale_factor` feeds the regressor.
+    #[serde(alias = "DoubleConvFC")]
+    Double,
+}
+
 /// Settings of [`BBoxHead`]; defaults are mmdetection's (1024-d FCs, 7x7 RoIs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BBoxHeadConfig {
+    /// `conv_fc` (default) or `double`.
+    #[serde(rename = "type")]
+    pub kind: BBoxHeadKind,
+    /// `double`: bottlenecks in the regression branch (mmdetection's `num_convs`). Default 4.
+    pub num_convs: usize,
+    /// `double`: the regression RoIs are these times larger about their centres
+    /// (`DoubleHeadRoIHead.reg_roi_scale_factor`). Default 1.3.
+    pub reg_roi_scale_factor: f32,
+    /// Weight of the classification loss (`loss_cls.loss_weight`). Default 1; the Double Head
+    /// recipe uses 2.
+    pub loss_cls_weight: f64,
+    /// Weight of the box loss (`loss_bbox.loss_weight`). Default 1; the Double Head recipe uses
+    /// 2.
+    pub loss_bbox_weight: f64,
     /// Shared 3x3 convs before the fully connected layers (4 in `Shared4Conv1FCBBoxHead`).
     /// Default 0.
     pub num_shared_convs: usize,
-    /// Channels of the shared convs. Default 256.
+    /// Channels of the shared convs (`double`: of the regression branch, a multiple of 4; its
+    /// recipe uses 1024). Default 256.
     pub conv_out_channels: usize,
-    /// Shared fully connected layers: 2 (`Shared2FC`, default) or 1 (`Shared4Conv1FC`).
+    /// Shared fully connected layers: 2 (`Shared2FC`, default) or 1 (`Shared4Conv1FC`);
+    /// `double`: the classification branch's (mmdetection's `num_fcs`).
     pub num_shared_fcs: usize,
     /// A norm after each shared conv (mmdetection's `norm_cfg`; the convs then have no bias).
     /// Default none.
@@ -74,6 +107,11 @@ pub struct BBoxHeadConfig {
 impl Default for BBoxHeadConfig {
     fn default() -> Self {
         Self {
+            kind: BBoxHeadKind::ConvFc,
+            num_convs: 4,
+            reg_roi_scale_factor: 1.3,
+            loss_cls_weight: 1.0,
+            loss_bbox_weight: 1.0,
             num_shared_convs: 0,
             conv_out_channels: 256,
             num_shared_fcs: 2,
@@ -120,6 +158,31 @@ impl BBoxHeadConfig {
         }
         self.norm
             .check("model.bbox_head.norm", &[self.conv_out_channels])?;
+        let double = self.kind == BBoxHeadKind::Double;
+        let d = Self::default();
+        if !double
+            && (self.num_convs != d.num_convs
+                || self.reg_roi_scale_factor != d.reg_roi_scale_factor)
+        {
+            return Err(ModelError::Input(
+                "model.bbox_head: num_convs and reg_roi_scale_factor are the Double Head's \
+                 (type = \"double\")"
+                    .into(),
+            ));
+        }
+        if double
+            && (self.num_shared_convs > 0
+                || self.conv_out_channels == 0
+                || self.conv_out_channels % 4 != 0
+                || !(self.reg_roi_scale_factor > 0.0 && self.reg_roi_scale_factor.is_finite()))
+        {
+            return Err(ModelError::Input(format!(
+                "model.bbox_head: type double takes no shared convs (num_shared_convs {}), a \
+                 conv_out_channels that is a positive multiple of 4 (got {}) and a positive \
+                 reg_roi_scale_factor (got {})",
+                self.num_shared_convs, self.conv_out_channels, self.reg_roi_scale_factor
+            )));
+        }
         let cls_channels = loss_cls.kind().cls_channels(num_classes);
         let fc = self.fc_channels;
         let xavier = Initializer::XavierUniform { gain: 1.0 };
@@ -170,7 +233,19 @@ impl BBoxHeadConfig {
         } else {
             in_features
         };
+        // mmdetection builds the Double Head's conv branch before its fully connected layers.
+        let double = double.then(|| {
+            DoubleConvBranch::new(
+                in_features / ROI_AREA,
+                co,
+                self.num_convs,
+                &self.norm,
+                device,
+            )
+        });
+        let reg_in = if double.is_some() { co } else { fc };
         Ok(BBoxHead {
+            double,
             shared_convs,
             shared_norms,
             ws: self.conv == ConvKind::Ws,
@@ -179,7 +254,7 @@ impl BBoxHeadConfig {
             cls,
             cls_normed,
             reg: linear(
-                fc,
+                reg_in,
                 reg_out,
                 Initializer::Normal {
                     mean: 0.0,
@@ -192,6 +267,10 @@ impl BBoxHeadConfig {
                 class_agnostic: self.class_agnostic,
                 stds,
                 loss_bbox: self.loss_bbox,
+                loss_cls_weight: self.loss_cls_weight,
+                loss_bbox_weight: self.loss_bbox_weight,
+                reg_roi_scale_factor: (self.kind == BBoxHeadKind::Double)
+                    .then_some(self.reg_roi_scale_factor),
             },
         })
     }
@@ -205,6 +284,10 @@ pub struct BoxSpec {
     /// The box coder's stds (the stage's, for cascades).
     pub stds: [f32; 4],
     pub loss_bbox: BoxLossKind,
+    pub loss_cls_weight: f64,
+    pub loss_bbox_weight: f64,
+    /// The Double Head's enlargement of the regression RoIs; None for one pooling.
+    pub reg_roi_scale_factor: Option<f32>,
 }
 
 /// Positions of a box RoI feature (7 x 7).
@@ -219,6 +302,9 @@ pub struct BBoxHead {
     pub shared_norms: Vec<Norm>,
     /// Weight-standardised shared convs.
     pub ws: bool,
+    /// The Double Head's regression branch (mmdetection's `res_block`, `conv_branch`); None
+    /// for a ConvFC head.
+    pub double: Option<DoubleConvBranch>,
     pub fc1: Linear,
     /// The second shared fully connected layer (Shared2FC); None for Shared4Conv1FC.
     pub fc2: Option<Linear>,
@@ -234,8 +320,46 @@ pub struct BBoxHead {
 }
 
 impl BBoxHead {
-    /// `rois` `[R, C, 7, 7]` -> class logits `[R, cls_channels]` and deltas `[R, 4 or 4 C]`.
+    /// How much larger the regression RoIs are pooled (the Double Head's
+    /// `reg_roi_scale_factor`); None when the head reads one set of features.
+    pub fn reg_roi_scale(&self) -> Option<f32> {
+        self.double.as_ref().and(self.spec.reg_roi_scale_factor)
+    }
+
+    /// `cls_feats` `[R, C, 7, 7]` and, for the Double Head, `reg_feats` (the same RoIs
+    /// enlarged by [`Self::reg_roi_scale`]) -> class logits `[R, cls_channels]` and deltas
+    /// `[R, 4 or 4 C]`. A ConvFC head reads `cls_feats` only.
+    pub fn forward_pair(
+        &self,
+        cls_feats: Tensor<4>,
+        reg_feats: Tensor<4>,
+    ) -> (Tensor<2>, Tensor<2>) {
+        let Some(double) = &self.double else {
+            return self.forward(cls_feats);
+        };
+        let [r, c, h, w] = cls_feats.dims();
+        let mut x = relu(self.fc1.forward(cls_feats.reshape([r, c * h * w])));
+        if let Some(fc2) = &self.fc2 {
+            x = relu(fc2.forward(x));
+        }
+        let cls = self.classify(x, r);
+        (cls, self.reg.forward(double.forward(reg_feats)))
+    }
+
+    fn classify(&self, x: Tensor<2>, r: usize) -> Tensor<2> {
+        match (&self.cls, &self.cls_normed) {
+            (_, Some(n)) => n.forward(x),
+            (Some(l), None) => l.forward(x),
+            (None, None) => unreachable_cls(r, x),
+        }
+    }
+
+    /// `rois` `[R, C, 7, 7]` -> class logits `[R, cls_channels]` and deltas `[R, 4 or 4 C]`
+    /// (the Double Head reads these features for both branches; see [`Self::forward_pair`]).
     pub fn forward(&self, rois: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
+        if self.double.is_some() {
+            return self.forward_pair(rois.clone(), rois);
+        }
         let mut rois = rois;
         for (i, conv) in self.shared_convs.iter().enumerate() {
             let y = conv_forward(conv, rois, self.ws);
@@ -250,11 +374,7 @@ impl BBoxHead {
         if let Some(fc2) = &self.fc2 {
             x = relu(fc2.forward(x));
         }
-        let cls = match (&self.cls, &self.cls_normed) {
-            (_, Some(n)) => n.forward(x.clone()),
-            (Some(l), None) => l.forward(x.clone()),
-            (None, None) => unreachable_cls(r, x.clone()),
-        };
+        let cls = self.classify(x.clone(), r);
         (cls, self.reg.forward(x))
     }
 
@@ -273,8 +393,12 @@ impl BBoxHead {
         let r = s.rois.len();
         let cls = self
             .loss_cls
-            .forward(cls_score, &s.labels, Some(r.max(1) as f64))?;
-        Ok((cls, self.box_loss(reg, s)?))
+            .forward(cls_score, &s.labels, Some(r.max(1) as f64))?
+            .mul_scalar(self.spec.loss_cls_weight);
+        let bbox = self
+            .box_loss(reg, s)?
+            .mul_scalar(self.spec.loss_bbox_weight);
+        Ok((cls, bbox))
     }
 
     /// L1 (or smooth L1) over the positives' deltas, averaged over all sampled RoIs; with no

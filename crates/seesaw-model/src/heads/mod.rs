@@ -1,12 +1,13 @@
-//! Detection heads: the RPN, the box head, the mask head and HTC-Lite's global context head,
+//! Detection heads: the RPN, the box head (ConvFC or Double Head), the mask head and HTC-Lite's global context head,
 //! each with its targets and loss.
 
 pub mod bbox_head;
+pub mod double_bbox_head;
 pub mod global_context_head;
 pub mod mask_head;
 pub mod rpn_head;
 
-pub use bbox_head::{BBoxHead, BBoxHeadConfig, BoxLossKind};
+pub use bbox_head::{BBoxHead, BBoxHeadConfig, BBoxHeadKind, BoxLossKind};
 pub use global_context_head::{GlobalContextConfig, GlobalContextHead};
 pub use mask_head::{MaskHead, MaskHeadConfig};
 pub use rpn_head::{ProposalConfig, RpnConfig, RpnHead};

@@ -31,6 +31,9 @@ pub enum ConvInit {
     XavierUniform,
     /// mmcv's `caffe2_xavier_init`: uniform in `±sqrt(3 / fan_in)` (He uniform with `a = 1`).
     Caffe2Xavier,
+    /// mmcv's ConvModule default (`kaiming_init(mode='fan_out', nonlinearity='relu')`): normal
+    /// with std `sqrt(2 / fan_out)`.
+    KaimingNormalFanOut,
 }
 
 impl ConvInit {
@@ -40,6 +43,10 @@ impl ConvInit {
             ConvInit::Caffe2Xavier => Initializer::KaimingUniform {
                 gain: 1.0,
                 fan_out_only: false,
+            },
+            ConvInit::KaimingNormalFanOut => Initializer::KaimingNormal {
+                gain: 2f64.sqrt(),
+                fan_out_only: true,
             },
         }
     }

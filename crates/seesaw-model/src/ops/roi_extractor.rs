@@ -51,7 +51,26 @@ impl RoiExtractorConfig {
 
     /// Pools every RoI from its level of `feats` (one `[B, C, H_l, W_l]` per stride) ->
     /// `[R, C, output_size, output_size]`, in the order of `rois`.
+    ///
+    /// # Errors
+    /// Feature levels that do not match the strides; RoIs naming missing images.
     pub fn extract(&self, feats: &[Tensor<4>], rois: &[[f32; 5]]) -> Result<Tensor<4>> {
+        self.extract_scaled(feats, rois, None)
+    }
+
+    /// [`Self::extract`] with each RoI enlarged `scale` times about its centre
+    /// ([`roi_rescale`]) after its level is chosen from its own size, as mmdetection's
+    /// extractor does with `roi_scale_factor` (Double Head's regression RoIs); `None` pools
+    /// the RoIs as given.
+    ///
+    /// # Errors
+    /// As [`Self::extract`].
+    pub fn extract_scaled(
+        &self,
+        feats: &[Tensor<4>],
+        rois: &[[f32; 5]],
+        scale: Option<f32>,
+    ) -> Result<Tensor<4>> {
         if feats.len() != self.strides.len() || feats.is_empty() {
             return Err(ModelError::Input(format!(
                 "{} feature levels for {} strides",
@@ -67,7 +86,13 @@ impl RoiExtractorConfig {
             if members.is_empty() {
                 continue;
             }
-            let level_rois: Vec<[f32; 5]> = members.iter().map(|&i| rois[i]).collect();
+            let level_rois: Vec<[f32; 5]> = members
+                .iter()
+                .map(|&i| match scale {
+                    Some(f) => roi_rescale(&rois[i], f),
+                    None => rois[i],
+                })
+                .collect();
             let cfg = RoiAlignConfig {
                 output_size: self.output_size,
                 spatial_scale: 1.0 / self.strides[l],
@@ -89,6 +114,22 @@ impl RoiExtractorConfig {
         let device = feats[0].device();
         Ok(Tensor::cat(parts, 0).select(0, index_tensor(&inverse, &device)))
     }
+}
+
+/// `roi` (`[image, x1, y1, x2, y2]`) enlarged `scale` times about its centre, not clipped
+/// (mmdetection's `BaseRoIExtractor.roi_rescale`, in its order of operations).
+pub fn roi_rescale(roi: &[f32; 5], scale: f32) -> [f32; 5] {
+    let cx = (roi[1] + roi[3]) * 0.5;
+    let cy = (roi[2] + roi[4]) * 0.5;
+    let w = (roi[3] - roi[1]) * scale;
+    let h = (roi[4] - roi[2]) * scale;
+    [
+        roi[0],
+        cx - w * 0.5,
+        cy - h * 0.5,
+        cx + w * 0.5,
+        cy + h * 0.5,
+    ]
 }
 
 #[cfg(test)]

@@ -16,8 +16,8 @@ use crate::ops::Box2;
 use crate::roi_heads::mask_branch::mask_loss;
 use crate::roi_heads::sampling::SampledRois;
 use crate::roi_heads::{
-    BOX_ROI_SIZE, LossPart, RoiConfig, RoiHeadBuilder, RoiHeadOps, RoiLosses, Stage,
-    pool_with_context,
+    LossPart, RoiConfig, RoiHeadBuilder, RoiHeadOps, RoiLosses, Stage, box_head_forward,
+    pool_scaled_with_context,
 };
 use crate::structures::{GtInstances, ImageMeta};
 
@@ -59,8 +59,9 @@ pub fn train_box_stage(
         .roi
         .sampler(stage.iou)
         .sample(proposals, inputs.gts, c, &mut rng);
-    let pooled = pool_with_context(inputs.roi, inputs.feats, &s.rois, BOX_ROI_SIZE, inputs.ctx)?;
-    let (cls_score, reg) = head.forward(pooled);
+    let (cls_score, reg) = box_head_forward(head, &s.rois, |r, scale| {
+        pool_scaled_with_context(inputs.roi, inputs.feats, r, scale, inputs.ctx)
+    })?;
     let (cls, bbox) = head.loss(cls_score.clone(), reg.clone(), &s)?;
     out.add(LossPart::Cls, t, cls, stage.weight);
     out.add(LossPart::Bbox, t, bbox, stage.weight);

@@ -26,7 +26,7 @@ pub fn staged_box_predictions(
     heads: &[BBoxHead],
     rois: &[[f32; 5]],
     metas: &[ImageMeta],
-    pool: impl Fn(&[[f32; 5]]) -> Result<Tensor<4>>,
+    pool: impl Fn(&[[f32; 5]], Option<f32>) -> Result<Tensor<4>>,
 ) -> Result<(Vec<f32>, Vec<Box2>)> {
     let last_head = heads
         .last()
@@ -40,7 +40,7 @@ pub fn staged_box_predictions(
     let last = heads.len() - 1;
     let mut deltas = vec![];
     for (t, head) in heads.iter().enumerate() {
-        let (cls_score, reg) = head.forward(pool(&rois)?);
+        let (cls_score, reg) = super::box_head_forward(head, &rois, &pool)?;
         logits = Some(match logits {
             Some(sum) => sum + cls_score.clone(),
             None => cls_score.clone(),

@@ -114,13 +114,28 @@ impl RoiConfig {
     /// # Errors
     /// RoIs naming images the features do not have.
     pub fn pool(&self, feats: &[Tensor<4>], rois: &[[f32; 5]], size: usize) -> Result<Tensor<4>> {
+        self.pool_scaled(feats, rois, size, None)
+    }
+
+    /// [`Self::pool`] with the RoIs enlarged `scale` times about their centres (each from the
+    /// level of its own size; see [`RoiExtractorConfig::extract_scaled`]).
+    ///
+    /// # Errors
+    /// As [`Self::pool`].
+    pub fn pool_scaled(
+        &self,
+        feats: &[Tensor<4>],
+        rois: &[[f32; 5]],
+        size: usize,
+        scale: Option<f32>,
+    ) -> Result<Tensor<4>> {
         RoiExtractorConfig {
             strides: self.strides.clone(),
             finest_scale: self.finest_scale,
             output_size: size,
             sampling_ratio: self.sampling_ratio,
         }
-        .extract(&feats[..self.strides.len()], rois)
+        .extract_scaled(&feats[..self.strides.len()], rois, scale)
     }
 
     /// The sampler of a stage training at `iou`.
@@ -344,8 +359,8 @@ pub trait RoiHeadOps {
             return Ok((vec![], vec![]));
         }
         let ctx = self.context(feats);
-        inference::staged_box_predictions(self.bbox_heads(), rois, metas, |r| {
-            pool_with_context(self.roi_config(), feats, r, BOX_ROI_SIZE, ctx.as_ref())
+        inference::staged_box_predictions(self.bbox_heads(), rois, metas, |r, scale| {
+            pool_scaled_with_context(self.roi_config(), feats, r, scale, ctx.as_ref())
         })
     }
 
@@ -574,6 +589,42 @@ impl RoiHead {
             .ok_or_else(|| ModelError::Input("no mask heads".into()))?;
         inference::class_maps(probs)
     }
+}
+
+/// 7x7 box features of `rois` enlarged `scale` times (Double Head's regression RoIs; None: as
+/// given) with the image context `ctx` added.
+///
+/// # Errors
+/// RoIs naming missing images.
+pub(crate) fn pool_scaled_with_context(
+    roi: &RoiConfig,
+    feats: &[Tensor<4>],
+    rois: &[[f32; 5]],
+    scale: Option<f32>,
+    ctx: Option<&Tensor<2>>,
+) -> Result<Tensor<4>> {
+    let x = roi.pool_scaled(feats, rois, BOX_ROI_SIZE, scale)?;
+    Ok(match ctx {
+        Some(g) => fuse_context(x, g, rois),
+        None => x,
+    })
+}
+
+/// A box head's logits and deltas on `rois`, pooling them once, or twice for the Double Head
+/// (the regression branch reads the enlarged RoIs).
+///
+/// # Errors
+/// RoIs naming missing images.
+pub(crate) fn box_head_forward(
+    head: &BBoxHead,
+    rois: &[[f32; 5]],
+    pool: impl Fn(&[[f32; 5]], Option<f32>) -> Result<Tensor<4>>,
+) -> Result<(Tensor<2>, Tensor<2>)> {
+    let cls_feats = pool(rois, None)?;
+    Ok(match head.reg_roi_scale() {
+        Some(scale) => head.forward_pair(cls_feats, pool(rois, Some(scale))?),
+        None => head.forward(cls_feats),
+    })
 }
 
 /// RoIAlign features of `rois` with the image context `ctx` (`[B, C]`, HTC-Lite's) added.
