@@ -355,6 +355,8 @@ pub fn predict_image_tta(
     }
     let mut dets = select_detections(&scores, &boxes, c, &cfg.model.roi.test);
     let mut sum: Vec<Vec<f32>> = Vec::new();
+    // Mask Scoring: each view's predicted mask IoUs, averaged like the masks.
+    let mut iou_sum: Option<Vec<f32>> = None;
     for (feats, metas) in &views {
         let meta = &metas[0];
         let wanted: Vec<(usize, Box2, usize)> = dets
@@ -363,7 +365,14 @@ pub fn predict_image_tta(
             .zip(&dets.labels)
             .map(|(b, &l)| (0, meta.to_input(b), l))
             .collect();
-        let (masks, m) = model.mask_probs(feats, &wanted)?;
+        let class_masks = model.mask_probs(feats, &wanted)?;
+        let (masks, m) = (class_masks.masks, class_masks.size);
+        if let Some(ious) = class_masks.ious {
+            match iou_sum.as_mut() {
+                Some(acc) => acc.iter_mut().zip(&ious).for_each(|(a, v)| *a += v),
+                None => iou_sum = Some(ious),
+            }
+        }
         dets.mask_size = m;
         for (k, mut mask) in masks.into_iter().enumerate() {
             if meta.flip {
@@ -381,6 +390,11 @@ pub fn predict_image_tta(
         .into_iter()
         .map(|m| m.into_iter().map(|v| v / n).collect())
         .collect();
+    let mean_ious = seesaw_model::roi_heads::ClassMasks {
+        ious: iou_sum.map(|s| s.into_iter().map(|v| v / n).collect()),
+        ..Default::default()
+    };
+    mean_ious.rescore(&mut dets.scores);
     let first = &views[0].1[0];
     let meta = ImageMeta {
         image_id: first.image_id,

@@ -328,6 +328,11 @@ impl Naming {
             [head, rest @ ..] => (*head, String::new(), rest),
             [] => return None,
         };
+        // Mask Scoring's head sits beside the mask head in mmdetection (`roi_head.
+        // mask_iou_head.convs.0`); ours rides on the mask head it scores.
+        if head == "mask_head" && rest.first() == Some(&"mask_iou_head") {
+            return Some(rest.join("."));
+        }
         let m = match (head, rest) {
             ("bbox_head", ["shared_convs", i]) => format!("shared_convs.{i}.conv"),
             ("bbox_head", ["shared_norms", i]) => format!("shared_convs.{i}.{}", self.head_norm),

@@ -60,8 +60,9 @@ pub struct DemoArgs {
     /// (configs/demo_mask_rcnn_seesaw_<name>.toml).
     #[arg(long, value_enum, ignore_case = true, default_value_t = DemoNeck::Fpn)]
     pub neck: DemoNeck,
-    /// The box head every run uses: conv_fc (the demo's Shared2FC) or double (Double-Head
-    /// R-CNN, configs/demo_mask_rcnn_seesaw_double_head.toml).
+    /// The RoI head variant every run uses: conv_fc (the demo's Shared2FC), double
+    /// (Double-Head R-CNN) or mask_scoring (Mask Scoring R-CNN)
+    /// (configs/demo_mask_rcnn_seesaw_{double_head,mask_scoring}.toml).
     #[arg(long, value_enum, ignore_case = true, default_value_t = DemoHead::ConvFc)]
     pub head: DemoHead,
     /// cpu (default), cuda or cuda:N (a build with `--features cuda`).
@@ -179,14 +180,27 @@ pub enum DemoHead {
     /// Double-Head R-CNN: fully connected layers classify, a conv branch on 1.3x RoIs
     /// regresses.
     Double,
+    /// Mask Scoring R-CNN: the demo's box head with a MaskIoU head rescoring the masks.
+    #[value(name = "mask_scoring")]
+    MaskScoring,
 }
 
 impl DemoHead {
-    /// Config overrides onto the demo's recipe; `configs/demo_mask_rcnn_seesaw_double_head.toml`
+    /// Config overrides onto the demo's recipe; `configs/demo_mask_rcnn_seesaw_<name>.toml`
     /// holds the same keys.
     pub fn overrides(self) -> Vec<String> {
+        if self == DemoHead::MaskScoring {
+            return [
+                "enabled=true",
+                "conv_out_channels=64",
+                "fc_out_channels=256",
+            ]
+            .iter()
+            .map(|k| format!("model.mask_iou_head.{k}"))
+            .collect();
+        }
         let keys: &[&str] = match self {
-            DemoHead::ConvFc => &[],
+            DemoHead::ConvFc | DemoHead::MaskScoring => &[],
             DemoHead::Double => &[
                 "type=\"double\"",
                 "num_convs=2",
@@ -206,6 +220,7 @@ impl DemoHead {
         match self {
             DemoHead::ConvFc => "conv_fc",
             DemoHead::Double => "double_head",
+            DemoHead::MaskScoring => "mask_scoring",
         }
     }
 }
@@ -648,15 +663,19 @@ mod tests {
     }
 
     #[test]
-    fn the_demo_double_head_is_its_shipped_config_and_builds() {
+    fn each_demo_head_is_its_shipped_config_and_builds() {
         let ds = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let device = seesaw_model::burn::tensor::Device::flex();
-        let parts = (DemoBackbone::Resnet, DemoNeck::Fpn, DemoHead::Double);
-        let plan = demo_runs(&ds(&["mask_rcnn"]), &ds(&["seesaw"]), parts).expect("plan");
-        let file = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../configs/demo_mask_rcnn_seesaw_double_head.toml");
-        let shipped = Config::load(&file, &[]).expect("shipped");
-        assert_eq!(plan[0].1.model, shipped.model);
-        shipped.model.init(&device).expect("builds");
+        for h in [DemoHead::Double, DemoHead::MaskScoring] {
+            let parts = (DemoBackbone::Resnet, DemoNeck::Fpn, h);
+            let plan = demo_runs(&ds(&["mask_rcnn"]), &ds(&["seesaw"]), parts).expect("plan");
+            let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+                "../../configs/demo_mask_rcnn_seesaw_{}.toml",
+                h.name()
+            ));
+            let shipped = Config::load(&file, &[]).expect("shipped");
+            assert_eq!(plan[0].1.model, shipped.model, "{}", h.name());
+            shipped.model.init(&device).expect("builds");
+        }
     }
 }

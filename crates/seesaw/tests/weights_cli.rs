@@ -419,7 +419,7 @@ const TINY_BACKBONE: [&str; 4] = [
 
 /// Each neck's and head's mmdetection fixture, the prefix of its tensors and the settings that
 /// build it; the CARAFE mask upsampler has no file (it round-trips through its own export).
-const PARTS: [(Option<&str>, &str, &[&str]); 6] = [
+const PARTS: [(Option<&str>, &str, &[&str]); 7] = [
     (
         Some("mmdet_pafpn.pth"),
         "neck.",
@@ -455,6 +455,15 @@ const PARTS: [(Option<&str>, &str, &[&str]); 6] = [
         None,
         "roi_head.mask_head.",
         &["model.mask_head.upsample.type=\"carafe\""],
+    ),
+    (
+        Some("mmdet_mask_iou_head.pth"),
+        "roi_head.mask_iou_head.",
+        &[
+            "model.mask_iou_head.enabled=true",
+            "model.mask_iou_head.conv_out_channels=8",
+            "model.mask_iou_head.fc_out_channels=32",
+        ],
     ),
     (
         Some("mmdet_double_head.pth"),

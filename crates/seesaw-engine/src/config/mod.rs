@@ -469,6 +469,11 @@ mod shipped {
                 "{name}"
             );
             assert_eq!(
+                cfg.model.mask_iou_head.enabled,
+                name.contains("mask_scoring"),
+                "{name}"
+            );
+            assert_eq!(
                 cfg.model.num_stages().expect("stages"),
                 if detector == "mask_rcnn" { 1 } else { 3 },
                 "{name}"
@@ -548,6 +553,6 @@ mod shipped {
             }
             seen += 1;
         }
-        assert!(seen >= 34, "{seen} configs");
+        assert!(seen >= 37, "{seen} configs");
     }
 }

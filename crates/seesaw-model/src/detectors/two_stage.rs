@@ -12,12 +12,13 @@ use crate::backbones::{ResNet, ResNetConfig};
 use crate::error::{ModelError, Result};
 use crate::heads::global_context_head::GlobalContextConfig;
 use crate::heads::rpn_head::{RpnOutput, level_anchors};
-use crate::heads::{BBoxHeadConfig, MaskHeadConfig, RpnConfig, RpnHead};
+use crate::heads::{BBoxHeadConfig, MaskHeadConfig, MaskIouHeadConfig, RpnConfig, RpnHead};
 use crate::losses::{ClassStats, LossKind, LossState, LossesConfig};
 use crate::necks::{Neck, NeckConfig};
 use crate::ops::Box2;
 use crate::roi_heads::{
-    CascadeConfig, DetectorKind, RoiConfig, RoiHead, RoiHeadBuilder, Stage, select_detections,
+    CascadeConfig, ClassMasks, DetectorKind, RoiConfig, RoiHead, RoiHeadBuilder, Stage,
+    select_detections,
 };
 use crate::structures::{Detections, GtInstances, ImageMeta};
 
@@ -50,6 +51,8 @@ pub struct DetectorConfig {
     pub cascade: CascadeConfig,
     /// htc_lite's global context encoder.
     pub glbctx: GlobalContextConfig,
+    /// Mask Scoring's MaskIoU head (`enabled = true`), on mask_rcnn and htc_lite.
+    pub mask_iou_head: MaskIouHeadConfig,
 }
 
 impl Default for DetectorConfig {
@@ -71,6 +74,7 @@ impl Default for DetectorConfig {
             mask_head: MaskHeadConfig::default(),
             cascade: CascadeConfig::default(),
             glbctx: GlobalContextConfig::default(),
+            mask_iou_head: MaskIouHeadConfig::default(),
         }
     }
 }
@@ -155,6 +159,20 @@ impl DetectorConfig {
             return Err(ModelError::Input(format!(
                 "roi.strides must name 1 to {} pyramid levels",
                 self.neck.num_outs
+            )));
+        }
+        if self.mask_iou_head.enabled
+            && (!self.with_mask
+                || !matches!(
+                    self.detector,
+                    DetectorKind::MaskRcnn | DetectorKind::HtcLite
+                ))
+        {
+            return Err(ModelError::Input(format!(
+                "model.mask_iou_head: Mask Scoring needs masks and one mask head (detector \
+                 mask_rcnn or htc_lite; mmdetection builds it for Mask R-CNN), not {}{}",
+                self.detector.name(),
+                if self.with_mask { "" } else { " without masks" }
             )));
         }
         let backbone = self.backbone.init(device)?;
@@ -354,7 +372,8 @@ impl Detector {
     }
 
     /// Mask probabilities (`m x m`, row-major) of each `(image, box at input scale, class)`:
-    /// the sigmoid of the mask head, averaged over the stages' heads for cascade and htc.
+    /// the sigmoid of the mask head, averaged over the stages' heads for cascade and htc; with
+    /// Mask Scoring also each one's predicted mask IoU.
     ///
     /// # Errors
     /// Detections naming missing images.
@@ -362,7 +381,7 @@ impl Detector {
         &self,
         feats: &[Tensor<4>],
         dets: &[(usize, Box2, usize)],
-    ) -> Result<(Vec<Vec<f32>>, usize)> {
+    ) -> Result<ClassMasks> {
         self.roi_head.class_mask_probs(feats, dets)
     }
 
@@ -403,11 +422,20 @@ impl Detector {
             .enumerate()
             .flat_map(|(i, d)| d.boxes.iter().zip(&d.labels).map(move |(b, &l)| (i, *b, l)))
             .collect();
-        let (masks, m) = self.mask_probs(&feats, &wanted)?;
-        let mut masks = masks.into_iter();
+        let class_masks = self.mask_probs(&feats, &wanted)?;
+        let mut masks = class_masks.masks.clone().into_iter();
+        let mut start = 0;
         for d in &mut dets {
-            d.mask_size = m;
+            d.mask_size = class_masks.size;
             d.masks = masks.by_ref().take(d.boxes.len()).collect();
+            // Mask Scoring: the score is the classification score times the mask's IoU.
+            if let Some(ious) = &class_masks.ious {
+                let n = d.scores.len();
+                for (s, i) in d.scores.iter_mut().zip(&ious[start..start + n]) {
+                    *s *= i;
+                }
+            }
+            start += d.boxes.len();
         }
         Ok(dets)
     }

@@ -10,6 +10,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
+use crate::heads::mask_iou_head::MaskIouHead;
 use crate::heads::rpn_head::{zero_bias, zeros_param};
 use crate::layers::{
     CarafePack, CarafePackConfig, ConvKind, Norm, NormConfig, NormKind, NormedConv2d,
@@ -203,6 +204,7 @@ impl MaskHeadConfig {
             upsample_carafe,
             logits,
             logits_normed,
+            mask_iou_head: None,
         })
     }
 }
@@ -223,6 +225,9 @@ pub struct MaskHead {
     pub upsample_carafe: Option<CarafePack>,
     pub logits: Option<Conv2d>,
     pub logits_normed: Option<NormedConv2d>,
+    /// Mask Scoring's MaskIoU head on this head's RoI features and logits (mmdetection's
+    /// `roi_head.mask_iou_head`); None without Mask Scoring.
+    pub mask_iou_head: Option<MaskIouHead>,
 }
 
 impl MaskHead {
@@ -295,7 +300,16 @@ impl MaskHead {
         s: &SampledRois,
         gts: &[GtInstances],
     ) -> Result<Tensor<1>> {
-        let device = logits.device();
+        let targets = self.targets(s, gts)?;
+        Ok(self.loss_with_targets(logits, s, &targets))
+    }
+
+    /// The binary 28 x 28 targets of the positives of `s` (`[P * 28 * 28]`, row-major), as
+    /// [`MaskHead::loss`] makes them.
+    ///
+    /// # Errors
+    /// A positive whose ground truth has no mask.
+    pub fn targets(&self, s: &SampledRois, gts: &[GtInstances]) -> Result<Vec<f32>> {
         let m = MASK_SIZE;
         let mut targets = Vec::with_capacity(s.pos_rows.len() * m * m);
         for (&row, &(img, g)) in s.pos_rows.iter().zip(&s.pos_gt) {
@@ -303,12 +317,20 @@ impl MaskHead {
                 ModelError::Input(format!("image {img}: ground truth {g} has no mask"))
             })?;
             let roi = s.rois[row];
-            targets.extend(
-                mask_target_bitmap(gm, &[roi[1], roi[2], roi[3], roi[4]], m)
-                    .into_iter()
-                    .map(f64::from),
-            );
+            targets.extend(mask_target_bitmap(gm, &[roi[1], roi[2], roi[3], roi[4]], m));
         }
+        Ok(targets)
+    }
+
+    /// [`MaskHead::loss`] with the targets given (from [`MaskHead::targets`]).
+    pub fn loss_with_targets(
+        &self,
+        logits: Tensor<4>,
+        s: &SampledRois,
+        targets: &[f32],
+    ) -> Tensor<1> {
+        let device = logits.device();
+        let m = MASK_SIZE;
         let [p, c, _, _] = logits.dims();
         let idx: Vec<usize> = s
             .pos_rows
@@ -319,7 +341,8 @@ impl MaskHead {
         let chosen = logits
             .reshape([p * c, m * m])
             .select(0, index_tensor(&idx, &device));
-        Ok(bce_with_logits(chosen, float_tensor(targets, [p, m * m], &device)).mean())
+        let targets = targets.iter().map(|&t| f64::from(t)).collect();
+        bce_with_logits(chosen, float_tensor(targets, [p, m * m], &device)).mean()
     }
 
     /// The loss of a step without positive RoIs: a zero that still reaches every parameter.

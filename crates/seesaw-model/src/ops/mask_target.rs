@@ -76,14 +76,22 @@ fn rasterise(polys: &[Vec<f64>], out: usize) -> Result<Vec<u8>> {
 }
 
 /// The `out x out` binary target of a full-image binary mask (`gt`, at the scale of `bbox`) for
-/// the RoI `bbox`: RoIAlign (aligned, adaptive sampling) of the mask, thresholded at 0.5, as
-/// mmdetection's `BitmapMasks.crop_and_resize`; computed on the host, one channel.
+/// the RoI `bbox`: the box clipped to the mask (mmdetection's `mask_target_single`), then
+/// RoIAlign (aligned, adaptive sampling) of the mask, thresholded at 0.5, as mmdetection's
+/// `BitmapMasks.crop_and_resize`; computed on the host, one channel.
 pub fn mask_target_bitmap(gt: &crate::structures::GtMask, bbox: &Box2, out: usize) -> Vec<f32> {
     let (h, w) = (gt.height, gt.width);
     let mut t = vec![0f32; out * out];
     if h == 0 || w == 0 || out == 0 || !bbox.iter().all(|v| v.is_finite()) {
         return t;
     }
+    let (fw, fh) = (w as f32, h as f32);
+    let bbox = &[
+        bbox[0].clamp(0.0, fw),
+        bbox[1].clamp(0.0, fh),
+        bbox[2].clamp(0.0, fw),
+        bbox[3].clamp(0.0, fh),
+    ];
     let at = |y: f32, x: f32| -> f32 {
         if y < -1.0 || y > h as f32 || x < -1.0 || x > w as f32 {
             return 0.0;

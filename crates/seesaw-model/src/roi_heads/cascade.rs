@@ -124,10 +124,11 @@ impl RoiHeadOps for CascadeRoiHead {
             };
             if !self.mask_head.is_empty() {
                 let roi = &self.roi;
-                let m = mask_loss(&self.mask_head, t, false, &s, gts, |r| {
+                let (m, iou) = mask_loss(&self.mask_head, t, false, &s, gts, |r| {
                     roi.pool(feats, r, MASK_ROI_SIZE)
                 })?;
                 out.add(LossPart::Mask, Some(t), m, stage.weight);
+                out.add_mask_iou(iou);
             }
             if let Some(p) = refined {
                 proposals = p;

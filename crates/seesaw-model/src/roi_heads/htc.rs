@@ -79,10 +79,11 @@ impl RoiHeadOps for HtcRoiHead {
                     .sampler(stage.iou)
                     .sample(&proposals, gts, c, &mut rng);
                 let roi = &self.roi;
-                let m = mask_loss(&self.mask_head, t, true, &s2, gts, |r| {
+                let (m, iou) = mask_loss(&self.mask_head, t, true, &s2, gts, |r| {
                     roi.pool(feats, r, MASK_ROI_SIZE)
                 })?;
                 out.add(LossPart::Mask, Some(t), m, stage.weight);
+                out.add_mask_iou(iou);
             }
         }
         Ok(out)

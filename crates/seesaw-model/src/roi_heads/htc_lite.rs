@@ -103,10 +103,11 @@ impl RoiHeadOps for HtcLiteRoiHead {
             };
             if t == last && self.mask_head.is_some() {
                 let (roi, ctx) = (&self.roi, ctx.as_ref());
-                let m = mask_loss(self.mask_head.as_slice(), 0, false, &s, gts, |r| {
+                let (m, iou) = mask_loss(self.mask_head.as_slice(), 0, false, &s, gts, |r| {
                     pool_with_context(roi, feats, r, MASK_ROI_SIZE, ctx)
                 })?;
                 out.mask = out.mask + m.mul_scalar(self.mask_loss_weight);
+                out.add_mask_iou(iou);
             }
             if let Some(p) = refined {
                 proposals = p;

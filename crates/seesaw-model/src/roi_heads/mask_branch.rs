@@ -8,7 +8,9 @@ use burn::tensor::activation::sigmoid;
 
 use crate::error::{ModelError, Result};
 use crate::heads::MaskHead;
-use crate::losses::common::index_tensor;
+use crate::heads::mask_iou_head::{MaskIouHead, area_ratio, mask_iou_targets};
+use crate::layers::zero_touching;
+use crate::losses::common::{host_f32, index_tensor};
 use crate::roi_heads::sampling::SampledRois;
 use crate::structures::GtInstances;
 
@@ -36,7 +38,8 @@ pub fn mask_logits(
 }
 
 /// Head `t`'s mask loss on the positives of `s`, pooled by `pool` (positive RoIs -> `[P, C,
-/// 14, 14]`); with no positive, a zero that still reaches the head's parameters.
+/// 14, 14]`), and, when the head has a MaskIoU head (Mask Scoring), its loss
+/// ([`mask_iou_loss`]); with no positive, zeros that still reach the heads' parameters.
 ///
 /// # Errors
 /// No head `t`, or a positive whose ground truth has no mask.
@@ -47,20 +50,73 @@ pub fn mask_loss(
     s: &SampledRois,
     gts: &[GtInstances],
     pool: impl FnOnce(&[[f32; 5]]) -> Result<Tensor<4>>,
-) -> Result<Tensor<1>> {
+) -> Result<(Tensor<1>, Option<Tensor<1>>)> {
     let head = heads
         .get(t)
         .ok_or_else(|| ModelError::Input(format!("no mask head {t}")))?;
     if s.pos_rows.is_empty() {
         let device = head.device();
-        return Ok(head.zero_loss(&device));
+        let iou = head
+            .mask_iou_head
+            .as_ref()
+            .map(|h| zero_touching(h, &device));
+        return Ok((head.zero_loss(&device), iou));
     }
     let pooled = pool(&s.pos_rois())?;
-    head.loss(mask_logits(heads, t, chained, pooled)?, s, gts)
+    let logits = mask_logits(heads, t, chained, pooled.clone())?;
+    let targets = head.targets(s, gts)?;
+    let iou = match &head.mask_iou_head {
+        Some(h) => Some(mask_iou_loss(h, pooled, logits.clone(), s, gts, &targets)?),
+        None => None,
+    };
+    Ok((head.loss_with_targets(logits, s, &targets), iou))
+}
+
+/// Mask Scoring's loss on the positives of `s` (mmdetection's `MaskScoringRoIHead.mask_loss`):
+/// the MaskIoU head on the RoI features `pooled` `[P, C, 14, 14]` and the logits of each
+/// positive's ground-truth class (from `logits` `[P, C, 28, 28]`), its prediction for that
+/// class against [`mask_iou_targets`] from the mask targets `targets` (`[P * 28 * 28]`) and the
+/// share of each ground truth inside its RoI.
+///
+/// # Errors
+/// A positive whose ground truth has no mask.
+pub fn mask_iou_loss(
+    head: &MaskIouHead,
+    pooled: Tensor<4>,
+    logits: Tensor<4>,
+    s: &SampledRois,
+    gts: &[GtInstances],
+    targets: &[f32],
+) -> Result<Tensor<1>> {
+    let labels: Vec<usize> = s.pos_rows.iter().map(|&row| s.labels[row]).collect();
+    let [p, _, m, _] = logits.dims();
+    let chosen = class_channels(logits, &labels)?;
+    let ious = head.forward(pooled, chosen.clone().reshape([p, m, m]));
+    let [_, k] = ious.dims();
+    let device = ious.device();
+    let idx: Vec<usize> = labels.iter().enumerate().map(|(i, &l)| i * k + l).collect();
+    let pred = ious.reshape([p * k]).select(0, index_tensor(&idx, &device));
+    let mut ratios = Vec::with_capacity(p);
+    for (&row, &(img, g)) in s.pos_rows.iter().zip(&s.pos_gt) {
+        let gm = gts[img].masks.get(g).ok_or_else(|| {
+            ModelError::Input(format!("image {img}: ground truth {g} has no mask"))
+        })?;
+        let r = s.rois[row];
+        ratios.push(area_ratio(gm, &[r[1], r[2], r[3], r[4]]));
+    }
+    let want = mask_iou_targets(
+        &host_f32(chosen.detach())?,
+        targets,
+        &ratios,
+        head.mask_thr_binary,
+    );
+    Ok(head.loss(pred, &want))
 }
 
 /// Per RoI, the sigmoid of the logits of its class `labels[r]`, averaged over the heads
-/// (`[R, 28 * 28]`); with `chained` (HTC) each head takes the previous one's features.
+/// (`[R, 28 * 28]`); with `chained` (HTC) each head takes the previous one's features. With
+/// Mask Scoring, also each RoI's predicted mask IoU of its class `[R]` (from the heads that
+/// have a MaskIoU head, averaged).
 ///
 /// The class's channel is selected before the sigmoid (the same numbers as mmdetection's
 /// `mask_preds.sigmoid()` over all classes followed by the label's channel, without the
@@ -73,8 +129,9 @@ pub fn mean_mask_probs(
     chained: bool,
     pooled: Tensor<4>,
     labels: &[usize],
-) -> Result<Tensor<2>> {
+) -> Result<(Tensor<2>, Option<Tensor<1>>)> {
     let mut sum: Option<Tensor<2>> = None;
+    let mut ious: Vec<Tensor<1>> = Vec::new();
     let mut res = None;
     for head in heads {
         let x = if chained {
@@ -84,15 +141,31 @@ pub fn mean_mask_probs(
         } else {
             head.features(pooled.clone(), None)
         };
-        let p = sigmoid(class_channels(head.logits(x), labels)?);
+        let chosen = class_channels(head.logits(x), labels)?;
+        if let Some(h) = &head.mask_iou_head {
+            let [r, mm] = chosen.dims();
+            let m = (mm as f64).sqrt() as usize;
+            let pred = h.forward(pooled.clone(), chosen.clone().reshape([r, m, m]));
+            let [_, k] = pred.dims();
+            let device = pred.device();
+            let idx: Vec<usize> = labels.iter().enumerate().map(|(i, &l)| i * k + l).collect();
+            ious.push(pred.reshape([r * k]).select(0, index_tensor(&idx, &device)));
+        }
+        let p = sigmoid(chosen);
         sum = Some(match sum {
             Some(s) => s + p,
             None => p,
         });
     }
-    Ok(sum
+    let n = ious.len();
+    let iou = ious
+        .into_iter()
+        .reduce(|a, b| a + b)
+        .map(|s| s.div_scalar(n as f64));
+    let probs = sum
         .ok_or_else(|| ModelError::Input("no mask heads".into()))?
-        .div_scalar(heads.len() as f64))
+        .div_scalar(heads.len() as f64);
+    Ok((probs, iou))
 }
 
 /// Row `r` of the result is channel `labels[r]` of RoI `r` in `logits` `[R, C, m, m]`:

@@ -232,6 +232,15 @@ impl RoiLosses {
         }
     }
 
+    /// Adds Mask Scoring's MaskIoU loss (unweighted by stages) to the mask part and logs it
+    /// as `loss_mask_iou` (mmdetection's name); nothing for `None`.
+    pub fn add_mask_iou(&mut self, loss: Option<Tensor<1>>) {
+        if let Some(l) = loss {
+            self.mask = self.mask.clone() + l.clone();
+            self.stages.push(("loss_mask_iou".into(), l.detach()));
+        }
+    }
+
     /// All parts zero, on `device`.
     pub fn zeros(device: &Device) -> Self {
         let zero = || Tensor::<1>::zeros([1], device);
@@ -296,12 +305,18 @@ impl RoiHeadBuilder<'_> {
     /// # Errors
     /// Bad head settings.
     pub fn mask_head(&self, conv_res: bool) -> Result<MaskHead> {
-        self.cfg.mask_head.init_htc(
+        let mut head = self.cfg.mask_head.init_htc(
             self.in_channels,
             self.cfg.num_classes,
             conv_res,
             self.device,
-        )
+        )?;
+        let iou = &self.cfg.mask_iou_head;
+        if iou.enabled {
+            head.mask_iou_head =
+                Some(iou.init(self.in_channels, self.cfg.num_classes, self.device)?);
+        }
+        Ok(head)
     }
 }
 
@@ -365,7 +380,8 @@ pub trait RoiHeadOps {
     }
 
     /// Mask probabilities `[R, 28 * 28]` of `rois` (non-empty), each of its class
-    /// `labels[r]`, averaged over the mask heads; None without masks.
+    /// `labels[r]`, averaged over the mask heads, with Mask Scoring's predicted IoU of that
+    /// class `[R]`; None without masks.
     ///
     /// # Errors
     /// RoIs naming missing images; not one label per RoI; labels outside the classes.
@@ -374,7 +390,7 @@ pub trait RoiHeadOps {
         feats: &[Tensor<4>],
         rois: &[[f32; 5]],
         labels: &[usize],
-    ) -> Result<Option<Tensor<2>>> {
+    ) -> Result<Option<(Tensor<2>, Option<Tensor<1>>)>> {
         if self.mask_heads().is_empty() {
             return Ok(None);
         }
@@ -563,7 +579,8 @@ impl RoiHead {
     }
 
     /// Mask probabilities (`m x m`, row-major) of each `(image, box at input scale, class)`,
-    /// and `m`; none (and `m` = 0) without masks.
+    /// `m`, and with Mask Scoring each one's predicted mask IoU; no masks (and `m` = 0)
+    /// without a mask head.
     ///
     /// # Errors
     /// Detections naming missing images.
@@ -571,23 +588,56 @@ impl RoiHead {
         &self,
         feats: &[Tensor<4>],
         dets: &[(usize, Box2, usize)],
-    ) -> Result<(Vec<Vec<f32>>, usize)> {
+    ) -> Result<ClassMasks> {
         if !self.ops().with_mask() {
-            return Ok((vec![], 0));
+            return Ok(ClassMasks::default());
         }
         if dets.is_empty() {
-            return Ok((vec![], crate::heads::mask_head::MASK_SIZE));
+            return Ok(ClassMasks {
+                size: crate::heads::mask_head::MASK_SIZE,
+                ..Default::default()
+            });
         }
         let rois: Vec<[f32; 5]> = dets
             .iter()
             .map(|(i, b, _)| [*i as f32, b[0], b[1], b[2], b[3]])
             .collect();
         let labels: Vec<usize> = dets.iter().map(|d| d.2).collect();
-        let probs = self
+        let (probs, ious) = self
             .ops()
             .mask_probs(feats, &rois, &labels)?
             .ok_or_else(|| ModelError::Input("no mask heads".into()))?;
-        inference::class_maps(probs)
+        let (masks, size) = inference::class_maps(probs)?;
+        let ious = match ious {
+            Some(t) => Some(crate::losses::common::host_f32(t)?),
+            None => None,
+        };
+        Ok(ClassMasks { masks, size, ious })
+    }
+}
+
+/// Per detection, its class's mask probabilities and, with Mask Scoring, its predicted mask
+/// IoU.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClassMasks {
+    /// `size x size` probabilities per detection, row-major.
+    pub masks: Vec<Vec<f32>>,
+    /// 28, or 0 without a mask head.
+    pub size: usize,
+    /// The MaskIoU head's prediction per detection (Mask Scoring); None without one.
+    pub ious: Option<Vec<f32>>,
+}
+
+impl ClassMasks {
+    /// Mask Scoring's test-time score (mmdetection's `MaskIoUHead.predict_by_feat`): each
+    /// score times its detection's predicted mask IoU, in place, not clamped; unchanged
+    /// without Mask Scoring.
+    pub fn rescore(&self, scores: &mut [f32]) {
+        if let Some(ious) = &self.ious {
+            for (s, i) in scores.iter_mut().zip(ious) {
+                *s *= i;
+            }
+        }
     }
 }
 

@@ -70,10 +70,11 @@ impl RoiHeadOps for StandardRoiHead {
         )?;
         if self.mask_head.is_some() {
             let roi = &self.roi;
-            let m = mask_loss(self.mask_head.as_slice(), 0, false, &s, gts, |r| {
+            let (m, iou) = mask_loss(self.mask_head.as_slice(), 0, false, &s, gts, |r| {
                 roi.pool(feats, r, MASK_ROI_SIZE)
             })?;
             out.mask = out.mask + m;
+            out.add_mask_iou(iou);
         }
         Ok(out)
     }
