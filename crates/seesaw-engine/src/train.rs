@@ -175,7 +175,39 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         if opts.resume {
             tracing::warn!("no {} to resume from; starting afresh", latest.display());
         }
-        if !t.load_from.is_empty() {
+        if t.load_from.is_empty() && cfg.model.bbox_head.dual_cls {
+            return Err(EngineError::Request(
+                "model.bbox_head.dual_cls fine-tunes a second classification branch on a \
+                 trained model with everything else frozen: set train.load_from to its \
+                 checkpoint"
+                    .into(),
+            ));
+        }
+        if !t.load_from.is_empty() && cfg.model.bbox_head.dual_cls {
+            // Dual head classification: the trained model as it was, then the new branches.
+            let from = Path::new(&t.load_from);
+            let ck = Checkpoint::load(from)?;
+            let mut trained_cfg = cfg.model.clone();
+            trained_cfg.bbox_head.dual_cls = false;
+            let _guard = INIT
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            device.seed(t.seed);
+            let base = trained_cfg.init_with(
+                &class_stats(&train, cfg.data.filter_empty_gt),
+                t.seed,
+                &device,
+            )?;
+            let base = ck.load_model(from, base)?;
+            model = base
+                .into_dual_cls_finetune(&cfg.model)
+                .map_err(|e| EngineError::Request(e.to_string()))?;
+            tracing::info!(
+                "weights from {}; training a second classification branch per box head, \
+                 everything else frozen",
+                from.display()
+            );
+        } else if !t.load_from.is_empty() {
             let from = Path::new(&t.load_from);
             let ck = Checkpoint::load(from)?;
             model = ck.load_model(from, model)?;

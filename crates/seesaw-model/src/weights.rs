@@ -352,6 +352,14 @@ impl Naming {
                     .collect::<Vec<_>>()
                     .join(".")
             }
+            // The fine-tuning step's second classification branch (no mmdetection
+            // counterpart): named as the head's own layers under `dual_cls.`.
+            ("bbox_head", ["dual_cls", m]) => match *m {
+                "fc1" => "dual_cls.shared_fcs.0".to_string(),
+                "fc2" => "dual_cls.shared_fcs.1".to_string(),
+                "cls" | "cls_normed" => "dual_cls.fc_cls".to_string(),
+                _ => return None,
+            },
             ("bbox_head", [m]) if self.double_head.is_some() && m.starts_with("fc") => match *m {
                 "fc1" => "fc_branch.0".to_string(),
                 "fc2" => "fc_branch.1".to_string(),

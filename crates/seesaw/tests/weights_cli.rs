@@ -583,3 +583,59 @@ fn every_neck_and_head_converts_trains_reloads_and_exports() {
         assert!(out.contains("(whole detector)\n"), "{keys:?}: {out}");
     }
 }
+
+#[test]
+fn dual_cls_finetune_trains_a_new_branch_on_a_trained_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sets = data(d);
+    let arch = arch();
+    // The trained model.
+    let first = d.join("first");
+    ok(&train(&arch, &first, "train.seed=0", &sets));
+    let ckpt = first.join("latest.ckpt");
+    // Refused without a checkpoint to fine-tune.
+    let second = d.join("second");
+    let err = fails(&train(
+        &arch,
+        &second,
+        "model.bbox_head.dual_cls=true",
+        &sets,
+    ));
+    assert!(err.contains("train.load_from"), "{err}");
+    // The fine-tuning step: the new branch from the trained weights, the rest frozen.
+    let mut more = sets.clone();
+    more.extend(["--set".into(), "model.bbox_head.dual_cls=true".into()]);
+    let load = format!("train.load_from={}", ckpt.display());
+    let out = ok(&train(&arch, &second, &load, &more));
+    assert!(out.contains("second classification branch"), "{out}");
+    // The fine-tuned checkpoint reloads, tests and exports its branch under `dual_cls.`.
+    let tuned = second.join("latest.ckpt");
+    let results = second.join("results.json");
+    ok(&with(
+        &[
+            "test",
+            &arch,
+            tuned.to_str().unwrap(),
+            "--out",
+            results.to_str().unwrap(),
+        ],
+        &more,
+    ));
+    assert!(seesaw_data::load_results(&results).is_ok());
+    let st = second.join("exported.safetensors");
+    ok(&[
+        "weights",
+        "export",
+        tuned.to_str().unwrap(),
+        "--out",
+        st.to_str().unwrap(),
+    ]);
+    let exported = names(&ok(&["weights", "inspect", st.to_str().unwrap(), "--json"]));
+    assert!(
+        exported
+            .iter()
+            .any(|n| n == "roi_head.bbox_head.dual_cls.fc_cls.weight"),
+        "{exported:?}"
+    );
+}

@@ -474,6 +474,11 @@ mod shipped {
                 "{name}"
             );
             assert_eq!(
+                cfg.model.bbox_head.dual_cls,
+                name.contains("dual_cls_finetune"),
+                "{name}"
+            );
+            assert_eq!(
                 cfg.model.num_stages().expect("stages"),
                 if detector == "mask_rcnn" { 1 } else { 3 },
                 "{name}"
@@ -526,7 +531,7 @@ mod shipped {
                 );
                 assert_eq!(
                     cfg.data.sampler,
-                    if name.contains("rfs") {
+                    if name.contains("rfs") || name.contains("dual_cls") {
                         SamplerKind::Rfs
                     } else {
                         SamplerKind::Random
@@ -553,6 +558,6 @@ mod shipped {
             }
             seen += 1;
         }
-        assert!(seen >= 37, "{seen} configs");
+        assert!(seen >= 39, "{seen} configs");
     }
 }

@@ -259,6 +259,45 @@ impl Detector {
         &self.config
     }
 
+    /// The fine-tuning step of dual head classification ([`crate::heads::dual_cls`]): this
+    /// trained model (built without the second branches) with a new classification branch on
+    /// every box head, drawn from the device's generator, and everything else frozen (no
+    /// gradients, batch norms on their running statistics); the config becomes `cfg` (which
+    /// must be this model's with `bbox_head.dual_cls` on).
+    ///
+    /// # Errors
+    /// A `cfg` that is not this model's with the dual branch on.
+    pub fn into_dual_cls_finetune(self, cfg: &DetectorConfig) -> Result<Self> {
+        let mut without = cfg.clone();
+        without.bbox_head.dual_cls = false;
+        if !cfg.bbox_head.dual_cls || without != self.config {
+            return Err(ModelError::Input(
+                "model.bbox_head.dual_cls: the fine-tuning step needs the trained model's \
+                 config with dual_cls = true and nothing else changed"
+                    .into(),
+            ));
+        }
+        let mut det = self.freeze();
+        let b = &cfg.bbox_head;
+        let cls_channels = cfg.loss.cls_channels(cfg.num_classes);
+        for head in det.roi_head.ops_mut().bbox_heads_mut() {
+            let [fc_in, _] = head.fc1.weight.dims();
+            let device = head.fc1.weight.device();
+            let branch = crate::heads::dual_cls::DualClsBranch::new(
+                fc_in,
+                b.fc_channels,
+                b.num_shared_fcs,
+                cls_channels,
+                b.normed_classifier.then_some(b.tau),
+                &device,
+            );
+            branch.visit(&mut Materialize);
+            head.dual_cls = Some(branch);
+        }
+        det.config = cfg.clone();
+        Ok(det)
+    }
+
     /// The RoI head's kind.
     pub fn kind(&self) -> DetectorKind {
         self.roi_head.kind()

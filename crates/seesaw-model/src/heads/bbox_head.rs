@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 use crate::heads::double_bbox_head::DoubleConvBranch;
+use crate::heads::dual_cls::DualClsBranch;
 use crate::heads::rpn_head::zeros_param;
 use crate::layers::{
     ConvKind, Norm, NormConfig, NormKind, NormedLinear, NormedLinearConfig, conv_forward,
@@ -75,6 +76,10 @@ pub struct BBoxHeadConfig {
     /// Weight of the box loss (`loss_bbox.loss_weight`). Default 1; the Double Head recipe uses
     /// 2.
     pub loss_bbox_weight: f64,
+    /// A second classification branch ([`super::dual_cls`], the LVIS 2020 entry's fine-tuning
+    /// step): trained alone on a trained model (`train.load_from`), everything else frozen;
+    /// at test time the class scores of both branches are averaged. Default false.
+    pub dual_cls: bool,
     /// Shared 3x3 convs before the fully connected layers (4 in `Shared4Conv1FCBBoxHead`).
     /// Default 0.
     pub num_shared_convs: usize,
@@ -112,6 +117,7 @@ impl Default for BBoxHeadConfig {
             reg_roi_scale_factor: 1.3,
             loss_cls_weight: 1.0,
             loss_bbox_weight: 1.0,
+            dual_cls: false,
             num_shared_convs: 0,
             conv_out_channels: 256,
             num_shared_fcs: 2,
@@ -244,8 +250,19 @@ impl BBoxHeadConfig {
             )
         });
         let reg_in = if double.is_some() { co } else { fc };
+        let dual_cls = self.dual_cls.then(|| {
+            DualClsBranch::new(
+                fc_in,
+                fc,
+                self.num_shared_fcs,
+                cls_channels,
+                self.normed_classifier.then_some(self.tau),
+                device,
+            )
+        });
         Ok(BBoxHead {
             double,
+            dual_cls,
             shared_convs,
             shared_norms,
             ws: self.conv == ConvKind::Ws,
@@ -305,6 +322,8 @@ pub struct BBoxHead {
     /// The Double Head's regression branch (mmdetection's `res_block`, `conv_branch`); None
     /// for a ConvFC head.
     pub double: Option<DoubleConvBranch>,
+    /// The fine-tuning step's second classification branch; None without.
+    pub dual_cls: Option<DualClsBranch>,
     pub fc1: Linear,
     /// The second shared fully connected layer (Shared2FC); None for Shared4Conv1FC.
     pub fc2: Option<Linear>,
@@ -320,6 +339,30 @@ pub struct BBoxHead {
 }
 
 impl BBoxHead {
+    /// What the first fully connected layer reads: `rois` `[R, C, 7, 7]` through the shared
+    /// convs (if any), flattened `[R, C' * 49]`.
+    pub fn fc_input(&self, rois: Tensor<4>) -> Tensor<2> {
+        let mut rois = rois;
+        for (i, conv) in self.shared_convs.iter().enumerate() {
+            let y = conv_forward(conv, rois, self.ws);
+            rois = relu(match self.shared_norms.get(i) {
+                Some(n) => n.forward(y),
+                None => y,
+            });
+        }
+        let [r, c, h, w] = rois.dims();
+        rois.reshape([r, c * h * w])
+    }
+
+    /// The fine-tuning step's second classification branch's logits on the RoI features
+    /// `cls_feats` `[R, C, 7, 7]` (the classification features for a Double Head); None
+    /// without the branch.
+    pub fn dual_logits(&self, cls_feats: Tensor<4>) -> Option<Tensor<2>> {
+        self.dual_cls
+            .as_ref()
+            .map(|d| d.forward(self.fc_input(cls_feats)))
+    }
+
     /// How much larger the regression RoIs are pooled (the Double Head's
     /// `reg_roi_scale_factor`); None when the head reads one set of features.
     pub fn reg_roi_scale(&self) -> Option<f32> {
@@ -360,16 +403,8 @@ impl BBoxHead {
         if self.double.is_some() {
             return self.forward_pair(rois.clone(), rois);
         }
-        let mut rois = rois;
-        for (i, conv) in self.shared_convs.iter().enumerate() {
-            let y = conv_forward(conv, rois, self.ws);
-            rois = relu(match self.shared_norms.get(i) {
-                Some(n) => n.forward(y),
-                None => y,
-            });
-        }
-        let [r, c, h, w] = rois.dims();
-        let x = rois.reshape([r, c * h * w]);
+        let x = self.fc_input(rois);
+        let r = x.dims()[0];
         let mut x = relu(self.fc1.forward(x));
         if let Some(fc2) = &self.fc2 {
             x = relu(fc2.forward(x));

@@ -3,6 +3,7 @@
 
 pub mod bbox_head;
 pub mod double_bbox_head;
+pub mod dual_cls;
 pub mod global_context_head;
 pub mod mask_head;
 pub mod mask_iou_head;

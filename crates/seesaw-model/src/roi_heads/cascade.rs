@@ -59,10 +59,13 @@ pub fn train_box_stage(
         .roi
         .sampler(stage.iou)
         .sample(proposals, inputs.gts, c, &mut rng);
-    let (cls_score, reg) = box_head_forward(head, &s.rois, |r, scale| {
+    let out_fwd = box_head_forward(head, &s.rois, |r, scale| {
         pool_scaled_with_context(inputs.roi, inputs.feats, r, scale, inputs.ctx)
     })?;
-    let (cls, bbox) = head.loss(cls_score.clone(), reg.clone(), &s)?;
+    let (cls_score, reg) = (out_fwd.cls, out_fwd.reg);
+    // The fine-tuning step trains the second classification branch (the rest is frozen).
+    let trained_cls = out_fwd.dual.unwrap_or_else(|| cls_score.clone());
+    let (cls, bbox) = head.loss(trained_cls, reg.clone(), &s)?;
     out.add(LossPart::Cls, t, cls, stage.weight);
     out.add(LossPart::Bbox, t, bbox, stage.weight);
     Ok(StageStep { s, cls_score, reg })

@@ -37,10 +37,19 @@ pub fn staged_box_predictions(
     let c = last_head.spec.num_classes;
     let mut rois = rois.to_vec();
     let mut logits: Option<Tensor<2>> = None;
+    // The fine-tuning step's second classification branches, summed like the first.
+    let mut dual_logits: Option<Tensor<2>> = None;
     let last = heads.len() - 1;
     let mut deltas = vec![];
     for (t, head) in heads.iter().enumerate() {
-        let (cls_score, reg) = super::box_head_forward(head, &rois, &pool)?;
+        let out = super::box_head_forward(head, &rois, &pool)?;
+        let (cls_score, reg) = (out.cls, out.reg);
+        if let Some(d) = out.dual {
+            dual_logits = Some(match dual_logits {
+                Some(sum) => sum + d,
+                None => d,
+            });
+        }
         logits = Some(match logits {
             Some(sum) => sum + cls_score.clone(),
             None => cls_score.clone(),
@@ -61,7 +70,15 @@ pub fn staged_box_predictions(
     let mean = logits
         .ok_or_else(|| ModelError::Input("no box stages".into()))?
         .div_scalar(heads.len() as f64);
-    let scores = host_f32(last_head.class_scores(mean)?)?;
+    let mut scores = host_f32(last_head.class_scores(mean)?)?;
+    // Dual head classification: the two branches' class scores averaged (arXiv:2008.10032v4,
+    // Appendix D.2).
+    if let Some(sum) = dual_logits {
+        let dual = host_f32(last_head.class_scores(sum.div_scalar(heads.len() as f64))?)?;
+        for (s, d) in scores.iter_mut().zip(dual) {
+            *s = 0.5 * (*s + d);
+        }
+    }
     let boxes = last_head.decode_all_classes(&rois, &deltas, metas)?;
     Ok((scores, boxes))
 }

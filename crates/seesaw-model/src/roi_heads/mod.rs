@@ -660,8 +660,19 @@ pub(crate) fn pool_scaled_with_context(
     })
 }
 
+/// What a box head gives for a set of RoIs.
+pub(crate) struct BoxForward {
+    /// Class logits `[R, cls_channels]`.
+    pub cls: Tensor<2>,
+    /// Deltas `[R, 4 or 4 C]`.
+    pub reg: Tensor<2>,
+    /// The fine-tuning step's second branch's logits; None without it.
+    pub dual: Option<Tensor<2>>,
+}
+
 /// A box head's logits and deltas on `rois`, pooling them once, or twice for the Double Head
-/// (the regression branch reads the enlarged RoIs).
+/// (the regression branch reads the enlarged RoIs), with the second classification branch's
+/// logits when the head has one.
 ///
 /// # Errors
 /// RoIs naming missing images.
@@ -669,12 +680,14 @@ pub(crate) fn box_head_forward(
     head: &BBoxHead,
     rois: &[[f32; 5]],
     pool: impl Fn(&[[f32; 5]], Option<f32>) -> Result<Tensor<4>>,
-) -> Result<(Tensor<2>, Tensor<2>)> {
+) -> Result<BoxForward> {
     let cls_feats = pool(rois, None)?;
-    Ok(match head.reg_roi_scale() {
+    let dual = head.dual_logits(cls_feats.clone());
+    let (cls, reg) = match head.reg_roi_scale() {
         Some(scale) => head.forward_pair(cls_feats, pool(rois, Some(scale))?),
         None => head.forward(cls_feats),
-    })
+    };
+    Ok(BoxForward { cls, reg, dual })
 }
 
 /// RoIAlign features of `rois` with the image context `ctx` (`[B, C]`, HTC-Lite's) added.
