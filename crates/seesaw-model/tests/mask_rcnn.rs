@@ -88,7 +88,12 @@ fn every_stage_has_the_documented_shape_and_the_losses_are_finite() {
                     .weight
                     .grad(&grads),
             ),
-            ("fpn", model.neck.fpn_convs[0].weight.grad(&grads)),
+            (
+                "fpn",
+                model.neck.as_fpn().expect("an FPN").fpn_convs[0]
+                    .weight
+                    .grad(&grads),
+            ),
             ("rpn", model.rpn_head.cls.weight.grad(&grads)),
             (
                 "mask",
