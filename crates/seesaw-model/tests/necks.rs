@@ -190,6 +190,9 @@ fn mmdet_nas_fpn_matches_pytorch_with_padded_pooling_and_batch_statistics() {
     );
 }
 
+/// A change to a detector config.
+type ConfigEdit = fn(&mut DetectorConfig);
+
 /// A neck's first lateral conv weight, whose gradient shows the loss reached the neck.
 fn first_lateral(neck: &Neck) -> burn::module::Param<Tensor<4>> {
     match neck {
@@ -228,7 +231,7 @@ fn every_neck_trains_under_every_roi_head_kind() {
             ignore: vec![],
         })
         .collect();
-    let necks: [(&str, fn(&mut DetectorConfig)); 4] = [
+    let necks: [(&str, ConfigEdit); 4] = [
         ("pafpn", |c| c.neck.kind = NeckKind::Pafpn),
         ("fpn_carafe", |c| c.neck.kind = NeckKind::FpnCarafe),
         ("fpg", fpg),
