@@ -4,6 +4,7 @@ mod bench;
 mod data_cmd;
 mod demo;
 mod eval_cmd;
+mod plot_cmd;
 mod train_cmd;
 mod viz;
 mod weights_cmd;
@@ -58,6 +59,9 @@ enum Command {
     Infer(train_cmd::InferArgs),
     /// The main job on built-in data, no download: see README.md.
     Demo(demo::DemoArgs),
+    /// Training curves of work dirs (loss and its parts, learning rate, validation AP), several
+    /// runs on one chart.
+    Plot(plot_cmd::PlotArgs),
     /// PyTorch weights: inspect a file, convert torchvision / timm / mmdetection checkpoints,
     /// export ours as safetensors.
     Weights {
@@ -96,6 +100,7 @@ fn main() -> ExitCode {
         Command::Test(args) => train_cmd::run_test(&args),
         Command::Infer(args) => train_cmd::run_infer(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Plot(args) => plot_cmd::run(&args),
         Command::Weights { command } => weights_cmd::run(command),
         Command::Bench { command } => bench::run(command),
     };

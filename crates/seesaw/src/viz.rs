@@ -449,6 +449,102 @@ pub fn plot_ap_vs_frequency(
     save_png(out, w, h, &buf)
 }
 
+/// One panel of [`plot_curves`]: a key and each run's `(iteration, value)` points.
+pub struct CurvePanel {
+    pub key: String,
+    pub runs: Vec<(String, Vec<(f64, f64)>)>,
+}
+
+/// Colours of the runs on a curve chart (matplotlib's tab10).
+const RUN_COLOURS: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// Training curves, one panel per key stacked top to bottom, every run a coloured line (a
+/// marker per point where a run has few, such as validation AP), as mmdetection's
+/// `analyze_logs.py plot_curve` draws them; written atomically as a PNG.
+///
+/// # Errors
+/// No panels, a panel without points, or drawing/writing failures.
+pub fn plot_curves(panels: &[CurvePanel], title: &str, out: &Path) -> Result<()> {
+    ensure_font()?;
+    if panels.is_empty() {
+        return Err(anyhow!("no curves to draw"));
+    }
+    let (w, panel_h) = (1000u32, 330u32);
+    let h = panel_h * panels.len() as u32 + 40;
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let root = root.titled(title, (FONT, 22)).map_err(plot_err)?;
+        let areas = root.split_evenly((panels.len(), 1));
+        for (panel, area) in panels.iter().zip(&areas) {
+            let points = panel.runs.iter().flat_map(|(_, p)| p.iter());
+            let (mut x1, mut y0, mut y1) = (1f64, f64::INFINITY, f64::NEG_INFINITY);
+            for &(x, y) in points {
+                x1 = x1.max(x);
+                y0 = y0.min(y);
+                y1 = y1.max(y);
+            }
+            if !y0.is_finite() {
+                return Err(anyhow!("{}: no values to draw", panel.key));
+            }
+            let pad = ((y1 - y0) * 0.05).max(1e-6);
+            let mut chart = ChartBuilder::on(area)
+                .caption(&panel.key, (FONT, 18))
+                .margin(12)
+                .x_label_area_size(36)
+                .y_label_area_size(64)
+                .build_cartesian_2d(0f64..x1, (y0 - pad)..(y1 + pad))
+                .map_err(plot_err)?;
+            chart
+                .configure_mesh()
+                .x_desc("iteration")
+                .x_label_formatter(&|x| format!("{x:.0}"))
+                .label_style((FONT, 13))
+                .draw()
+                .map_err(plot_err)?;
+            for (r, (name, pts)) in panel.runs.iter().enumerate() {
+                if pts.is_empty() {
+                    continue;
+                }
+                let colour = RUN_COLOURS[r % RUN_COLOURS.len()];
+                chart
+                    .draw_series(LineSeries::new(pts.iter().copied(), colour.stroke_width(2)))
+                    .map_err(plot_err)?
+                    .label(name.as_str())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+                    });
+                if pts.len() <= 30 {
+                    chart
+                        .draw_series(pts.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+                        .map_err(plot_err)?;
+                }
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.3))
+                .label_font((FONT, 13))
+                .draw()
+                .map_err(plot_err)?;
+        }
+        root.present().map_err(plot_err)?;
+    }
+    save_png(out, w, h, &buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::place_labels;

@@ -214,6 +214,26 @@ fn quick_demo_trains_both_losses_and_writes_summary_plots_and_pictures() {
     );
     assert!(out_dir.join("work/seesaw/latest.ckpt").is_file());
     assert!(out_dir.join("work/ce/metrics.jsonl").is_file());
+    // `seesaw plot` draws both runs' curves, a panel per key.
+    let (ce, ss) = (out_dir.join("work/ce"), out_dir.join("work/seesaw"));
+    let png = out_dir.join("curves.png");
+    let out = seesaw(&[
+        "plot",
+        ce.to_str().unwrap(),
+        ss.to_str().unwrap(),
+        "--keys",
+        "loss,cls,lr",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (w, h) = image::image_dimensions(&png).expect("a PNG");
+    assert_eq!((w, h), (1000, 3 * 330 + 40));
+    let out = seesaw(&["plot", ce.to_str().unwrap(), "--keys", "bogus"]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success() && err.contains("rpn_cls"), "{err}");
+    let out = seesaw(&["plot", ce.to_str().unwrap(), "--legend", "a,b"]);
+    assert!(text(&out.stderr).contains("--legend names 2 runs but 1"));
 }
 
 #[test]
