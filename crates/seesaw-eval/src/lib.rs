@@ -8,6 +8,7 @@
 //! ([`proposal_recall`], mmdetection's proposal metric).
 
 pub mod boundary;
+pub mod confusion;
 pub mod error;
 pub mod fixed_ap;
 pub mod prepare;

@@ -1,6 +1,7 @@
 //! `seesaw`: long-tailed instance segmentation from one binary.
 
 mod bench;
+mod confusion_cmd;
 mod data_cmd;
 mod demo;
 mod eval_cmd;
@@ -59,6 +60,9 @@ enum Command {
     Infer(train_cmd::InferArgs),
     /// The main job on built-in data, no download: see README.md.
     Demo(demo::DemoArgs),
+    /// mmdetection's confusion matrix of a result file against its ground truth: CSV of every
+    /// class, a picture of the most frequent ones.
+    ConfusionMatrix(confusion_cmd::ConfusionArgs),
     /// Training curves of work dirs (loss and its parts, learning rate, validation AP), several
     /// runs on one chart.
     Plot(plot_cmd::PlotArgs),
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
         Command::Infer(args) => train_cmd::run_infer(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Plot(args) => plot_cmd::run(&args),
+        Command::ConfusionMatrix(args) => confusion_cmd::run(&args),
         Command::Weights { command } => weights_cmd::run(command),
         Command::Bench { command } => bench::run(command),
     };

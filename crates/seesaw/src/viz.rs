@@ -545,6 +545,92 @@ pub fn plot_curves(panels: &[CurvePanel], title: &str, out: &Path) -> Result<()>
     save_png(out, w, h, &buf)
 }
 
+/// A confusion matrix as mmdetection's `confusion_matrix.py` draws it: `percent[gt][det]` in
+/// percent of each ground-truth row (rows and columns named by `names`, the last
+/// `background`), a blue scale, the value in each cell; written atomically as a PNG.
+///
+/// # Errors
+/// A matrix that is not square with one name per row, or drawing/writing failures.
+pub fn plot_confusion(
+    names: &[String],
+    percent: &[Vec<f64>],
+    title: &str,
+    out: &Path,
+) -> Result<()> {
+    ensure_font()?;
+    let n = names.len();
+    if n == 0 || percent.len() != n || percent.iter().any(|r| r.len() != n) {
+        return Err(anyhow!(
+            "confusion matrix: {n} names for a matrix of another size"
+        ));
+    }
+    let cell = (720 / n as u32).clamp(14, 48);
+    let label_w = 190u32;
+    let (w, h) = (label_w + cell * n as u32 + 30, cell * n as u32 + 90);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        root.draw(&Text::new(title.to_string(), (10, 10), (FONT, 20)))
+            .map_err(plot_err)?;
+        let (x0, y0) = (label_w as i32, 50i32);
+        let c = cell as i32;
+        let font = (FONT, (cell as f64 * 0.45).clamp(8.0, 14.0));
+        for (i, row) in percent.iter().enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                let t = (v / 100.0).clamp(0.0, 1.0);
+                let colour = RGBColor(
+                    (247.0 - t * 239.0) as u8,
+                    (251.0 - t * 203.0) as u8,
+                    (255.0 - t * 148.0) as u8,
+                );
+                let (x, y) = (x0 + j as i32 * c, y0 + i as i32 * c);
+                root.draw(&Rectangle::new([(x, y), (x + c, y + c)], colour.filled()))
+                    .map_err(plot_err)?;
+                if v > 0.0 && cell >= 22 {
+                    let text_colour = if t > 0.5 { WHITE } else { BLACK };
+                    root.draw(&Text::new(
+                        format!("{v:.0}"),
+                        (x + 3, y + c / 3),
+                        font.into_font().color(&text_colour),
+                    ))
+                    .map_err(plot_err)?;
+                }
+            }
+        }
+        let short = |s: &str| -> String {
+            let v: Vec<char> = s.chars().collect();
+            if v.len() > 22 {
+                v[..21].iter().collect::<String>() + "…"
+            } else {
+                s.to_string()
+            }
+        };
+        for (i, name) in names.iter().enumerate() {
+            let y = y0 + i as i32 * c + c / 3;
+            root.draw(&Text::new(short(name), (6, y), font))
+                .map_err(plot_err)?;
+            // Column names, written downwards under the matrix would need rotation; a short
+            // index row on top keeps the picture readable: column j is row j's class.
+            root.draw(&Text::new(
+                format!("{i}"),
+                (x0 + i as i32 * c + 2, y0 - 16),
+                (FONT, 11),
+            ))
+            .map_err(plot_err)?;
+        }
+        root.draw(&Text::new(
+            "rows: ground truth (numbered as the columns); columns: detections; % of each row"
+                .to_string(),
+            (x0, y0 + n as i32 * c + 12),
+            (FONT, 13),
+        ))
+        .map_err(plot_err)?;
+        root.present().map_err(plot_err)?;
+    }
+    save_png(out, w, h, &buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::place_labels;

@@ -234,6 +234,30 @@ fn quick_demo_trains_both_losses_and_writes_summary_plots_and_pictures() {
     assert!(!out.status.success() && err.contains("rpn_cls"), "{err}");
     let out = seesaw(&["plot", ce.to_str().unwrap(), "--legend", "a,b"]);
     assert!(text(&out.stderr).contains("--legend names 2 runs but 1"));
+    // The confusion matrix of the Seesaw run's results: every class in the CSV.
+    let cm = out_dir.join("cm");
+    let out = seesaw(&[
+        "confusion-matrix",
+        "--gt",
+        out_dir.join("data/val.json").to_str().unwrap(),
+        "--results",
+        ss.join("results.json").to_str().unwrap(),
+        "--out-dir",
+        cm.to_str().unwrap(),
+        "--score-thr",
+        "0.0",
+        "--top-k",
+        "10",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let csv = std::fs::read_to_string(cm.join("confusion_matrix.csv")).unwrap();
+    assert_eq!(
+        csv.lines().count(),
+        1 + 40 + 1,
+        "a header, 40 classes and background"
+    );
+    assert!(csv.lines().all(|l| l.split(',').count() == 42), "{csv}");
+    assert!(cm.join("confusion_matrix.png").is_file());
 }
 
 #[test]
