@@ -5,7 +5,6 @@
 mod common;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use common::square_mask;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use seesaw_model::burn;
@@ -14,7 +13,7 @@ use seesaw_model::heads::BoxLossKind;
 use seesaw_model::heads::GlobalContextConfig;
 use seesaw_model::heads::global_context_head::fuse_context;
 use seesaw_model::losses::{AnyLoss, LossState};
-use seesaw_model::structures::{GtInstances, ImageMeta};
+use seesaw_model::structures::GtInstances;
 
 fn tiny(detector: &str, loss: &str) -> DetectorConfig {
     let mut c = common::tiny(loss);
@@ -30,28 +29,6 @@ fn scalar(t: Tensor<1>) -> f64 {
         .convert::<f64>()
         .try_to_vec::<f64>()
         .expect("scalar")[0]
-}
-
-fn batch() -> (Vec<ImageMeta>, Vec<GtInstances>) {
-    let metas = (0..2)
-        .map(|i| ImageMeta {
-            image_id: i,
-            ori_shape: (64, 96),
-            img_shape: (64, 96),
-            scale: (1.0, 1.0),
-            flip: false,
-        })
-        .collect();
-    let boxes = [[10.0, 12.0, 40.0, 50.0], [50.0, 5.0, 90.0, 30.0]];
-    let gts = (0..2)
-        .map(|_| GtInstances {
-            boxes: boxes.to_vec(),
-            labels: vec![1, 4],
-            masks: boxes.iter().map(|&b| square_mask(64, 96, b)).collect(),
-            ignore: vec![],
-        })
-        .collect();
-    (metas, gts)
 }
 
 #[test]
@@ -80,7 +57,7 @@ fn every_cascade_kind_trains_each_stage_and_predicts_in_range() {
                 burn::tensor::Distribution::Normal(0.0, 1.0),
                 &device,
             );
-            let (metas, gts) = batch();
+            let (metas, gts) = common::two_image_batch(64, 96);
             let mut rng = ChaCha8Rng::seed_from_u64(0);
             let parts = model
                 .forward_train(images.clone(), &metas, &gts, &mut rng)
@@ -305,10 +282,10 @@ fn every_parameter_gets_a_gradient_even_without_positives() {
                 burn::tensor::Distribution::Normal(0.0, 1.0),
                 &device,
             );
-            let (metas, _) = batch();
+            let (metas, _) = common::two_image_batch(64, 96);
             let empty = vec![GtInstances::default(); 2];
             let mut rng = ChaCha8Rng::seed_from_u64(3);
-            for gts in [empty, batch().1] {
+            for gts in [empty, common::two_image_batch(64, 96).1] {
                 let parts = model
                     .forward_train(images.clone(), &metas, &gts, &mut rng)
                     .expect("train forward");

@@ -5,23 +5,14 @@
 //! it) against mmdetection's formulas; and training with the two poolings.
 
 mod common;
-use std::path::PathBuf;
 
 use rand::SeedableRng;
 use seesaw_model::burn;
 use seesaw_model::burn::module::Module;
 use seesaw_model::burn::tensor::{Device, Int, Tensor};
-use seesaw_model::detectors::{Detector, DetectorConfig};
+use seesaw_model::detectors::DetectorConfig;
 use seesaw_model::heads::BBoxHeadKind;
 use seesaw_model::ops::roi_extractor::{RoiExtractorConfig, roi_rescale};
-use seesaw_model::weights::{self, Layout, Naming, WeightsFile};
-
-fn open(name: &str) -> WeightsFile {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/weights")
-        .join(name);
-    WeightsFile::open(&path).expect("fixture opens")
-}
 
 /// The tiny detector with the fixture's Double Head: 2 bottlenecks at 24 channels, 2 fully
 /// connected layers of 32, cross-entropy (C + 1 logits), class-specific regression.
@@ -34,30 +25,16 @@ fn double(loss: &str) -> DetectorConfig {
     c
 }
 
-fn load(device: &Device) -> Detector {
-    let mut det = double("ce").init(device).expect("config");
-    let naming = Naming::detector(Layout::Mmdet, &det);
-    let report =
-        weights::load(&mut det, &open("mmdet_double_head.pth"), &naming, true).expect("loads");
-    assert!(
-        report.unexpected.is_empty() && report.mismatched.is_empty(),
-        "{report:?}"
-    );
-    assert!(
-        report
-            .missing
-            .iter()
-            .all(|n| !n.starts_with("roi_head.bbox_head.")),
-        "every box head tensor is in the file: {report:?}"
-    );
-    det
-}
-
 #[test]
 fn mmdet_double_head_matches_pytorch_with_running_and_batch_statistics() {
-    let out = open("mmdet_double_head_out.safetensors");
+    let out = common::fixture("mmdet_double_head_out.safetensors");
     for (prefix, device) in [("", Device::flex()), ("train_", Device::flex().autodiff())] {
-        let det = load(&device);
+        let det = common::load_mmdet_part(
+            &double("ce"),
+            "mmdet_double_head.pth",
+            "roi_head.bbox_head.",
+            &device,
+        );
         let head = &det.roi_head.ops().bbox_heads()[0];
         assert_eq!(head.reg_roi_scale(), Some(1.3));
         let t = |name: &str| -> Tensor<4> {
@@ -76,7 +53,7 @@ fn mmdet_double_head_matches_pytorch_with_running_and_batch_statistics() {
 #[test]
 fn regression_rois_are_enlarged_about_their_centres_after_their_level_is_chosen() {
     let device = Device::flex();
-    let out = open("mmdet_double_head_out.safetensors");
+    let out = common::fixture("mmdet_double_head_out.safetensors");
     let rois: Tensor<2> = Tensor::from_data(out.data("rois").expect("rois"), &device);
     let want: Tensor<2> = Tensor::from_data(out.data("rois_scaled").expect("scaled"), &device);
     let rows: Vec<[f32; 5]> = rois

@@ -9,32 +9,6 @@ use seesaw_model::burn;
 use seesaw_model::burn::module::Param;
 use seesaw_model::burn::tensor::{Device, Tensor};
 use seesaw_model::detectors::DetectorConfig;
-use seesaw_model::structures::{GtInstances, ImageMeta};
-
-fn batch() -> (Vec<ImageMeta>, Vec<GtInstances>) {
-    let metas = (0..2)
-        .map(|i| ImageMeta {
-            image_id: i,
-            ori_shape: (64, 96),
-            img_shape: (64, 96),
-            scale: (1.0, 1.0),
-            flip: false,
-        })
-        .collect();
-    let boxes = [[10.0, 12.0, 40.0, 50.0], [50.0, 5.0, 90.0, 30.0]];
-    let gts = (0..2)
-        .map(|_| GtInstances {
-            boxes: boxes.to_vec(),
-            labels: vec![1, 4],
-            masks: boxes
-                .iter()
-                .map(|&b| common::square_mask(64, 96, b))
-                .collect(),
-            ignore: vec![],
-        })
-        .collect();
-    (metas, gts)
-}
 
 fn with_dual(c: &DetectorConfig) -> DetectorConfig {
     let mut d = c.clone();
@@ -45,7 +19,7 @@ fn with_dual(c: &DetectorConfig) -> DetectorConfig {
 #[test]
 fn only_the_new_branches_learn_on_every_stage() {
     let device = Device::flex().autodiff();
-    let (metas, gts) = batch();
+    let (metas, gts) = common::two_image_batch(64, 96);
     for detector in ["mask_rcnn", "htc_lite"] {
         let mut cfg = common::tiny("seesaw");
         cfg.detector = detector.parse().expect("detector");
@@ -94,7 +68,7 @@ fn only_the_new_branches_learn_on_every_stage() {
 #[test]
 fn test_time_scores_average_the_two_branches() {
     let device = Device::flex();
-    let (metas, _) = batch();
+    let (metas, _) = common::two_image_batch(64, 96);
     let cfg = common::tiny("ce");
     let plain = cfg.init(&device).expect("model");
     let mut dual = plain

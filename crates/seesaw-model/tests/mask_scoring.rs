@@ -6,7 +6,6 @@
 //! HTC-Lite; and the test-time score, classification score times predicted IoU.
 
 mod common;
-use std::path::PathBuf;
 
 use rand::SeedableRng;
 use seesaw_model::burn;
@@ -14,15 +13,8 @@ use seesaw_model::burn::tensor::{Device, Int, Tensor};
 use seesaw_model::detectors::{Detector, DetectorConfig};
 use seesaw_model::heads::mask_iou_head::{area_ratio, mask_iou_targets};
 use seesaw_model::ops::mask_target::mask_target_bitmap;
-use seesaw_model::structures::{GtInstances, GtMask, ImageMeta};
-use seesaw_model::weights::{self, Layout, Naming, WeightsFile};
-
-fn open(name: &str) -> WeightsFile {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/weights")
-        .join(name);
-    WeightsFile::open(&path).expect("fixture opens")
-}
+use seesaw_model::structures::GtMask;
+use seesaw_model::weights::WeightsFile;
 
 fn scoring(detector: &str) -> DetectorConfig {
     let mut c = common::tiny("seesaw");
@@ -46,34 +38,20 @@ fn flat(out: &WeightsFile, name: &str) -> Vec<f32> {
         .expect("f32")
 }
 
-fn load(device: &Device) -> Detector {
-    let mut det = scoring("mask_rcnn").init(device).expect("config");
-    let naming = Naming::detector(Layout::Mmdet, &det);
-    let report =
-        weights::load(&mut det, &open("mmdet_mask_iou_head.pth"), &naming, true).expect("loads");
-    assert!(
-        report.unexpected.is_empty() && report.mismatched.is_empty(),
-        "{report:?}"
-    );
-    assert!(
-        report
-            .missing
-            .iter()
-            .all(|n| !n.starts_with("roi_head.mask_iou_head.")),
-        "every MaskIoU tensor is in the file: {report:?}"
-    );
-    det
-}
-
 #[test]
 fn mmdet_mask_iou_head_matches_pytorch() {
     let device = Device::flex();
-    let det = load(&device);
+    let det = common::load_mmdet_part(
+        &scoring("mask_rcnn"),
+        "mmdet_mask_iou_head.pth",
+        "roi_head.mask_iou_head.",
+        &device,
+    );
     let head = det.roi_head.ops().mask_heads()[0]
         .mask_iou_head
         .as_ref()
         .expect("a MaskIoU head");
-    let out = open("mmdet_mask_iou_head_out.safetensors");
+    let out = common::fixture("mmdet_mask_iou_head_out.safetensors");
     let feats: Tensor<4> = Tensor::from_data(out.data("mask_feats").expect("f"), &device);
     let pred: Tensor<4> = Tensor::from_data(out.data("mask_pred").expect("p"), &device);
     let labels: Tensor<1, Int> = Tensor::from_data(out.data("labels").expect("l"), &device);
@@ -101,7 +79,7 @@ fn mmdet_mask_iou_head_matches_pytorch() {
 #[test]
 fn mask_iou_targets_and_loss_match_mmdetection() {
     let device = Device::flex();
-    let out = open("mmdet_mask_iou_head_out.safetensors");
+    let out = common::fixture("mmdet_mask_iou_head_out.safetensors");
     let gt = flat(&out, "gt_masks");
     let (h, w) = (64, 80);
     let masks: Vec<GtMask> = gt
@@ -167,35 +145,10 @@ fn mask_iou_targets_and_loss_match_mmdetection() {
     assert!((loss - want).abs() < 1e-6, "{loss} vs {want}");
 }
 
-fn batch() -> (Vec<ImageMeta>, Vec<GtInstances>) {
-    let metas = (0..2)
-        .map(|i| ImageMeta {
-            image_id: i,
-            ori_shape: (64, 96),
-            img_shape: (64, 96),
-            scale: (1.0, 1.0),
-            flip: false,
-        })
-        .collect();
-    let boxes = [[10.0, 12.0, 40.0, 50.0], [50.0, 5.0, 90.0, 30.0]];
-    let gts = (0..2)
-        .map(|_| GtInstances {
-            boxes: boxes.to_vec(),
-            labels: vec![1, 4],
-            masks: boxes
-                .iter()
-                .map(|&b| common::square_mask(64, 96, b))
-                .collect(),
-            ignore: vec![],
-        })
-        .collect();
-    (metas, gts)
-}
-
 #[test]
 fn mask_scoring_trains_on_mask_rcnn_and_htc_lite_and_is_refused_on_cascades() {
     let device = Device::flex().autodiff();
-    let (metas, gts) = batch();
+    let (metas, gts) = common::two_image_batch(64, 96);
     for detector in ["mask_rcnn", "htc_lite"] {
         let mut cfg = scoring(detector);
         if detector == "htc_lite" {
@@ -232,7 +185,7 @@ fn mask_scoring_trains_on_mask_rcnn_and_htc_lite_and_is_refused_on_cascades() {
 #[test]
 fn the_test_time_score_is_the_class_score_times_the_predicted_iou() {
     let device = Device::flex();
-    let (metas, _) = batch();
+    let (metas, _) = common::two_image_batch(64, 96);
     let det = scoring("mask_rcnn").init(&device).expect("model");
     let images = Tensor::<4>::random(
         [2, 3, 64, 96],

@@ -5,40 +5,12 @@
 //! neck takes them, and batch statistics (training-mode BN) for FPG and NAS-FPN.
 
 mod common;
-use std::path::PathBuf;
 
 use seesaw_model::burn;
 use seesaw_model::burn::tensor::{Device, Tensor};
 use seesaw_model::detectors::{Detector, DetectorConfig};
 use seesaw_model::layers::NormConfig;
 use seesaw_model::necks::{Neck, NeckKind};
-use seesaw_model::weights::{self, Layout, Naming, WeightsFile};
-
-fn open(name: &str) -> WeightsFile {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/weights")
-        .join(name);
-    WeightsFile::open(&path).expect("fixture opens")
-}
-
-/// The tiny detector (backbone widths 8, 16, 32, 64: the fixtures' inputs) with the neck of
-/// `edit`, its `neck.*` tensors loaded from `file`, every one of them used.
-fn load(file: &str, device: &Device, edit: impl FnOnce(&mut DetectorConfig)) -> Detector {
-    let mut cfg = common::tiny("ce");
-    edit(&mut cfg);
-    let mut det = cfg.init(device).expect("config");
-    let naming = Naming::detector(Layout::Mmdet, &det);
-    let report = weights::load(&mut det, &open(file), &naming, true).expect("loads");
-    assert!(
-        report.unexpected.is_empty() && report.mismatched.is_empty(),
-        "{report:?}"
-    );
-    assert!(
-        report.missing.iter().all(|n| !n.starts_with("neck.")),
-        "every neck tensor is in the file: {report:?}"
-    );
-    det
-}
 
 /// How far from PyTorch an output may be.
 #[derive(Clone, Copy)]
@@ -52,8 +24,16 @@ enum Tol {
 }
 
 /// Runs the neck on `{prefix}in0..3` and compares with `{prefix}out0..4`.
+/// The tiny detector (backbone widths 8, 16, 32, 64: the fixtures' inputs) with the neck of
+/// `edit`, its `neck.*` tensors loaded from `file`, every one of them used.
+fn load(file: &str, device: &Device, edit: impl FnOnce(&mut DetectorConfig)) -> Detector {
+    let mut cfg = common::tiny("ce");
+    edit(&mut cfg);
+    common::load_mmdet_part(&cfg, file, "neck.", device)
+}
+
 fn check(neck: &Neck, outputs: &str, prefix: &str, tol: Tol, device: &Device) {
-    let out = open(outputs);
+    let out = common::fixture(outputs);
     let t = |name: &str| -> Tensor<4> {
         Tensor::from_data(out.data(name).expect("fixture tensor"), device)
     };
@@ -207,30 +187,9 @@ fn first_lateral(neck: &Neck) -> burn::module::Param<Tensor<4>> {
 fn every_neck_trains_under_every_roi_head_kind() {
     use rand::SeedableRng;
     use seesaw_model::heads::BoxLossKind;
-    use seesaw_model::structures::{GtInstances, ImageMeta};
     let device = Device::flex().autodiff();
     let (h, w) = (128usize, 128usize);
-    let metas: Vec<ImageMeta> = (0..2)
-        .map(|i| ImageMeta {
-            image_id: i,
-            ori_shape: (h as u32, w as u32),
-            img_shape: (h, w),
-            scale: (1.0, 1.0),
-            flip: false,
-        })
-        .collect();
-    let boxes = [[10.0, 12.0, 60.0, 70.0], [70.0, 5.0, 120.0, 50.0]];
-    let gts: Vec<GtInstances> = (0..2)
-        .map(|_| GtInstances {
-            boxes: boxes.to_vec(),
-            labels: vec![1, 4],
-            masks: boxes
-                .iter()
-                .map(|&b| common::square_mask(h, w, b))
-                .collect(),
-            ignore: vec![],
-        })
-        .collect();
+    let (metas, gts) = common::two_image_batch(h, w);
     let necks: [(&str, ConfigEdit); 4] = [
         ("pafpn", |c| c.neck.kind = NeckKind::Pafpn),
         ("fpn_carafe", |c| c.neck.kind = NeckKind::FpnCarafe),
