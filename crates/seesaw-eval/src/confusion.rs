@@ -26,6 +26,9 @@ pub struct ConfusionMatrix {
     pub counts: Vec<Vec<u64>>,
 }
 
+/// One class's detections in an image: `(score, [x, y, w, h])`.
+type ScoredBoxes = Vec<(f64, [f64; 4])>;
+
 /// IoU of two `[x, y, w, h]` boxes (mmdetection 3.x's `bbox_overlaps` on their corners).
 fn iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
     let (ax2, ay2, bx2, by2) = (a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]);
@@ -77,8 +80,7 @@ pub fn confusion_matrix(
         gts[img].push((cls, a.bbox));
     }
     // Per image, per detected class, the detections (result-file order).
-    let mut by_image: Vec<HashMap<usize, Vec<(f64, [f64; 4])>>> =
-        vec![HashMap::new(); gt.images.len()];
+    let mut by_image: Vec<HashMap<usize, ScoredBoxes>> = vec![HashMap::new(); gt.images.len()];
     for (k, d) in dets.iter().enumerate() {
         let bbox = d.bbox.ok_or_else(|| EvalError::Results {
             index: k,
