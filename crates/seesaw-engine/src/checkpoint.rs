@@ -144,9 +144,61 @@ impl Checkpoint {
     pub fn load_model(&self, file: &Path, model: Detector) -> Result<Detector> {
         let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(self.model.clone()))
             .map_err(|e| EngineError::checkpoint(file, format!("model section: {e}")))?;
-        model
-            .try_load_record(record)
-            .map_err(|e| EngineError::checkpoint(file, format!("model section: {e}")))
+        let differences = self.model_differences(model.config());
+        model.try_load_record(record).map_err(|e| {
+            let message = if differences.is_empty() {
+                format!("model section: {e}")
+            } else {
+                format!(
+                    "the checkpoint was trained with a different model: {} (set them as the \
+                     checkpoint has, e.g. with --set); model section: {e}",
+                    differences.join(", ")
+                )
+            };
+            EngineError::checkpoint(file, message)
+        })
+    }
+
+    /// The `model.*` keys whose values differ between the checkpoint's resolved config and
+    /// `cfg` (`model.neck.type: checkpoint "fpn_carafe", this run "fpn"`), at most 12.
+    pub fn model_differences(&self, cfg: &seesaw_model::detectors::DetectorConfig) -> Vec<String> {
+        fn flatten(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
+            match v {
+                toml::Value::Table(t) => {
+                    for (k, v) in t {
+                        flatten(&format!("{prefix}.{k}"), v, out);
+                    }
+                }
+                other => {
+                    out.insert(prefix.to_string(), other.to_string());
+                }
+            }
+        }
+        let Ok(theirs) = self.meta.config.parse::<toml::Table>() else {
+            return vec![];
+        };
+        let Some(theirs) = theirs.get("model") else {
+            return vec![];
+        };
+        let Ok(ours) = toml::Value::try_from(cfg) else {
+            return vec![];
+        };
+        let (mut a, mut b) = (BTreeMap::new(), BTreeMap::new());
+        flatten("model", theirs, &mut a);
+        flatten("model", &ours, &mut b);
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        keys.into_iter()
+            .filter(|k| a.get(*k) != b.get(*k))
+            .take(12)
+            .map(|k| {
+                let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "unset".into());
+                format!(
+                    "{k}: checkpoint {}, this run {}",
+                    show(a.get(k)),
+                    show(b.get(k))
+                )
+            })
+            .collect()
     }
 
     /// Puts the losses' state back into `model` (built from the same config).

@@ -142,3 +142,14 @@ fn the_double_head_trains_with_ce_and_seesaw_and_predicts() {
         assert_eq!(dets.len(), 2);
     }
 }
+
+#[test]
+fn double_head_keys_on_a_conv_fc_head_are_named() {
+    let mut cfg = common::tiny("ce");
+    cfg.bbox_head.num_convs = 3;
+    let err = cfg.init(&Device::flex()).expect_err("refused").to_string();
+    assert!(
+        err.contains("model.bbox_head.num_convs:") && !err.contains("reg_roi_scale_factor"),
+        "{err}"
+    );
+}

@@ -39,6 +39,23 @@ pub fn run(a: &ConfusionArgs) -> Result<()> {
     let gt = Dataset::load(&a.gt)?;
     let dets = load_results_with(&a.results, false)?;
     check_results_against(&a.results, &dets, &gt)?;
+    let kept = dets.iter().filter(|d| d.score >= a.score_thr).count();
+    println!(
+        "{kept} of {} detections score at least {} (--score-thr)",
+        dets.len(),
+        a.score_thr
+    );
+    if kept == 0 {
+        let best = dets
+            .iter()
+            .map(|d| d.score)
+            .fold(f64::NEG_INFINITY, f64::max);
+        tracing::warn!(
+            "no detection scores at least --score-thr {} (the best scores {best:.3}): every \
+             ground truth counts as missed; lower --score-thr",
+            a.score_thr
+        );
+    }
     let m = confusion_matrix(&gt, &dets, a.score_thr, a.tp_iou_thr)
         .with_context(|| a.results.display().to_string())?;
     std::fs::create_dir_all(&a.out_dir)

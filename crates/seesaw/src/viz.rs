@@ -612,8 +612,13 @@ pub fn plot_confusion(
                 .map_err(plot_err)?;
             // Column names, written downwards under the matrix would need rotation; a short
             // index row on top keeps the picture readable: column j is row j's class.
+            let head = if i + 1 == n {
+                "bg".to_string()
+            } else {
+                format!("{i}")
+            };
             root.draw(&Text::new(
-                format!("{i}"),
+                head,
                 (x0 + i as i32 * c + 2, y0 - 16),
                 (FONT, 11),
             ))

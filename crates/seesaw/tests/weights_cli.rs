@@ -594,6 +594,24 @@ fn dual_cls_finetune_trains_a_new_branch_on_a_trained_checkpoint() {
     let first = d.join("first");
     ok(&train(&arch, &first, "train.seed=0", &sets));
     let ckpt = first.join("latest.ckpt");
+    // A checkpoint of another model is named by the config keys that differ.
+    let mut other = sets.clone();
+    other.extend(["--set".into(), "model.neck.type=\"pafpn\"".into()]);
+    let results = d.join("other.json");
+    let err = fails(&with(
+        &[
+            "test",
+            &arch,
+            ckpt.to_str().unwrap(),
+            "--out",
+            results.to_str().unwrap(),
+        ],
+        &other,
+    ));
+    assert!(
+        err.contains("model.neck.type: checkpoint \"fpn\", this run \"pafpn\""),
+        "{err}"
+    );
     // Refused without a checkpoint to fine-tune.
     let second = d.join("second");
     let err = fails(&train(

@@ -166,15 +166,22 @@ impl BBoxHeadConfig {
             .check("model.bbox_head.norm", &[self.conv_out_channels])?;
         let double = self.kind == BBoxHeadKind::Double;
         let d = Self::default();
-        if !double
-            && (self.num_convs != d.num_convs
-                || self.reg_roi_scale_factor != d.reg_roi_scale_factor)
-        {
-            return Err(ModelError::Input(
-                "model.bbox_head: num_convs and reg_roi_scale_factor are the Double Head's \
-                 (type = \"double\")"
-                    .into(),
-            ));
+        let foreign: Vec<&str> = [
+            ("num_convs", self.num_convs != d.num_convs),
+            (
+                "reg_roi_scale_factor",
+                self.reg_roi_scale_factor != d.reg_roi_scale_factor,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect();
+        if !double && !foreign.is_empty() {
+            return Err(ModelError::Input(format!(
+                "model.bbox_head.{}: the Double Head's (type = \"double\"); type conv_fc takes \
+                 none",
+                foreign.join(", ")
+            )));
         }
         if double
             && (self.num_shared_convs > 0
