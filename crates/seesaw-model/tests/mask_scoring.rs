@@ -180,6 +180,14 @@ fn mask_scoring_trains_on_mask_rcnn_and_htc_lite_and_is_refused_on_cascades() {
             .to_string();
         assert!(err.contains("model.mask_iou_head"), "{err}");
     }
+    // Its keys while it is off are refused by name.
+    let mut off = scoring("mask_rcnn");
+    off.mask_iou_head.enabled = false;
+    let err = off.init(&device).expect_err("refused").to_string();
+    assert!(
+        err.contains("model.mask_iou_head.conv_out_channels, fc_out_channels: set while"),
+        "{err}"
+    );
 }
 
 #[test]

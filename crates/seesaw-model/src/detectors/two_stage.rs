@@ -161,6 +161,28 @@ impl DetectorConfig {
                 self.neck.num_outs
             )));
         }
+        let off = MaskIouHeadConfig::default();
+        let m = &self.mask_iou_head;
+        if !m.enabled && *m != off {
+            let set: Vec<&str> = [
+                ("num_convs", m.num_convs != off.num_convs),
+                ("num_fcs", m.num_fcs != off.num_fcs),
+                (
+                    "conv_out_channels",
+                    m.conv_out_channels != off.conv_out_channels,
+                ),
+                ("fc_out_channels", m.fc_out_channels != off.fc_out_channels),
+                ("loss_weight", m.loss_weight != off.loss_weight),
+                ("mask_thr_binary", m.mask_thr_binary != off.mask_thr_binary),
+            ]
+            .into_iter()
+            .filter_map(|(k, s)| s.then_some(k))
+            .collect();
+            return Err(ModelError::Input(format!(
+                "model.mask_iou_head.{}: set while Mask Scoring is off (set enabled = true)",
+                set.join(", ")
+            )));
+        }
         if self.mask_iou_head.enabled
             && (!self.with_mask
                 || !matches!(
