@@ -91,11 +91,10 @@ pub fn mask_iou_loss(
     let labels: Vec<usize> = s.pos_rows.iter().map(|&row| s.labels[row]).collect();
     let [p, _, m, _] = logits.dims();
     let chosen = class_channels(logits, &labels)?;
-    let ious = head.forward(pooled, chosen.clone().reshape([p, m, m]));
-    let [_, k] = ious.dims();
-    let device = ious.device();
-    let idx: Vec<usize> = labels.iter().enumerate().map(|(i, &l)| i * k + l).collect();
-    let pred = ious.reshape([p * k]).select(0, index_tensor(&idx, &device));
+    let pred = label_column(
+        head.forward(pooled, chosen.clone().reshape([p, m, m])),
+        &labels,
+    );
     let mut ratios = Vec::with_capacity(p);
     for (&row, &(img, g)) in s.pos_rows.iter().zip(&s.pos_gt) {
         let gm = gts[img].masks.get(g).ok_or_else(|| {
@@ -146,10 +145,7 @@ pub fn mean_mask_probs(
             let [r, mm] = chosen.dims();
             let m = (mm as f64).sqrt() as usize;
             let pred = h.forward(pooled.clone(), chosen.clone().reshape([r, m, m]));
-            let [_, k] = pred.dims();
-            let device = pred.device();
-            let idx: Vec<usize> = labels.iter().enumerate().map(|(i, &l)| i * k + l).collect();
-            ious.push(pred.reshape([r * k]).select(0, index_tensor(&idx, &device)));
+            ious.push(label_column(pred, labels));
         }
         let p = sigmoid(chosen);
         sum = Some(match sum {
@@ -166,6 +162,16 @@ pub fn mean_mask_probs(
         .ok_or_else(|| ModelError::Input("no mask heads".into()))?
         .div_scalar(heads.len() as f64);
     Ok((probs, iou))
+}
+
+/// Per row `r` of `values` `[R, K]`, its column `labels[r]` (each below `K`): `[R]`.
+fn label_column(values: Tensor<2>, labels: &[usize]) -> Tensor<1> {
+    let [r, k] = values.dims();
+    let device = values.device();
+    let idx: Vec<usize> = labels.iter().enumerate().map(|(i, &l)| i * k + l).collect();
+    values
+        .reshape([r * k])
+        .select(0, index_tensor(&idx, &device))
 }
 
 /// Row `r` of the result is channel `labels[r]` of RoI `r` in `logits` `[R, C, m, m]`:
