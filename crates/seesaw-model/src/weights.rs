@@ -360,6 +360,17 @@ impl Naming {
                 "cls" | "cls_normed" => "dual_cls.fc_cls".to_string(),
                 _ => return None,
             },
+            // TSD's branches (official `TSDSharedFCBBoxHead` names; the head's own layers are
+            // its sibling, `shared_fcs`, `fc_cls`, `fc_reg`).
+            ("bbox_head", ["tsd", rest @ ..]) => match rest {
+                ["shared_fc"] => "shared_fc.0".to_string(),
+                [m @ ("delta_c" | "delta_r"), i] => format!("{m}.{}", 2 * i.parse::<usize>().ok()?),
+                ["pc_fcs", i] => format!("TSD_pc_fcs.{i}"),
+                ["pr_fcs", i] => format!("TSD_pr_fcs.{i}"),
+                ["fc_cls" | "fc_cls_normed"] => "TSD_fc_cls".to_string(),
+                ["fc_reg"] => "TSD_fc_reg".to_string(),
+                _ => return None,
+            },
             ("bbox_head", [m]) if self.double_head.is_some() && m.starts_with("fc") => match *m {
                 "fc1" => "fc_branch.0".to_string(),
                 "fc2" => "fc_branch.1".to_string(),

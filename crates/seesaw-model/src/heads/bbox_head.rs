@@ -19,6 +19,9 @@ use crate::error::{ModelError, Result};
 use crate::heads::double_bbox_head::DoubleConvBranch;
 use crate::heads::dual_cls::DualClsBranch;
 use crate::heads::rpn_head::zeros_param;
+use crate::heads::tsd_bbox_head::{
+    TsdBranch, TsdOutput, TsdShape, TsdSpec, aligned_iou, aligned_iou_host,
+};
 use crate::layers::{
     ConvKind, Norm, NormConfig, NormKind, NormedLinear, NormedLinearConfig, conv_forward,
 };
@@ -56,6 +59,11 @@ pub enum BBoxHeadKind {
     /// `reg_roi_scale_factor` feeds the regressor.
     #[serde(alias = "DoubleConvFC")]
     Double,
+    /// TSD (task-aware spatial disentanglement, [`super::tsd_bbox_head`]; the official
+    /// `TSDSharedFCBBoxHead`): the ConvFC head trains as the sibling, TSD's deformably pooled
+    /// classification and translated regression branches predict.
+    #[serde(alias = "TSDSharedFC", alias = "TSDSharedFCBBoxHead")]
+    Tsd,
 }
 
 /// Settings of [`BBoxHead`]; defaults are mmdetection's (1024-d FCs, 7x7 RoIs).
@@ -70,6 +78,19 @@ pub struct BBoxHeadConfig {
     /// `double`: the regression RoIs are these times larger about their centres
     /// (`DoubleHeadRoIHead.reg_roi_scale_factor`). Default 1.3.
     pub reg_roi_scale_factor: f32,
+    /// `tsd`: the progressive constraint's classification margin m_c (the official configs'
+    /// `cls_pc_margin`). Default 0.3.
+    pub cls_pc_margin: f32,
+    /// `tsd`: its localisation margin m_r (`loc_pc_margin`). Default 0.3.
+    pub loc_pc_margin: f32,
+    /// `tsd`: the paper's gamma, offsets times this times the RoI's size move its bins and
+    /// the proposal (the official pooling's `trans_std`). Default 0.1.
+    pub trans_std: f32,
+    /// `tsd`: samples per bin and axis of the deformable pooling. Default 4.
+    pub sample_per_part: usize,
+    /// `tsd`: width of `shared_fc` and the offset predictors (a literal 256 in the official
+    /// head). Default 256.
+    pub offset_channels: usize,
     /// Weight of the classification loss (`loss_cls.loss_weight`). Default 1; the Double Head
     /// recipe uses 2.
     pub loss_cls_weight: f64,
@@ -115,6 +136,11 @@ impl Default for BBoxHeadConfig {
             kind: BBoxHeadKind::ConvFc,
             num_convs: 4,
             reg_roi_scale_factor: 1.3,
+            cls_pc_margin: 0.3,
+            loc_pc_margin: 0.3,
+            trans_std: 0.1,
+            sample_per_part: 4,
+            offset_channels: 256,
             loss_cls_weight: 1.0,
             loss_bbox_weight: 1.0,
             dual_cls: false,
@@ -176,6 +202,60 @@ impl BBoxHeadConfig {
         .into_iter()
         .filter_map(|(k, set)| set.then_some(k))
         .collect();
+        let tsd = self.kind == BBoxHeadKind::Tsd;
+        let tsd_foreign: Vec<&str> = [
+            ("cls_pc_margin", self.cls_pc_margin != d.cls_pc_margin),
+            ("loc_pc_margin", self.loc_pc_margin != d.loc_pc_margin),
+            ("trans_std", self.trans_std != d.trans_std),
+            ("sample_per_part", self.sample_per_part != d.sample_per_part),
+            ("offset_channels", self.offset_channels != d.offset_channels),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect();
+        if !tsd && !tsd_foreign.is_empty() {
+            return Err(ModelError::Input(format!(
+                "model.bbox_head.{}: TSD's (type = \"tsd\"); type {} takes none",
+                tsd_foreign.join(", "),
+                if double { "double" } else { "conv_fc" }
+            )));
+        }
+        if tsd {
+            let margin_ok = |m: f32| (0.0..=1.0).contains(&m);
+            if self.num_shared_convs > 0
+                || self.dual_cls
+                || self.offset_channels == 0
+                || self.sample_per_part == 0
+                || !(self.trans_std.is_finite())
+                || !margin_ok(self.cls_pc_margin)
+                || !margin_ok(self.loc_pc_margin)
+            {
+                return Err(ModelError::Input(format!(
+                    "model.bbox_head: type tsd takes no shared convs (num_shared_convs {}) and \
+                     no dual_cls ({}), a positive offset_channels ({}) and sample_per_part ({}), \
+                     a finite trans_std ({}) and margins in [0, 1] (cls_pc_margin {}, \
+                     loc_pc_margin {})",
+                    self.num_shared_convs,
+                    self.dual_cls,
+                    self.offset_channels,
+                    self.sample_per_part,
+                    self.trans_std,
+                    self.cls_pc_margin,
+                    self.loc_pc_margin
+                )));
+            }
+            if !matches!(
+                loss_cls.kind(),
+                crate::losses::LossKind::CrossEntropy | crate::losses::LossKind::Seesaw
+            ) {
+                return Err(ModelError::Input(format!(
+                    "model.bbox_head: type tsd compares the probabilities of each RoI's label, \
+                     background included, which loss {} does not give (use cross_entropy or \
+                     seesaw)",
+                    loss_cls.kind().name()
+                )));
+            }
+        }
         if !double && !foreign.is_empty() {
             return Err(ModelError::Input(format!(
                 "model.bbox_head.{}: the Double Head's (type = \"double\"); type conv_fc takes \
@@ -267,9 +347,30 @@ impl BBoxHeadConfig {
                 device,
             )
         });
+        let tsd = tsd.then(|| {
+            TsdBranch::new(
+                TsdShape {
+                    in_channels: in_features / ROI_AREA,
+                    offset_channels: self.offset_channels,
+                    fc,
+                    num_fcs: self.num_shared_fcs,
+                    cls_channels,
+                    reg_out,
+                    tau: self.normed_classifier.then_some(self.tau),
+                },
+                TsdSpec {
+                    cls_pc_margin: self.cls_pc_margin,
+                    loc_pc_margin: self.loc_pc_margin,
+                    trans_std: self.trans_std,
+                    sample_per_part: self.sample_per_part,
+                },
+                device,
+            )
+        });
         Ok(BBoxHead {
             double,
             dual_cls,
+            tsd,
             shared_convs,
             shared_norms,
             ws: self.conv == ConvKind::Ws,
@@ -298,6 +399,19 @@ impl BBoxHeadConfig {
             },
         })
     }
+}
+
+/// TSD's part of the training loss, each a scalar `[1]`.
+#[derive(Debug, Clone)]
+pub struct TsdLosses {
+    /// TSD's classification loss (`loss_TSD_cls`).
+    pub cls: Tensor<1>,
+    /// TSD's box loss against the translated proposals (`loss_TSD_bbox`).
+    pub bbox: Tensor<1>,
+    /// The progressive constraint on classification (`loss_pc_cls`).
+    pub pc_cls: Tensor<1>,
+    /// The progressive constraint on localisation (`loss_pc_loc`).
+    pub pc_loc: Tensor<1>,
 }
 
 /// What the head needs besides its weights to train and decode.
@@ -331,6 +445,8 @@ pub struct BBoxHead {
     pub double: Option<DoubleConvBranch>,
     /// The fine-tuning step's second classification branch; None without.
     pub dual_cls: Option<DualClsBranch>,
+    /// TSD's branches (the head's own layers are then its sibling head); None without.
+    pub tsd: Option<TsdBranch>,
     pub fc1: Linear,
     /// The second shared fully connected layer (Shared2FC); None for Shared4Conv1FC.
     pub fc2: Option<Linear>,
@@ -446,6 +562,17 @@ impl BBoxHead {
     /// L1 (or smooth L1) over the positives' deltas, averaged over all sampled RoIs; with no
     /// positive, a zero that still reaches the regressor (every parameter stays in the graph).
     fn box_loss(&self, reg: Tensor<2>, s: &SampledRois) -> Result<Tensor<1>> {
+        self.box_loss_shifted(reg, s, None)
+    }
+
+    /// [`Self::box_loss`] with the positives' targets less `shift` `[P, 4]` (TSD's targets
+    /// against the translated proposals, live in the translation).
+    fn box_loss_shifted(
+        &self,
+        reg: Tensor<2>,
+        s: &SampledRois,
+        shift: Option<Tensor<2>>,
+    ) -> Result<Tensor<1>> {
         let device = reg.device();
         let r = s.rois.len();
         if s.pos_rows.is_empty() {
@@ -462,10 +589,27 @@ impl BBoxHead {
             );
         }
         let p = s.pos_rows.len();
-        let pred = if self.spec.class_agnostic {
+        let pred = self.label_deltas(reg, s);
+        let mut target = float_tensor(targets, [p, 4], &device);
+        if let Some(shift) = shift {
+            target = target - shift;
+        }
+        let sum = match self.spec.loss_bbox {
+            BoxLossKind::SmoothL1 => smooth_l1_loss(pred, target, 1.0, Reduction::Sum, None)?,
+            BoxLossKind::L1 => l1_loss(pred, target, Reduction::Sum, None)?,
+        };
+        Ok(sum.div_scalar(r as f64))
+    }
+
+    /// The positives' deltas of their label `[P, 4]` (the only ones for class-agnostic
+    /// regression) from `reg` `[R, 4 or 4 C]`.
+    fn label_deltas(&self, reg: Tensor<2>, s: &SampledRois) -> Tensor<2> {
+        let device = reg.device();
+        if self.spec.class_agnostic {
             reg.select(0, index_tensor(&s.pos_rows, &device))
         } else {
             let c = self.spec.num_classes;
+            let r = s.rois.len();
             let idx: Vec<usize> = s
                 .pos_rows
                 .iter()
@@ -473,13 +617,160 @@ impl BBoxHead {
                 .collect();
             reg.reshape([r * c, 4])
                 .select(0, index_tensor(&idx, &device))
+        }
+    }
+
+    /// TSD's training losses on the sampled RoIs `s` of `num_images` images, given TSD's
+    /// outputs `tsd` and the sibling head's logits `sibling_cls` and deltas `sibling_reg`
+    /// (official `TSDConvFCBBoxHead.loss` and `bbox_target_tsd`): TSD's classification loss
+    /// (the head's own loss, as the official head's one `loss_cls` module), TSD's box loss
+    /// against the translated proposals, and the two progressive-constraint terms. Updates
+    /// the classification loss's state.
+    ///
+    /// # Errors
+    /// A head without TSD; logits or labels that do not fit.
+    pub fn tsd_loss(
+        &mut self,
+        tsd: &TsdOutput,
+        sibling_cls: Tensor<2>,
+        sibling_reg: Tensor<2>,
+        s: &SampledRois,
+        num_images: usize,
+    ) -> Result<TsdLosses> {
+        let spec = self
+            .tsd
+            .as_ref()
+            .ok_or_else(|| ModelError::Input("bbox head: no TSD branch".into()))?
+            .spec;
+        let device = tsd.cls.device();
+        let r = s.rois.len();
+        let c = self.spec.num_classes;
+        let zero = |t: &Tensor<2>| t.clone().sum().mul_scalar(0.0);
+        if r == 0 {
+            let z = zero(&tsd.cls) + zero(&tsd.reg);
+            return Ok(TsdLosses {
+                cls: z.clone(),
+                bbox: z.clone(),
+                pc_cls: z.clone(),
+                pc_loc: z,
+            });
+        }
+        let cls = self
+            .loss_cls
+            .forward(tsd.cls.clone(), &s.labels, Some(r as f64))?
+            .mul_scalar(self.spec.loss_cls_weight);
+        let g = spec.trans_std;
+        let stds = self.spec.stds;
+        let p = s.pos_rows.len();
+        let pos_idx = index_tensor(&s.pos_rows, &device);
+        let shift = (p > 0).then(|| {
+            let dr = tsd.delta_r.clone().select(0, pos_idx.clone());
+            let scale: Tensor<2> = float_tensor(
+                vec![f64::from(g / stds[0]), f64::from(g / stds[1])],
+                [1, 2],
+                &device,
+            );
+            Tensor::cat(vec![dr * scale, Tensor::zeros([p, 2], &device)], 1)
+        });
+        let bbox = self
+            .box_loss_shifted(tsd.reg.clone(), s, shift)?
+            .mul_scalar(self.spec.loss_bbox_weight);
+        // The progressive constraint: an image with a positive contributes each of its RoIs
+        // to M_cls and each positive to M_loc; one without contributes a single zero to each.
+        let mut has_pos = vec![false; num_images];
+        for &(i, _) in &s.pos_gt {
+            if let Some(h) = has_pos.get_mut(i) {
+                *h = true;
+            }
+        }
+        let mut rows_of = vec![0usize; num_images];
+        let mut mask = Vec::with_capacity(r);
+        for roi in &s.rois {
+            let i = roi[0] as usize;
+            if let Some(n) = rows_of.get_mut(i) {
+                *n += 1;
+            }
+            mask.push(if has_pos.get(i) == Some(&true) {
+                1.0
+            } else {
+                0.0
+            });
+        }
+        let empty = has_pos.iter().filter(|h| !**h).count();
+        let cls_entries: usize = (0..num_images)
+            .map(|i| if has_pos[i] { rows_of[i] } else { 1 })
+            .sum();
+        let sib = self
+            .loss_cls
+            .label_probs(sibling_cls.detach(), &s.labels, c)?;
+        let q = self.loss_cls.label_probs(tsd.cls.clone(), &s.labels, c)?;
+        let target = sib.clone() + sib.neg().add_scalar(1.0).clamp_max(spec.cls_pc_margin);
+        let mask: Tensor<1> = float_tensor(mask, [r], &device);
+        let pc_cls = (relu(target - q) * mask)
+            .sum()
+            .div_scalar(cls_entries.max(1) as f64);
+        let pc_loc = if p == 0 {
+            zero(&tsd.reg)
+        } else {
+            // The sibling's boxes and IoUs, constants.
+            let coder = self.coder();
+            let sib_d = host_f32(self.label_deltas(sibling_reg.detach(), s))?;
+            let mut floor = Vec::with_capacity(p);
+            let (mut px, mut py, mut pw, mut ph) = (vec![], vec![], vec![], vec![]);
+            for (k, (&row, gt)) in s.pos_rows.iter().zip(&s.pos_gt_boxes).enumerate() {
+                let roi = s.rois[row];
+                let b = [roi[1], roi[2], roi[3], roi[4]];
+                let d = [
+                    sib_d[4 * k],
+                    sib_d[4 * k + 1],
+                    sib_d[4 * k + 2],
+                    sib_d[4 * k + 3],
+                ];
+                let iou = aligned_iou_host(&coder.decode(&b, &d, None), gt);
+                floor.push(f64::from(iou + (1.0 - iou).min(spec.loc_pc_margin)));
+                px.push(f64::from((b[0] + b[2]) * 0.5));
+                py.push(f64::from((b[1] + b[3]) * 0.5));
+                pw.push(f64::from(b[2] - b[0]));
+                ph.push(f64::from(b[3] - b[1]));
+            }
+            // TSD's boxes, decoded from the translated proposals, live in its deltas and in
+            // the translation.
+            let col = |t: &Tensor<2>, k: usize| t.clone().slice([0..p, k..k + 1]).reshape([p]);
+            let vec1 = |v: Vec<f64>| -> Tensor<1> { float_tensor(v, [p], &device) };
+            let (pw_t, ph_t) = (vec1(pw.clone()), vec1(ph.clone()));
+            let dr = tsd.delta_r.clone().select(0, pos_idx);
+            let cx = vec1(px) + col(&dr, 0) * pw_t.clone().mul_scalar(f64::from(g));
+            let cy = vec1(py) + col(&dr, 1) * ph_t.clone().mul_scalar(f64::from(g));
+            let d = self.label_deltas(tsd.reg.clone(), s);
+            let de = |k: usize| {
+                col(&d, k)
+                    .mul_scalar(f64::from(stds[k]))
+                    .add_scalar(f64::from(coder.means[k]))
+            };
+            let max_ratio = f64::from(coder.wh_ratio_clip.ln().abs());
+            let gx = cx + pw_t.clone() * de(0);
+            let gy = cy + ph_t.clone() * de(1);
+            let gw = pw_t * de(2).clamp(-max_ratio, max_ratio).exp();
+            let gh = ph_t * de(3).clamp(-max_ratio, max_ratio).exp();
+            let half_w = gw.mul_scalar(0.5);
+            let half_h = gh.mul_scalar(0.5);
+            let boxes = [
+                gx.clone() - half_w.clone(),
+                gy.clone() - half_h.clone(),
+                gx + half_w,
+                gy + half_h,
+            ];
+            let tiou = aligned_iou(boxes, &s.pos_gt_boxes, &device);
+            relu(vec1(floor) - tiou)
+                .sum()
+                .div_scalar((p + empty) as f64)
         };
-        let target = float_tensor(targets, [p, 4], &device);
-        let sum = match self.spec.loss_bbox {
-            BoxLossKind::SmoothL1 => smooth_l1_loss(pred, target, 1.0, Reduction::Sum, None)?,
-            BoxLossKind::L1 => l1_loss(pred, target, Reduction::Sum, None)?,
-        };
-        Ok(sum.div_scalar(r as f64))
+        Ok(TsdLosses {
+            cls,
+            bbox,
+            pc_cls,
+            pc_loc,
+        })
     }
 
     /// Class scores `[R, C]` from logits `[R, cls_channels]`, as the loss defines them
@@ -561,7 +852,8 @@ impl BBoxHead {
         Ok(boxes)
     }
 
-    /// mmdetection's `refine_bboxes`: every sampled RoI but the added ground truths, moved by
+    /// mmdetection's `refine_bboxes`: every sampled RoI but the added ground truths (or, given
+    /// `base`, its counterpart there: TSD's translated proposals), moved by
     /// its regression (the target class for positives, the best-scoring class for negatives,
     /// when regression is class-specific) and clipped to its image, as the next proposals.
     ///
@@ -572,6 +864,7 @@ impl BBoxHead {
         s: &SampledRois,
         cls_score: Tensor<2>,
         reg: Tensor<2>,
+        base: Option<&[[f32; 5]]>,
         metas: &[ImageMeta],
     ) -> Result<Vec<Vec<Box2>>> {
         let c = self.spec.num_classes;
@@ -585,7 +878,12 @@ impl BBoxHead {
                 .map(|(&l, b)| if l == c { b } else { l })
                 .collect()
         };
-        let boxes = self.decode(&s.rois, &host_f32(reg.detach())?, &labels, metas)?;
+        let boxes = self.decode(
+            base.unwrap_or(&s.rois),
+            &host_f32(reg.detach())?,
+            &labels,
+            metas,
+        )?;
         let mut out = vec![Vec::new(); metas.len()];
         for ((roi, bx), &gt) in s.rois.iter().zip(boxes).zip(&s.is_gt) {
             if !gt {

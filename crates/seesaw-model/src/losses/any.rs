@@ -229,6 +229,41 @@ impl AnyLoss {
         }
     }
 
+    /// Each row's probability of its label `labels[r]` in `0..=C` (C: background), `[N]`:
+    /// the softmax's for cross-entropy, Seesaw's test-time activation (class softmax times
+    /// P(object), and P(background)) for Seesaw. TSD's progressive constraint compares these.
+    ///
+    /// # Errors
+    /// The sigmoid losses (no probability of the background); logits or labels that do not
+    /// fit.
+    pub fn label_probs(
+        &self,
+        cls_score: Tensor<2>,
+        labels: &[usize],
+        num_classes: usize,
+    ) -> Result<Tensor<1>> {
+        let [n, _] = cls_score.dims();
+        let probs = match self {
+            AnyLoss::CrossEntropy(_) => softmax(cls_score, 1),
+            AnyLoss::Seesaw(l) => l.get_activation(cls_score)?,
+            other => {
+                return Err(ModelError::Input(format!(
+                    "loss {} has no probability of the background, which TSD's progressive                      constraint compares (use cross_entropy or seesaw)",
+                    other.kind().name()
+                )));
+            }
+        };
+        if labels.len() != n || labels.iter().any(|&y| y > num_classes) {
+            return Err(ModelError::Input(format!(
+                "label probabilities: {} labels in 0..={num_classes} for {n} rows",
+                labels.len()
+            )));
+        }
+        let device = probs.device();
+        let idx = crate::losses::common::index_tensor(labels, &device).reshape([n, 1]);
+        Ok(probs.gather(1, idx).reshape([n]))
+    }
+
     /// Class scores `[N, C]` for prediction (background and objectness left out).
     pub fn class_scores(&self, cls_score: Tensor<2>, num_classes: usize) -> Result<Tensor<2>> {
         let [n, _] = cls_score.dims();

@@ -9,6 +9,7 @@ pub mod box_coder;
 pub mod boxes;
 pub mod carafe;
 pub mod deform_conv;
+pub mod deform_roi_pool;
 pub mod mask_paste;
 pub mod mask_target;
 pub mod nms;

@@ -22,7 +22,7 @@ pub struct RoiAlignConfig {
 }
 
 /// One corner contribution: a row of the `[B * H * W, C]` feature matrix and its weight.
-type Corner = (usize, f32);
+pub(crate) type Corner = (usize, f32);
 
 /// The two neighbouring pixels of coordinate `v` on an axis of `n` pixels and the weight of
 /// the upper one, clamped to the axis as torchvision does.
@@ -106,6 +106,24 @@ pub fn roi_align(
             }
         }
     }
+    Ok(gather_bins(features, bins, rois.len(), p))
+}
+
+/// Per output bin (`r * p * p` of them, RoI-major then row-major), the weighted sum of the
+/// feature rows its corner list names, from `features` `[B, C, H, W]` (rows of the
+/// channels-last `[B * H * W, C]` matrix) -> `[r, C, p, p]`, differentiable with respect to
+/// `features`. A bin with an empty list is 0.
+pub(crate) fn gather_bins(
+    features: Tensor<4>,
+    mut bins: Vec<Vec<Corner>>,
+    r: usize,
+    p: usize,
+) -> Tensor<4> {
+    let [b, c, h, w] = features.dims();
+    let device = features.device();
+    if r == 0 {
+        return Tensor::zeros([0, c, p, p], &device);
+    }
     // Samples of one bin share pixels: merge them, so each bin gathers each pixel once.
     for list in &mut bins {
         list.sort_unstable_by_key(|&(i, _)| i);
@@ -150,6 +168,6 @@ pub fn roi_align(
     }
     let pooled = Tensor::cat(parts, 0)
         .select(0, index_tensor(&inverse, &device))
-        .reshape([rois.len(), p, p, c]);
-    Ok(pooled.permute([0, 3, 1, 2]))
+        .reshape([r, p, p, c]);
+    pooled.permute([0, 3, 1, 2])
 }

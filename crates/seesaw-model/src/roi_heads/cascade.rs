@@ -16,8 +16,7 @@ use crate::ops::Box2;
 use crate::roi_heads::mask_branch::mask_loss;
 use crate::roi_heads::sampling::SampledRois;
 use crate::roi_heads::{
-    LossPart, RoiConfig, RoiHeadBuilder, RoiHeadOps, RoiLosses, Stage, box_head_forward,
-    pool_scaled_with_context,
+    LossPart, RoiConfig, RoiHeadBuilder, RoiHeadOps, RoiLosses, RoiPooler, Stage, box_head_forward,
 };
 use crate::structures::{GtInstances, ImageMeta};
 
@@ -25,9 +24,13 @@ use crate::structures::{GtInstances, ImageMeta};
 pub struct StageStep {
     /// The RoIs the stage sampled.
     pub s: SampledRois,
-    /// Its class logits `[R, cls_channels]` and deltas `[R, 4 or 4 C]`.
+    /// Its class logits `[R, cls_channels]` and deltas `[R, 4 or 4 C]` (TSD's, for a TSD
+    /// head).
     pub cls_score: Tensor<2>,
     pub reg: Tensor<2>,
+    /// What the deltas are relative to when not the sampled RoIs (TSD's translated
+    /// proposals).
+    pub decode_rois: Option<Vec<[f32; 5]>>,
 }
 
 /// What every box stage of a training step sees: the RoI settings, the pyramid features, the
@@ -59,16 +62,52 @@ pub fn train_box_stage(
         .roi
         .sampler(stage.iou)
         .sample(proposals, inputs.gts, c, &mut rng);
-    let out_fwd = box_head_forward(head, &s.rois, |r, scale| {
-        pool_scaled_with_context(inputs.roi, inputs.feats, r, scale, inputs.ctx)
-    })?;
+    let pooler = RoiPooler {
+        roi: inputs.roi,
+        feats: inputs.feats,
+        ctx: inputs.ctx,
+    };
+    let out_fwd = box_head_forward(head, &s.rois, &pooler, true)?;
     let (cls_score, reg) = (out_fwd.cls, out_fwd.reg);
+    if let Some(tsd) = out_fwd.tsd {
+        // TSD: the sibling head's losses, TSD's, and the progressive constraint.
+        let (sib_cls, sib_reg) = tsd.sibling;
+        let l = head.tsd_loss(
+            &tsd.out,
+            sib_cls.clone(),
+            sib_reg.clone(),
+            &s,
+            inputs.gts.len(),
+        )?;
+        let (cls, bbox) = head.loss(sib_cls, sib_reg, &s)?;
+        out.add(LossPart::Cls, t, cls, stage.weight);
+        out.add(LossPart::Bbox, t, bbox, stage.weight);
+        for (part, name, value) in [
+            (LossPart::Cls, "loss_tsd_cls", l.cls),
+            (LossPart::Bbox, "loss_tsd_bbox", l.bbox),
+            (LossPart::Cls, "loss_pc_cls", l.pc_cls),
+            (LossPart::Bbox, "loss_pc_loc", l.pc_loc),
+        ] {
+            out.add_named(part, t, name, value, stage.weight);
+        }
+        return Ok(StageStep {
+            s,
+            cls_score,
+            reg,
+            decode_rois: out_fwd.decode_rois,
+        });
+    }
     // The fine-tuning step trains the second classification branch (the rest is frozen).
     let trained_cls = out_fwd.dual.unwrap_or_else(|| cls_score.clone());
     let (cls, bbox) = head.loss(trained_cls, reg.clone(), &s)?;
     out.add(LossPart::Cls, t, cls, stage.weight);
     out.add(LossPart::Bbox, t, bbox, stage.weight);
-    Ok(StageStep { s, cls_score, reg })
+    Ok(StageStep {
+        s,
+        cls_score,
+        reg,
+        decode_rois: None,
+    })
 }
 
 /// Cascade Mask R-CNN's RoI head.
@@ -119,9 +158,14 @@ impl RoiHeadOps for CascadeRoiHead {
         for (t, stage) in self.stages.iter().enumerate() {
             let head = &mut self.bbox_head[t];
             let step = train_box_stage(head, (stage, Some(t)), &inputs, &proposals, rng, &mut out)?;
-            let StageStep { s, cls_score, reg } = step;
+            let StageStep {
+                s,
+                cls_score,
+                reg,
+                decode_rois,
+            } = step;
             let refined = if t < last && !s.rois.is_empty() {
-                Some(head.refine(&s, cls_score, reg, metas)?)
+                Some(head.refine(&s, cls_score, reg, decode_rois.as_deref(), metas)?)
             } else {
                 None
             };

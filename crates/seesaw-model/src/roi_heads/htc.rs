@@ -66,11 +66,16 @@ impl RoiHeadOps for HtcRoiHead {
         for (t, stage) in self.stages.iter().enumerate() {
             let head = &mut self.bbox_head[t];
             let step = train_box_stage(head, (stage, Some(t)), &inputs, &proposals, rng, &mut out)?;
-            let StageStep { s, cls_score, reg } = step;
+            let StageStep {
+                s,
+                cls_score,
+                reg,
+                decode_rois,
+            } = step;
             // Interleaved: the boxes this stage has just refined feed its mask head (re-sampled)
             // and the next stage.
             if !s.rois.is_empty() {
-                proposals = head.refine(&s, cls_score, reg, metas)?;
+                proposals = head.refine(&s, cls_score, reg, decode_rois.as_deref(), metas)?;
             }
             if !self.mask_head.is_empty() {
                 let c = head.spec.num_classes;

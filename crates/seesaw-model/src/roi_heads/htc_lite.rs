@@ -95,9 +95,14 @@ impl RoiHeadOps for HtcLiteRoiHead {
         for (t, stage) in self.stages.iter().enumerate() {
             let head = &mut self.bbox_head[t];
             let step = train_box_stage(head, (stage, Some(t)), &inputs, &proposals, rng, &mut out)?;
-            let StageStep { s, cls_score, reg } = step;
+            let StageStep {
+                s,
+                cls_score,
+                reg,
+                decode_rois,
+            } = step;
             let refined = if t < last && !s.rois.is_empty() {
-                Some(head.refine(&s, cls_score, reg, metas)?)
+                Some(head.refine(&s, cls_score, reg, decode_rois.as_deref(), metas)?)
             } else {
                 None
             };

@@ -16,17 +16,19 @@ use crate::roi_heads::RcnnTestConfig;
 use crate::structures::{Detections, ImageMeta};
 
 /// The box stages `heads` on `rois` (`[image, x1, y1, x2, y2]` at input scale), each pooling
-/// with `pool`: class scores (`[R * C]`, row-major) from the stages' mean logits, and per RoI
+/// with `pooler`: class scores (`[R * C]`, row-major) from the stages' mean logits, and per RoI
 /// and class the box decoded by the last stage, clipped to its image (`[R * C]`). Each stage
-/// but the last moves the RoIs for the next, by the best-scoring class's regression.
+/// but the last moves the RoIs for the next, by the best-scoring class's regression. A TSD
+/// stage scores with TSD's classifier and decodes from its translated proposals (official
+/// `tsd_simple_test_bboxes`, and the cascade's test there).
 ///
 /// # Errors
 /// No stages, or RoIs naming missing images.
-pub fn staged_box_predictions(
+pub(crate) fn staged_box_predictions(
     heads: &[BBoxHead],
     rois: &[[f32; 5]],
     metas: &[ImageMeta],
-    pool: impl Fn(&[[f32; 5]], Option<f32>) -> Result<Tensor<4>>,
+    pooler: &super::RoiPooler,
 ) -> Result<(Vec<f32>, Vec<Box2>)> {
     let last_head = heads
         .last()
@@ -41,9 +43,12 @@ pub fn staged_box_predictions(
     let mut dual_logits: Option<Tensor<2>> = None;
     let last = heads.len() - 1;
     let mut deltas = vec![];
+    // What the last stage's deltas are relative to (TSD: its translated proposals).
+    let mut base = rois.clone();
     for (t, head) in heads.iter().enumerate() {
-        let out = super::box_head_forward(head, &rois, &pool)?;
+        let out = super::box_head_forward(head, &rois, pooler, false)?;
         let (cls_score, reg) = (out.cls, out.reg);
+        base = out.decode_rois.unwrap_or_else(|| rois.clone());
         if let Some(d) = out.dual {
             dual_logits = Some(match dual_logits {
                 Some(sum) => sum + d,
@@ -61,7 +66,7 @@ pub fn staged_box_predictions(
             } else {
                 argmax_rows(&host_f32(head.class_scores(cls_score)?)?, c)
             };
-            let moved = head.decode(&rois, &deltas, &labels, metas)?;
+            let moved = head.decode(&base, &deltas, &labels, metas)?;
             for (roi, b) in rois.iter_mut().zip(moved) {
                 roi[1..].copy_from_slice(&b);
             }
@@ -79,7 +84,7 @@ pub fn staged_box_predictions(
             *s = 0.5 * (*s + d);
         }
     }
-    let boxes = last_head.decode_all_classes(&rois, &deltas, metas)?;
+    let boxes = last_head.decode_all_classes(&base, &deltas, metas)?;
     Ok((scores, boxes))
 }
 
