@@ -97,7 +97,20 @@ pub fn convert(
     out: &Path,
     allow_partial: bool,
 ) -> Result<LoadReport> {
-    let file = WeightsFile::open(input)?;
+    let mut file = WeightsFile::open(input)?;
+    if layout == Layout::Mmdet && file.is_mmdet_v1() {
+        let notes = file.upgrade_mmdet_v1(cfg.model.num_classes)?;
+        tracing::info!(
+            "{}: an mmdetection 1.x checkpoint, upgraded to the 2.x layout as \
+             upgrade_model_version.py does (RoI head parts under roi_head.; {} class-indexed \
+             tensors re-laid, background last)",
+            input.display(),
+            notes.len()
+        );
+        for n in notes {
+            tracing::info!("{n}");
+        }
+    }
     let device = Device::flex();
     let mut model = cfg.model.init(&device)?;
     let report = match layout {

@@ -163,6 +163,99 @@ impl WeightsFile {
     }
 }
 
+impl WeightsFile {
+    /// Whether the file is an mmdetection 1.x two-stage detector: an `rpn_head.*` and RoI head
+    /// parts at the top level (`bbox_head.*`, `mask_head.*`, ...) with no `roi_head.*`, as
+    /// mmdetection 1.x and its forks (TSD's official code) save them.
+    pub fn is_mmdet_v1(&self) -> bool {
+        let keys = || self.tensors.keys();
+        keys().any(|k| k.starts_with("rpn_head."))
+            && keys().any(|k| is_v1_head(k))
+            && !keys().any(|k| k.starts_with("roi_head."))
+    }
+
+    /// Upgrades an mmdetection 1.x two-stage detector to the 2.x / 3.x layout, as mmdetection's
+    /// tools/model_converters/upgrade_model_version.py does: the RoI head parts move under
+    /// `roi_head.`; classifiers (`fc_cls`, also TSD's `TSD_fc_cls`) with `num_classes` + 1
+    /// rows move the background from the first row to the last; class-specific regressors
+    /// (`fc_reg`, `TSD_fc_reg`, 4 (C + 1) rows) drop the background's first four rows; mask
+    /// logits (`conv_logits`, C + 1 channels) drop the background's first channel. (The
+    /// script's bias branches keep the first C (or 4 C) entries instead, which drops the last
+    /// class rather than the background; here weight and bias drop the same rows.) The RPN is
+    /// kept as it is. Returns one line per changed tensor.
+    ///
+    /// # Errors
+    /// A tensor whose values cannot be read.
+    pub fn upgrade_mmdet_v1(&mut self, num_classes: usize) -> Result<Vec<String>> {
+        let k = num_classes + 1;
+        let mut notes = Vec::new();
+        let old = std::mem::take(&mut self.tensors);
+        for (key, t) in old {
+            let new_key = if is_v1_head(&key) {
+                format!("roi_head.{key}")
+            } else {
+                key.clone()
+            };
+            let leaf = new_key.rsplit('.').nth(1).unwrap_or("");
+            let rows = t.shape.first().copied().unwrap_or(0);
+            // (what, the row order of the upgraded tensor in blocks of `block` rows)
+            let plan: Option<(&str, usize, Vec<usize>)> = if leaf.ends_with("fc_cls") && rows == k {
+                Some(("background row moved last", 1, (1..k).chain([0]).collect()))
+            } else if leaf.ends_with("fc_reg") && rows == 4 * k {
+                Some(("background's 4 rows dropped", 4, (1..k).collect()))
+            } else if leaf == "conv_logits" && rows == k {
+                Some(("background channel dropped", 1, (1..k).collect()))
+            } else {
+                None
+            };
+            let t = match plan {
+                None => t,
+                Some((what, block, order)) => {
+                    let data = bridge::to_data(&t)
+                        .map_err(|e| weights_error(&self.path, format!("tensor {key}: {e}")))?
+                        .convert::<f32>();
+                    let shape = data.shape().to_vec();
+                    let values = data
+                        .try_to_vec::<f32>()
+                        .map_err(|e| weights_error(&self.path, format!("tensor {key}: {e:?}")))?;
+                    let per_row = values.len() / rows.max(1);
+                    let mut out = Vec::with_capacity(order.len() * block * per_row);
+                    for b in &order {
+                        out.extend_from_slice(
+                            &values[b * block * per_row..(b + 1) * block * per_row],
+                        );
+                    }
+                    let mut new_shape = shape;
+                    new_shape[0] = order.len() * block;
+                    notes.push(format!("{key} -> {new_key}: {what}"));
+                    bridge::from_data(
+                        burn::tensor::TensorData::new(out, new_shape),
+                        new_key.clone(),
+                        None,
+                    )
+                }
+            };
+            let mut t = t;
+            t.name = new_key.clone();
+            self.tensors.insert(new_key, t);
+        }
+        Ok(notes)
+    }
+}
+
+/// mmdetection 1.x's top-level RoI head parts (upgrade_model_version.py's `is_head`).
+fn is_v1_head(key: &str) -> bool {
+    [
+        "bbox_head",
+        "mask_head",
+        "semantic_head",
+        "grid_head",
+        "mask_iou_head",
+    ]
+    .iter()
+    .any(|h| key.starts_with(h))
+}
+
 /// What loading matched, and what it did not.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LoadReport {

@@ -453,3 +453,25 @@ fn tsd_keys_on_another_head_and_sigmoid_losses_are_refused() {
         .to_string();
     assert!(err.contains("type tsd") && err.contains("eqlv2"), "{err}");
 }
+
+#[test]
+fn the_official_1x_checkpoint_upgrades_to_the_2x_layout() {
+    // The official fork saves `bbox_head.*` at the top level with the background first;
+    // upgraded as mmdetection's upgrade_model_version.py does, it is mmdet_tsd.pth exactly.
+    let mut v1 = common::fixture("tsd_official_v1.pth");
+    let v2 = common::fixture("mmdet_tsd.pth");
+    assert!(v1.is_mmdet_v1() && !v2.is_mmdet_v1());
+    let notes = v1.upgrade_mmdet_v1(5).expect("upgrade");
+    assert_eq!(
+        notes.len(),
+        8,
+        "fc_cls, fc_reg, TSD_fc_cls, TSD_fc_reg: {notes:?}"
+    );
+    let names: Vec<String> = v2.infos().into_iter().map(|t| t.name).collect();
+    assert_eq!(v1.len(), names.len() + 2, "the two RPN tensors besides");
+    for name in &names {
+        let a = host(v1.data(name).expect("upgraded name"));
+        let b = host(v2.data(name).expect("2.x name"));
+        assert_eq!(a, b, "{name}");
+    }
+}

@@ -183,6 +183,9 @@ pub enum DemoHead {
     /// Mask Scoring R-CNN: the demo's box head with a MaskIoU head rescoring the masks.
     #[value(name = "mask_scoring")]
     MaskScoring,
+    /// TSD: deformably pooled classification and translated regression branches beside the
+    /// demo's head (the sibling), with the progressive constraint.
+    Tsd,
 }
 
 impl DemoHead {
@@ -201,6 +204,11 @@ impl DemoHead {
         }
         let keys: &[&str] = match self {
             DemoHead::ConvFc | DemoHead::MaskScoring => &[],
+            DemoHead::Tsd => &[
+                "type=\"tsd\"",
+                "offset_channels=256",
+                "loss_bbox=\"smooth_l1\"",
+            ],
             DemoHead::Double => &[
                 "type=\"double\"",
                 "num_convs=2",
@@ -221,6 +229,7 @@ impl DemoHead {
             DemoHead::ConvFc => "conv_fc",
             DemoHead::Double => "double_head",
             DemoHead::MaskScoring => "mask_scoring",
+            DemoHead::Tsd => "tsd",
         }
     }
 }
@@ -666,7 +675,7 @@ mod tests {
     fn each_demo_head_is_its_shipped_config_and_builds() {
         let ds = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let device = seesaw_model::burn::tensor::Device::flex();
-        for h in [DemoHead::Double, DemoHead::MaskScoring] {
+        for h in [DemoHead::Double, DemoHead::MaskScoring, DemoHead::Tsd] {
             let parts = (DemoBackbone::Resnet, DemoNeck::Fpn, h);
             let plan = demo_runs(&ds(&["mask_rcnn"]), &ds(&["seesaw"]), parts).expect("plan");
             let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(

@@ -419,7 +419,7 @@ const TINY_BACKBONE: [&str; 4] = [
 
 /// Each neck's and head's mmdetection fixture, the prefix of its tensors and the settings that
 /// build it; the CARAFE mask upsampler has no file (it round-trips through its own export).
-const PARTS: [(Option<&str>, &str, &[&str]); 7] = [
+const PARTS: [(Option<&str>, &str, &[&str]); 8] = [
     (
         Some("mmdet_pafpn.pth"),
         "neck.",
@@ -472,6 +472,17 @@ const PARTS: [(Option<&str>, &str, &[&str]); 7] = [
             "model.bbox_head.type=\"double\"",
             "model.bbox_head.num_convs=2",
             "model.bbox_head.conv_out_channels=24",
+            "model.bbox_head.normed_classifier=false",
+            "model.loss=\"ce\"",
+        ],
+    ),
+    (
+        Some("mmdet_tsd.pth"),
+        "roi_head.bbox_head.",
+        &[
+            "model.bbox_head.type=\"tsd\"",
+            "model.bbox_head.offset_channels=24",
+            "model.bbox_head.loss_bbox=\"smooth_l1\"",
             "model.bbox_head.normed_classifier=false",
             "model.loss=\"ce\"",
         ],
@@ -656,4 +667,49 @@ fn dual_cls_finetune_trains_a_new_branch_on_a_trained_checkpoint() {
             .any(|n| n == "roi_head.bbox_head.dual_cls.fc_cls.weight"),
         "{exported:?}"
     );
+}
+
+#[test]
+fn an_official_tsd_checkpoint_of_mmdetection_1x_converts() {
+    // The TSD fork saves mmdetection 1.x checkpoints (`bbox_head.*` at the top level,
+    // background first); convert upgrades them as upgrade_model_version.py and every tensor of
+    // the box head fits.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut sets = data(d);
+    let (_, _, keys) = PARTS
+        .iter()
+        .find(|(f, _, _)| *f == Some("mmdet_tsd.pth"))
+        .expect("the TSD part");
+    for k in TINY_BACKBONE.iter().chain(keys.iter()) {
+        sets.extend(["--set".to_string(), k.to_string()]);
+    }
+    let arch = arch();
+    let ckpt = d.join("tsd.ckpt");
+    let out = ok(&with(
+        &[
+            "weights",
+            "convert",
+            &weights("tsd_official_v1.pth"),
+            "--from",
+            "mmdet",
+            "--arch",
+            &arch,
+            "--out",
+            ckpt.to_str().unwrap(),
+            "--allow-partial",
+        ],
+        &sets,
+    ));
+    assert!(
+        out.contains("mmdetection 1.x checkpoint, upgraded"),
+        "{out}"
+    );
+    assert!(out.contains("tensors loaded"), "{out}");
+    let stray: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("roi_head.bbox_head.") && !l.contains("->"))
+        .collect();
+    assert!(stray.is_empty(), "every box head tensor fits: {stray:?}");
+    assert!(ckpt.is_file());
 }

@@ -469,6 +469,11 @@ mod shipped {
                 "{name}"
             );
             assert_eq!(
+                cfg.model.bbox_head.kind == seesaw_model::heads::BBoxHeadKind::Tsd,
+                name.contains("tsd"),
+                "{name}"
+            );
+            assert_eq!(
                 cfg.model.mask_iou_head.enabled,
                 name.contains("mask_scoring"),
                 "{name}"
@@ -558,6 +563,6 @@ mod shipped {
             }
             seen += 1;
         }
-        assert!(seen >= 39, "{seen} configs");
+        assert!(seen >= 42, "{seen} configs");
     }
 }
