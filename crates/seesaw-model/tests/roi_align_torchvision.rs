@@ -1,4 +1,5 @@
-//! RoIAlign forward and input gradient against torchvision 0.29.2 (`aligned=True`; fixed and
+//! RoIAlign forward and input gradient against torchvision 0.29.2 (`aligned=True` and the
+//! legacy `aligned=False` of its detection models; fixed and
 //! adaptive sampling; RoIs partly outside, tiny and empty), made by
 //! tests/fixtures/ops/make_roi_align.py.
 
@@ -56,10 +57,11 @@ fn roi_align_matches_torchvision_forward_and_backward() {
             output_size: case["output_size"].as_u64().unwrap() as usize,
             spatial_scale: case["spatial_scale"].as_f64().unwrap() as f32,
             sampling_ratio: case["sampling_ratio"].as_u64().unwrap() as usize,
+            aligned: case["aligned"].as_bool().unwrap(),
         };
         let what = format!(
-            "{}x{} ratio {}",
-            cfg.output_size, cfg.output_size, cfg.sampling_ratio
+            "{}x{} ratio {} aligned {}",
+            cfg.output_size, cfg.output_size, cfg.sampling_ratio, cfg.aligned
         );
         let x =
             Tensor::<4>::from_data(TensorData::new(input.clone(), shape), &device).require_grad();
@@ -89,6 +91,7 @@ fn bad_rois_are_errors_and_no_rois_is_empty() {
         output_size: 2,
         spatial_scale: 1.0,
         sampling_ratio: 2,
+        aligned: true,
     };
     assert_eq!(
         roi_align(x.clone(), &[], &cfg).unwrap().dims(),

@@ -42,6 +42,12 @@ pub struct RpnConfig {
     pub anchor_scales: Vec<f32>,
     /// Height / width. Default 0.5, 1, 2.
     pub anchor_ratios: Vec<f32>,
+    /// Base anchors rounded to whole pixels, half to even, as torchvision's
+    /// `AnchorGenerator`. Default false.
+    pub anchor_round: bool,
+    /// Each level's anchor strides are the input's size divided (integer division, per axis)
+    /// by the level's, as torchvision's `AnchorGenerator` computes them. Default false.
+    pub anchor_strides_from_sizes: bool,
     /// Channels of the shared conv; 0 = the neck's. Default 0.
     pub feat_channels: usize,
     /// Anchors sampled per image for the loss. Default 256.
@@ -64,6 +70,8 @@ impl Default for RpnConfig {
             anchor_strides: vec![4.0, 8.0, 16.0, 32.0, 64.0],
             anchor_scales: vec![8.0],
             anchor_ratios: vec![0.5, 1.0, 2.0],
+            anchor_round: false,
+            anchor_strides_from_sizes: false,
             feat_channels: 0,
             sampler_num: 256,
             sampler_pos_fraction: 0.5,
@@ -92,6 +100,8 @@ impl RpnConfig {
             strides: self.anchor_strides.clone(),
             ratios: self.anchor_ratios.clone(),
             scales: self.anchor_scales.clone(),
+            round_base: self.anchor_round,
+            strides_from_sizes: self.anchor_strides_from_sizes,
         }
     }
 
@@ -191,9 +201,20 @@ pub fn level_anchors(
 ) -> (Vec<Box2>, Vec<usize>) {
     let mut all = Vec::new();
     let mut starts = Vec::new();
+    // The input's size, from the finest level (a multiple of its stride: inputs are padded).
+    let input = sizes.first().map(|&(h, w)| {
+        let s = generator.strides.first().copied().unwrap_or(1.0) as usize;
+        (h * s, w * s)
+    });
     for (l, &(h, w)) in sizes.iter().enumerate() {
         starts.push(all.len());
-        all.extend(generator.grid_anchors(l, h, w));
+        let strides = match input {
+            Some((ih, iw)) if generator.strides_from_sizes && h > 0 && w > 0 => {
+                ((ih / h) as f32, (iw / w) as f32)
+            }
+            _ => (generator.strides[l], generator.strides[l]),
+        };
+        all.extend(generator.grid_anchors_strided(l, h, w, strides));
     }
     starts.push(all.len());
     (all, starts)

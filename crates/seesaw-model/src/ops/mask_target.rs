@@ -53,6 +53,7 @@ pub fn mask_target(
                 output_size: out,
                 spatial_scale: 1.0,
                 sampling_ratio: 0,
+                aligned: true,
             };
             let pooled = roi_align(x, &[[0.0, x1, y1, x2, y2]], &cfg)?;
             let v = pooled

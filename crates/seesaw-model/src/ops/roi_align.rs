@@ -1,4 +1,5 @@
-//! RoIAlign (torchvision `roi_align`, `aligned=True`), built for burn's autodiff: the bilinear
+//! RoIAlign (torchvision `roi_align`, `aligned=True`, or the legacy `aligned=False` that
+//! torchvision's detection models and mmdetection 1.x pool with), built for burn's autodiff: the bilinear
 //! corner indices and weights of every sample point are computed on the host, the corners are
 //! gathered from a channels-last copy of the features with `select`, weighted and summed. The
 //! backward pass is then burn's own (a scatter-add), which is several times faster than a
@@ -19,6 +20,10 @@ pub struct RoiAlignConfig {
     /// Samples per bin along each axis; 0 = adaptive, `ceil(roi size / output size)` per RoI
     /// (mmdetection's default).
     pub sampling_ratio: usize,
+    /// torchvision's `aligned`: true (mmdetection 2.x / 3.x) shifts the RoI by half a pixel;
+    /// false (torchvision's detection models) does not, and floors its size at one feature
+    /// pixel.
+    pub aligned: bool,
 }
 
 /// One corner contribution: a row of the `[B * H * W, C]` feature matrix and its weight.
@@ -80,8 +85,13 @@ pub fn roi_align(
         }
         let base = bi as usize * h * w;
         let s = cfg.spatial_scale;
-        let (x0, y0) = (roi[1] * s - 0.5, roi[2] * s - 0.5);
-        let (rw, rh) = (roi[3] * s - 0.5 - x0, roi[4] * s - 0.5 - y0);
+        let offset = if cfg.aligned { 0.5 } else { 0.0 };
+        let (x0, y0) = (roi[1] * s - offset, roi[2] * s - offset);
+        let (mut rw, mut rh) = (roi[3] * s - offset - x0, roi[4] * s - offset - y0);
+        if !cfg.aligned {
+            rw = rw.max(1.0);
+            rh = rh.max(1.0);
+        }
         let (bw, bh) = (rw / p as f32, rh / p as f32);
         let (gh, gw) = if cfg.sampling_ratio > 0 {
             (cfg.sampling_ratio, cfg.sampling_ratio)

@@ -18,6 +18,8 @@ pub struct RoiExtractorConfig {
     pub output_size: usize,
     /// 0 = adaptive (default).
     pub sampling_ratio: usize,
+    /// RoIAlign's `aligned` (see [`RoiAlignConfig::aligned`]). Default true.
+    pub aligned: bool,
 }
 
 impl Default for RoiExtractorConfig {
@@ -27,6 +29,7 @@ impl Default for RoiExtractorConfig {
             finest_scale: 56.0,
             output_size: 7,
             sampling_ratio: 0,
+            aligned: true,
         }
     }
 }
@@ -97,6 +100,7 @@ impl RoiExtractorConfig {
                 output_size: self.output_size,
                 spatial_scale: 1.0 / self.strides[l],
                 sampling_ratio: self.sampling_ratio,
+                aligned: self.aligned,
             };
             parts.push(roi_align(feat.clone(), &level_rois, &cfg)?);
             order.extend(members);

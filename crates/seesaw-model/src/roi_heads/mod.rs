@@ -90,6 +90,9 @@ pub struct RoiConfig {
     pub sampler_pos_fraction: f32,
     /// IoU for a positive (and below it, a negative). Default 0.5.
     pub pos_iou: f32,
+    /// RoIAlign's `aligned`: true (mmdetection 2.x / 3.x); false for torchvision's detection
+    /// models (and mmdetection 1.x), which pool without the half-pixel shift. Default true.
+    pub aligned: bool,
     pub test: RcnnTestConfig,
 }
 
@@ -102,6 +105,7 @@ impl Default for RoiConfig {
             sampler_num: 512,
             sampler_pos_fraction: 0.25,
             pos_iou: 0.5,
+            aligned: true,
             test: RcnnTestConfig::default(),
         }
     }
@@ -140,6 +144,7 @@ impl RoiConfig {
             finest_scale: self.finest_scale,
             output_size: size,
             sampling_ratio: self.sampling_ratio,
+            aligned: self.aligned,
         }
     }
 
