@@ -11,8 +11,9 @@ use seesaw_eval::{Evaluation, Evaluator, IouType};
 use seesaw_model::detectors::Detector;
 use seesaw_model::detectors::select_detections;
 use seesaw_model::ops::Box2;
-use seesaw_model::ops::mask_paste::paste_mask;
+use seesaw_model::ops::mask_paste::paste_mask_with;
 use seesaw_model::ops::nms::nms;
+use seesaw_model::roi_heads::RcnnTestConfig;
 use seesaw_model::structures::{Detections, ImageMeta};
 
 use crate::config::Config;
@@ -35,13 +36,13 @@ pub fn progress_bar(len: u64, show: bool, what: &str) -> ProgressBar {
 }
 
 /// COCO results of one image's detections: boxes mapped back to the original image, masks
-/// pasted there (threshold `mask_thr`) and RLE-encoded. `category_ids[label]` is each
+/// pasted there as `test` says (`mask_paste`, `mask_thr`) and RLE-encoded. `category_ids[label]` is each
 /// detection's category; a label past the list is an error, never a made-up id.
 pub fn to_results(
     dets: &Detections,
     meta: &ImageMeta,
     category_ids: &[u64],
-    mask_thr: f32,
+    test: &RcnnTestConfig,
 ) -> Result<Vec<Detection>> {
     let (oh, ow) = meta.ori_shape;
     (0..dets.boxes.len())
@@ -66,8 +67,15 @@ pub fn to_results(
             ];
             let segmentation = match dets.masks.get(k) {
                 Some(m) if !m.is_empty() => {
-                    let data =
-                        paste_mask(m, dets.mask_size, &b, oh as usize, ow as usize, mask_thr);
+                    let data = paste_mask_with(
+                        test.mask_paste,
+                        m,
+                        dets.mask_size,
+                        &b,
+                        oh as usize,
+                        ow as usize,
+                        test.mask_thr,
+                    );
                     let rle = Bitmap {
                         height: oh,
                         width: ow,
@@ -109,7 +117,7 @@ pub fn predict_split(
                 d,
                 meta,
                 &split.category_ids,
-                cfg.model.roi.test.mask_thr,
+                &cfg.model.roi.test,
             )?);
         }
         Ok(())
@@ -423,7 +431,7 @@ pub fn predict_split_tta(
             &d,
             &meta,
             &split.category_ids,
-            cfg.model.roi.test.mask_thr,
+            &cfg.model.roi.test,
         )?);
         pb.inc(1);
     }
@@ -451,12 +459,13 @@ mod tests {
             scale: (1.0, 1.0),
             flip: false,
         };
-        let ok = to_results(&dets, &meta, &[3, 5, 9], 0.5).expect("every label has an id");
+        let ok = to_results(&dets, &meta, &[3, 5, 9], &RcnnTestConfig::default())
+            .expect("every label has an id");
         assert_eq!(
             ok.iter().map(|d| d.category_id).collect::<Vec<_>>(),
             vec![5, 9]
         );
-        let err = to_results(&dets, &meta, &[3, 5], 0.5)
+        let err = to_results(&dets, &meta, &[3, 5], &RcnnTestConfig::default())
             .expect_err("class 2 has no id")
             .to_string();
         assert!(

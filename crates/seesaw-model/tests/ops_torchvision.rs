@@ -127,3 +127,31 @@ fn mask_paste_matches_grid_sample() {
         assert!(k == 4 || set > 0, "case {k} pasted nothing");
     }
 }
+
+#[test]
+fn torchvision_mask_paste_matches_paste_masks_in_image() {
+    let p =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ops/mask_paste.json");
+    let f: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+    let (h, w, m) = (
+        f["h"].as_u64().unwrap() as usize,
+        f["w"].as_u64().unwrap() as usize,
+        f["m"].as_u64().unwrap() as usize,
+    );
+    for (k, c) in f["cases"].as_array().unwrap().iter().enumerate() {
+        let b: Vec<f32> = list(&c["box"], |x| x.as_f64().unwrap() as f32);
+        let mask: Vec<f32> = list(&c["mask"], |x| x.as_f64().unwrap() as f32);
+        let want: Vec<f32> = list(&c["tv_prob"], |x| x.as_f64().unwrap() as f32);
+        let got = seesaw_model::ops::mask_paste::paste_mask_torchvision(
+            &mask,
+            m,
+            &[b[0], b[1], b[2], b[3]],
+            h,
+            w,
+        );
+        assert_eq!(got.len(), want.len());
+        for (i, (g, p)) in got.iter().zip(&want).enumerate() {
+            assert!((g - p).abs() < 1e-5, "case {k}, pixel {i}: {g} vs {p}");
+        }
+    }
+}

@@ -199,7 +199,7 @@ pub fn run_infer(a: &InferArgs) -> Result<()> {
             &dets,
             &meta,
             &loaded.meta.category_ids,
-            loaded.config.model.roi.test.mask_thr,
+            &loaded.config.model.roi.test,
         )?;
         let shown: Vec<_> = results
             .into_iter()

@@ -116,7 +116,11 @@ pub fn select_detections(
 ) -> Detections {
     let (mut bx, mut sc, mut labels) = (vec![], vec![], vec![]);
     for (j, (&s, b)) in scores.iter().zip(boxes).enumerate() {
-        if s.is_nan() || s <= t.score_thr || !(b[2] > b[0] && b[3] > b[1]) {
+        let (w, h) = (b[2] - b[0], b[3] - b[1]);
+        if s.is_nan()
+            || s <= t.score_thr
+            || !(w > 0.0 && h > 0.0 && w >= t.min_bbox_size && h >= t.min_bbox_size)
+        {
             continue;
         }
         bx.push(*b);

@@ -61,6 +61,11 @@ pub struct RcnnTestConfig {
     pub max_per_img: usize,
     /// Default 0.5.
     pub mask_thr: f32,
+    /// Detections narrower or lower than this (pixels at input scale) are dropped before NMS
+    /// (torchvision's `remove_small_boxes(boxes, 1e-2)`); empty boxes always are. Default 0.
+    pub min_bbox_size: f32,
+    /// How masks go back into the image: `mmdet` (default) or `torchvision`.
+    pub mask_paste: crate::ops::mask_paste::MaskPaste,
 }
 
 impl Default for RcnnTestConfig {
@@ -70,6 +75,8 @@ impl Default for RcnnTestConfig {
             nms_iou: 0.5,
             max_per_img: 300,
             mask_thr: 0.5,
+            min_bbox_size: 0.0,
+            mask_paste: crate::ops::mask_paste::MaskPaste::Mmdet,
         }
     }
 }
