@@ -28,6 +28,10 @@ pub struct DataConfig {
     pub train_scale_mode: ScaleMode,
     /// Test scale `[short, long]`. Default 800 x 1333.
     pub test_scale: [u32; 2],
+    /// Whose keep-ratio resize: `mmdet` (default; sides rounded, 8-bit triangle resampling) or
+    /// `torchvision` (sides floored, bilinear on the normalised float image, as its detection
+    /// models' transform).
+    pub resize: crate::transforms::ResizeKind,
     /// Random crop `[height, width]` after resizing (mmdetection's `RandomCrop`, instances
     /// clipped, boxes recomputed from masks); `[0, 0]` = off. Default off.
     pub crop_size: [u32; 2],
@@ -76,6 +80,7 @@ impl Default for DataConfig {
                 .collect(),
             train_scale_mode: ScaleMode::default(),
             test_scale: [800, 1333],
+            resize: crate::transforms::ResizeKind::Mmdet,
             crop_size: [0, 0],
             photometric: false,
             instaboost: 0.0,

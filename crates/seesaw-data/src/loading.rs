@@ -13,7 +13,9 @@ use crate::image_file::{check_image_size, read_image};
 use crate::split::Split;
 use crate::structures::{GtInstances, ImageMeta};
 use crate::transforms::flip::flip_box;
-use crate::transforms::resize::{rescale, resize_mask};
+use crate::transforms::resize::{
+    ResizeKind, rescale, rescale_torchvision, resize_bilinear, resize_mask,
+};
 
 /// One image ready for the network, before padding.
 #[derive(Debug, Clone)]
@@ -119,6 +121,45 @@ pub fn load_image(
     Ok(prepare_image(read_image(path)?.rgb, scale, flip, cfg))
 }
 
+/// [`prepare_image`] as torchvision's transform: normalised at the original size, then resized
+/// bilinearly in float ([`ResizeKind::Torchvision`]), then flipped.
+fn prepare_image_torchvision(
+    rgb: &image::RgbImage,
+    scale: [u32; 2],
+    flip: bool,
+    cfg: &DataConfig,
+) -> (Vec<f32>, ImageMeta) {
+    let (w0, h0) = rgb.dimensions();
+    let (nh, nw, sx, sy) = rescale_torchvision(h0, w0, scale);
+    let (h0u, w0u) = (h0 as usize, w0 as usize);
+    let mut planes = vec![0f32; 3 * h0u * w0u];
+    for (x, y, p) in rgb.enumerate_pixels() {
+        for c in 0..3 {
+            planes[c * h0u * w0u + y as usize * w0u + x as usize] =
+                (f32::from(p[c]) - cfg.mean[c]) / cfg.std[c];
+        }
+    }
+    let (h, w) = (nh as usize, nw as usize);
+    let mut pixels = if (h, w) == (h0u, w0u) {
+        planes
+    } else {
+        resize_bilinear(&planes, 3, (h0u, w0u), (h, w))
+    };
+    if flip {
+        for row in pixels.chunks_exact_mut(w) {
+            row.reverse();
+        }
+    }
+    let meta = ImageMeta {
+        image_id: 0,
+        ori_shape: (h0, w0),
+        img_shape: (h, w),
+        scale: (sx, sy),
+        flip,
+    };
+    (pixels, meta)
+}
+
 /// Resizes decoded pixels to `scale` (keep ratio), flips them if asked and normalises them.
 fn prepare_image(
     rgb: image::RgbImage,
@@ -127,6 +168,9 @@ fn prepare_image(
     cfg: &DataConfig,
 ) -> (Vec<f32>, ImageMeta) {
     let (w0, h0) = rgb.dimensions();
+    if cfg.resize == ResizeKind::Torchvision {
+        return prepare_image_torchvision(&rgb, scale, flip, cfg);
+    }
     let (nh, nw, sx, sy) = rescale(h0, w0, scale);
     let rgb = if (nh, nw) == (h0, w0) {
         rgb

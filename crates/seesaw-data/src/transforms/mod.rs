@@ -21,4 +21,4 @@ pub use crop::random_crop;
 pub use flip::{draw_flip, flip_box};
 pub use instaboost::{Jitter, instaboost};
 pub use photometric::Photometric;
-pub use resize::{ScaleMode, draw_scale, rescale};
+pub use resize::{ResizeKind, ScaleMode, draw_scale, rescale, rescale_torchvision};

@@ -37,6 +37,68 @@ pub fn draw_scale<R: Rng>(scales: &[[u32; 2]], mode: ScaleMode, rng: &mut R) -> 
     }
 }
 
+/// Whose keep-ratio resize the images get (`data.resize`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeKind {
+    /// mmdetection's `Resize`: sides rounded to the nearest pixel ([`rescale`]), the 8-bit
+    /// image resampled with a triangle filter. The default.
+    #[default]
+    Mmdet,
+    /// torchvision's `GeneralizedRCNNTransform.resize`
+    /// (torchvision/models/detection/transform.py): sides truncated ([`rescale_torchvision`]), the normalised image resampled bilinearly as
+    /// `F.interpolate(..., mode="bilinear", align_corners=False)` ([`resize_bilinear`]).
+    Torchvision,
+}
+
+/// torchvision's keep-ratio rescale (`_resize_image_and_masks`, eager mode): factor `min(short
+/// / min side, long / max side)` in double precision, each side `int(side * factor)`
+/// (truncated; `F.interpolate`'s output size with `recompute_scale_factor=True`). Returns `(h,
+/// w, sx, sy)`, the factors the boxes are mapped back with (torchvision's `resize_boxes`
+/// ratios).
+pub fn rescale_torchvision(h: u32, w: u32, [short, long]: [u32; 2]) -> (u32, u32, f32, f32) {
+    let (lo, hi) = (f64::from(h.min(w)), f64::from(h.max(w)));
+    let f = (f64::from(short) / lo).min(f64::from(long) / hi);
+    let nh = (f64::from(h) * f).floor().max(1.0) as u32;
+    let nw = (f64::from(w) * f).floor().max(1.0) as u32;
+    (nh, nw, nw as f32 / w as f32, nh as f32 / h as f32)
+}
+
+/// Bilinear resize of `planes` channel-major planes of `h0 x w0` floats to `h x w`, as
+/// PyTorch's `F.interpolate(mode="bilinear", align_corners=False)` without antialiasing: the
+/// source of output pixel `i` is `(i + 0.5) * in / out - 0.5`, floored at 0, its upper
+/// neighbour clamped to the edge.
+pub fn resize_bilinear(
+    data: &[f32],
+    planes: usize,
+    (h0, w0): (usize, usize),
+    (h, w): (usize, usize),
+) -> Vec<f32> {
+    let axis = |len_in: usize, len_out: usize| -> Vec<(usize, usize, f32)> {
+        (0..len_out)
+            .map(|i| {
+                let s = ((i as f32 + 0.5) * (len_in as f32 / len_out as f32) - 0.5).max(0.0);
+                let lo = (s as usize).min(len_in - 1);
+                let hi = if lo + 1 < len_in { lo + 1 } else { lo };
+                (lo, hi, s - lo as f32)
+            })
+            .collect()
+    };
+    let (ys, xs) = (axis(h0, h), axis(w0, w));
+    let mut out = vec![0f32; planes * h * w];
+    for c in 0..planes {
+        let src = &data[c * h0 * w0..(c + 1) * h0 * w0];
+        for (y, &(y_lo, y_hi, ly)) in ys.iter().enumerate() {
+            for (x, &(x_lo, x_hi, lx)) in xs.iter().enumerate() {
+                let top = (1.0 - lx) * src[y_lo * w0 + x_lo] + lx * src[y_lo * w0 + x_hi];
+                let bottom = (1.0 - lx) * src[y_hi * w0 + x_lo] + lx * src[y_hi * w0 + x_hi];
+                out[c * h * w + y * w + x] = (1.0 - ly) * top + ly * bottom;
+            }
+        }
+    }
+    out
+}
+
 /// mmdetection's keep-ratio rescale: the largest factor with the long side within `long` and
 /// the short side within `short`. Returns `(h, w, sx, sy)`.
 pub fn rescale(h: u32, w: u32, [short, long]: [u32; 2]) -> (u32, u32, f32, f32) {
