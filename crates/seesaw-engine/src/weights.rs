@@ -89,7 +89,9 @@ fn classes(cfg: &Config, file: &WeightsFile) -> (Vec<String>, Vec<u64>) {
 
 /// Reads a torchvision or mmdetection checkpoint into the detector `cfg` describes and writes
 /// it as a Seesaw checkpoint (iteration 0) that `seesaw test`, `infer` and `train --set
-/// train.load_from` take. torchvision files fill the backbone only.
+/// train.load_from` take. A torchvision classification file fills the backbone; a torchvision
+/// detection model (`maskrcnn_resnet50_fpn`) the whole detector, as does an mmdetection one
+/// (1.x files upgraded on the way).
 pub fn convert(
     input: &Path,
     layout: Layout,
@@ -113,7 +115,24 @@ pub fn convert(
     }
     let device = Device::flex();
     let mut model = cfg.model.init(&device)?;
+    let tv_detector = layout == Layout::Torchvision && file.is_torchvision_detector();
+    if tv_detector {
+        let notes = file.torchvision_detector_to_ours(cfg.model.num_classes)?;
+        tracing::info!(
+            "{}: a torchvision detection model: {} class-indexed tensors re-laid (background \
+             last)",
+            input.display(),
+            notes.len()
+        );
+        for n in notes {
+            tracing::info!("{n}");
+        }
+    }
     let report = match layout {
+        Layout::Torchvision if tv_detector => {
+            let naming = Naming::detector(Layout::Torchvision, &model);
+            weights::load(&mut model, &file, &naming, allow_partial)?
+        }
         Layout::Torchvision => weights::load_backbone(&mut model.backbone, &file, allow_partial)?,
         Layout::Mmdet => {
             let naming = Naming::detector(Layout::Mmdet, &model);

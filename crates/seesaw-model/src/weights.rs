@@ -187,28 +187,112 @@ impl WeightsFile {
     /// # Errors
     /// A tensor whose values cannot be read.
     pub fn upgrade_mmdet_v1(&mut self, num_classes: usize) -> Result<Vec<String>> {
+        self.relayout_background_first(
+            num_classes,
+            &|key| {
+                if is_v1_head(key) {
+                    format!("roi_head.{key}")
+                } else {
+                    key.to_string()
+                }
+            },
+            &|key| {
+                let leaf = key.rsplit('.').nth(1).unwrap_or("");
+                if leaf.ends_with("fc_cls") {
+                    Some(ClassRows::Classifier)
+                } else if leaf.ends_with("fc_reg") {
+                    Some(ClassRows::Regressor)
+                } else if leaf == "conv_logits" {
+                    Some(ClassRows::MaskLogits)
+                } else {
+                    None
+                }
+            },
+        )
+    }
+
+    /// Whether the file is a whole torchvision detection model (`maskrcnn_resnet50_fpn` and
+    /// its kin: `backbone.body.*`, `rpn.head.*`, `roi_heads.*`).
+    pub fn is_torchvision_detector(&self) -> bool {
+        let keys = || self.tensors.keys();
+        keys().any(|k| k.starts_with("rpn.head.")) && keys().any(|k| k.starts_with("roi_heads."))
+    }
+
+    /// A torchvision detection model in the layout [`Naming`] reads: the names older
+    /// torchvision releases saved (the model zoo's files: `backbone.fpn.inner_blocks.0.weight`,
+    /// `rpn.head.conv.weight`, `roi_heads.mask_head.mask_fcn1.weight`) renamed as torchvision's
+    /// own `_load_from_state_dict` upgrades them (`inner_blocks.0.0`, `conv.0.0`,
+    /// `mask_head.0.0`), and its classes (background first, `num_classes` + 1 outputs: 91 for
+    /// the COCO models, whose labels are the COCO category ids) laid out as ours: the background
+    /// row of `box_predictor.cls_score` moved last, its four `box_predictor.bbox_pred` rows and
+    /// its `mask_predictor.mask_fcn_logits` channel dropped. Returns one line per re-laid
+    /// tensor.
+    ///
+    /// # Errors
+    /// A tensor whose values cannot be read.
+    pub fn torchvision_detector_to_ours(&mut self, num_classes: usize) -> Result<Vec<String>> {
+        self.relayout_background_first(
+            num_classes,
+            &|key| {
+                let parts: Vec<&str> = key.split('.').collect();
+                match parts.as_slice() {
+                    [
+                        "backbone",
+                        "fpn",
+                        list @ ("inner_blocks" | "layer_blocks"),
+                        i,
+                        p,
+                    ] => {
+                        format!("backbone.fpn.{list}.{i}.0.{p}")
+                    }
+                    ["rpn", "head", "conv", p] => format!("rpn.head.conv.0.0.{p}"),
+                    ["roi_heads", "mask_head", m, p] if m.starts_with("mask_fcn") => {
+                        match m["mask_fcn".len()..].parse::<usize>() {
+                            Ok(k) if k >= 1 => format!("roi_heads.mask_head.{}.0.{p}", k - 1),
+                            _ => key.to_string(),
+                        }
+                    }
+                    _ => key.to_string(),
+                }
+            },
+            &|key| match key.rsplit_once('.').map(|(m, _)| m) {
+                Some("roi_heads.box_predictor.cls_score") => Some(ClassRows::Classifier),
+                Some("roi_heads.box_predictor.bbox_pred") => Some(ClassRows::Regressor),
+                Some("roi_heads.mask_predictor.mask_fcn_logits") => Some(ClassRows::MaskLogits),
+                _ => None,
+            },
+        )
+    }
+
+    /// Renames every tensor with `rename` and re-lays the class-indexed ones `kind` names
+    /// (after renaming) from background-first with `num_classes` + 1 classes to ours; tensors
+    /// of other row counts (class-agnostic regressors) are left as they are.
+    fn relayout_background_first(
+        &mut self,
+        num_classes: usize,
+        rename: &dyn Fn(&str) -> String,
+        kind: &dyn Fn(&str) -> Option<ClassRows>,
+    ) -> Result<Vec<String>> {
         let k = num_classes + 1;
         let mut notes = Vec::new();
         let old = std::mem::take(&mut self.tensors);
         for (key, t) in old {
-            let new_key = if is_v1_head(&key) {
-                format!("roi_head.{key}")
-            } else {
-                key.clone()
-            };
-            let leaf = new_key.rsplit('.').nth(1).unwrap_or("");
+            let new_key = rename(&key);
             let rows = t.shape.first().copied().unwrap_or(0);
-            // (what, the row order of the upgraded tensor in blocks of `block` rows)
-            let plan: Option<(&str, usize, Vec<usize>)> = if leaf.ends_with("fc_cls") && rows == k {
-                Some(("background row moved last", 1, (1..k).chain([0]).collect()))
-            } else if leaf.ends_with("fc_reg") && rows == 4 * k {
-                Some(("background's 4 rows dropped", 4, (1..k).collect()))
-            } else if leaf == "conv_logits" && rows == k {
-                Some(("background channel dropped", 1, (1..k).collect()))
-            } else {
-                None
+            // (what, the row order of the re-laid tensor in blocks of `block` rows)
+            let plan: Option<(&str, usize, Vec<usize>)> = match kind(&new_key) {
+                Some(ClassRows::Classifier) if rows == k => {
+                    Some(("background row moved last", 1, (1..k).chain([0]).collect()))
+                }
+                Some(ClassRows::Regressor) if rows == 4 * k => {
+                    Some(("background's 4 rows dropped", 4, (1..k).collect()))
+                }
+                Some(ClassRows::MaskLogits) if rows == k => {
+                    Some(("background channel dropped", 1, (1..k).collect()))
+                }
+                _ => None,
             };
-            let t = match plan {
+            let mut t = match plan {
                 None => t,
                 Some((what, block, order)) => {
                     let data = bridge::to_data(&t)
@@ -235,12 +319,22 @@ impl WeightsFile {
                     )
                 }
             };
-            let mut t = t;
             t.name = new_key.clone();
             self.tensors.insert(new_key, t);
         }
         Ok(notes)
     }
+}
+
+/// Which class-indexed tensor [`WeightsFile::relayout_background_first`] re-lays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClassRows {
+    /// One row per class, background first: moved last.
+    Classifier,
+    /// Four rows per class: the background's dropped.
+    Regressor,
+    /// One channel per class: the background's dropped.
+    MaskLogits,
 }
 
 /// mmdetection 1.x's top-level RoI head parts (upgrade_model_version.py's `is_head`).
@@ -387,6 +481,9 @@ impl Naming {
         let parts: Vec<&str> = module.split('.').collect();
         let mapped = match self.layout {
             Layout::Mmdet if !self.backbone_only => self.mmdet_module(&parts)?,
+            Layout::Torchvision if !self.backbone_only => {
+                self.torchvision_detector_module(&parts)?
+            }
             _ => self.backbone_module(&parts)?,
         };
         Some(format!("{mapped}.{param}"))
@@ -410,6 +507,39 @@ impl Naming {
             // lists exactly when mmdetection's are `ModuleList`s, `glbctx_head`); burn leaves
             // the enum's variant out of the path, as mmdetection has no such level.
             ["roi_head", rest @ ..] => format!("roi_head.{}", self.roi_part(rest)?),
+            _ => return None,
+        })
+    }
+
+    /// torchvision's detection models' names (`maskrcnn_resnet50_fpn`, as
+    /// torchvision/models/detection/ builds them at 0.29; older files' names are renamed
+    /// first by [`WeightsFile::torchvision_detector_to_ours`]): the backbone under
+    /// `backbone.body.`, the FPN's `backbone.fpn.inner_blocks.i.0` / `layer_blocks.i.0`,
+    /// `rpn.head.conv.0.0`, `cls_logits`, `bbox_pred`, `roi_heads.box_head.fc6` / `fc7`,
+    /// `roi_heads.box_predictor.cls_score` / `bbox_pred`, `roi_heads.mask_head.i.0`,
+    /// `roi_heads.mask_predictor.conv5_mask` / `mask_fcn_logits`. Parts torchvision's Mask
+    /// R-CNN does not have get no name.
+    fn torchvision_detector_module(&self, parts: &[&str]) -> Option<String> {
+        Some(match parts {
+            ["backbone", rest @ ..] => format!("backbone.body.{}", self.backbone_module(rest)?),
+            ["neck", "lateral_convs", i] => format!("backbone.fpn.inner_blocks.{i}.0"),
+            ["neck", "fpn_convs", i] => format!("backbone.fpn.layer_blocks.{i}.0"),
+            ["rpn_head", "conv"] => "rpn.head.conv.0.0".into(),
+            ["rpn_head", "cls"] => "rpn.head.cls_logits".into(),
+            ["rpn_head", "reg"] => "rpn.head.bbox_pred".into(),
+            ["roi_head", "bbox_head", m] => match *m {
+                "fc1" => "roi_heads.box_head.fc6",
+                "fc2" => "roi_heads.box_head.fc7",
+                "cls" => "roi_heads.box_predictor.cls_score",
+                "reg" => "roi_heads.box_predictor.bbox_pred",
+                _ => return None,
+            }
+            .into(),
+            ["roi_head", "mask_head", "convs", i] => format!("roi_heads.mask_head.{i}.0"),
+            ["roi_head", "mask_head", "upsample"] => "roi_heads.mask_predictor.conv5_mask".into(),
+            ["roi_head", "mask_head", "logits"] => {
+                "roi_heads.mask_predictor.mask_fcn_logits".into()
+            }
             _ => return None,
         })
     }

@@ -26,6 +26,7 @@ fn config() -> DetectorConfig {
     let gn = NormConfig {
         kind: NormKind::Gn,
         num_groups: 4,
+        ..Default::default()
     };
     let mut c = common::tiny("ce");
     c.backbone = ResNetConfig {

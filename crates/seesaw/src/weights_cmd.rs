@@ -30,8 +30,9 @@ pub struct InspectArgs {
 pub struct ConvertArgs {
     /// The PyTorch checkpoint (`.pth`, `.pt`, `.safetensors`).
     pub input: PathBuf,
-    /// Whose names the file uses: torchvision or timm (a ResNet, ResNeXt or ResNeSt; fills the
-    /// backbone) or mmdet (a whole Mask R-CNN / Cascade / HTC / HTC-Lite).
+    /// Whose names the file uses: torchvision or timm (a ResNet, ResNeXt or ResNeSt: fills the
+    /// backbone; a torchvision Mask R-CNN such as maskrcnn_resnet50_fpn: the whole detector)
+    /// or mmdet (a whole Mask R-CNN / Cascade / HTC / HTC-Lite, 1.x files upgraded).
     #[arg(long = "from")]
     pub from: String,
     /// The run config (TOML) whose `model` the weights are for.
@@ -110,7 +111,8 @@ fn convert(a: &ConvertArgs) -> Result<()> {
         a.input.display(),
         report.loaded,
         cfg.model.detector,
-        if layout == Layout::Torchvision {
+        if layout == Layout::Torchvision && !WeightsFile::open(&a.input)?.is_torchvision_detector()
+        {
             "backbone only"
         } else {
             "whole detector"

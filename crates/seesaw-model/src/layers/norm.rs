@@ -38,6 +38,9 @@ pub struct NormConfig {
     pub kind: NormKind,
     /// Groups of a group norm. Default 32.
     pub num_groups: usize,
+    /// Added to the variance (mmcv's and PyTorch's `eps`). Default 1e-5; torchvision's COCO
+    /// detection models run their frozen batch norms with 0 (`overwrite_eps(model, 0.0)`).
+    pub eps: f64,
 }
 
 impl Default for NormConfig {
@@ -45,6 +48,7 @@ impl Default for NormConfig {
         Self {
             kind: NormKind::None,
             num_groups: 32,
+            eps: 1e-5,
         }
     }
 }
@@ -63,6 +67,12 @@ impl NormConfig {
     /// # Errors
     /// [`ModelError::Input`] naming `field` (e.g. `model.neck.norm`).
     pub fn check(&self, field: &str, channels: &[usize]) -> Result<()> {
+        if !(self.eps.is_finite() && self.eps >= 0.0) {
+            return Err(ModelError::Input(format!(
+                "{field}.eps: {} is not a finite value >= 0",
+                self.eps
+            )));
+        }
         if self.kind != NormKind::Gn {
             return Ok(());
         }
@@ -84,15 +94,29 @@ impl NormConfig {
         match self.kind {
             NormKind::None => None,
             NormKind::Bn => {
-                let mut bn = BatchNormConfig::new(channels).init(device);
+                let mut bn = BatchNormConfig::new(channels)
+                    .with_epsilon(self.burn_eps())
+                    .init(device);
                 if eval {
                     bn.training = Param::from_bool(false);
                 }
                 Some(Norm::Batch(bn))
             }
             NormKind::Gn => Some(Norm::Group(
-                GroupNormConfig::new(self.num_groups, channels).init(device),
+                GroupNormConfig::new(self.num_groups, channels)
+                    .with_epsilon(self.burn_eps())
+                    .init(device),
             )),
+        }
+    }
+
+    /// `eps` as burn's norms take it: they refuse 0, so 0 becomes the smallest positive double,
+    /// which is 0 once added in single precision.
+    fn burn_eps(&self) -> f64 {
+        if self.eps > 0.0 {
+            self.eps
+        } else {
+            f64::MIN_POSITIVE
         }
     }
 
