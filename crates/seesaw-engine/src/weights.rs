@@ -128,7 +128,16 @@ pub fn convert(
             tracing::info!("{n}");
         }
     }
+    if layout == Layout::Detectron2 {
+        for n in file.detectron2_to_ours()? {
+            tracing::info!("{}: a detectron2 model: {n}", input.display());
+        }
+    }
     let report = match layout {
+        Layout::Detectron2 => {
+            let naming = Naming::detector(Layout::Detectron2, &model);
+            weights::load(&mut model, &file, &naming, allow_partial)?
+        }
         Layout::Torchvision if tv_detector => {
             let naming = Naming::detector(Layout::Torchvision, &model);
             weights::load(&mut model, &file, &naming, allow_partial)?
@@ -153,12 +162,26 @@ pub fn convert(
 }
 
 /// Writes a Seesaw checkpoint's weights as safetensors under `layout`'s names (mmdetection's
-/// for the whole detector; torchvision's for the backbone alone), in PyTorch's layout.
+/// or detectron2's for the whole detector, the latter with its BGR stem; torchvision's for the
+/// backbone alone), in PyTorch's layout.
 pub fn export(ckpt: &Path, layout: Layout, out: &Path) -> Result<usize> {
     let loaded = load_for_inference(ckpt, None)?;
     let model = &loaded.model;
     let tensors = match layout {
         Layout::Mmdet => weights::export(model, &Naming::detector(layout, model))?,
+        // detectron2 reads BGR: the stem gets its channel order back.
+        Layout::Detectron2 => weights::export(model, &Naming::detector(layout, model))?
+            .into_iter()
+            .map(|(name, t)| {
+                if name == weights::DETECTRON2_STEM {
+                    weights::reverse_input_channels(t)
+                        .map(|t| (name, t))
+                        .map_err(EngineError::Request)
+                } else {
+                    Ok((name, t))
+                }
+            })
+            .collect::<Result<Vec<_>>>()?,
         Layout::Torchvision => {
             weights::export(&model.backbone, &Naming::backbone(layout, &model.backbone))?
         }

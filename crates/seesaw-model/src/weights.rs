@@ -39,6 +39,12 @@ pub enum Layout {
     /// `roi_head.mask_head[.s].convs.0.conv`, `conv_logits`, `conv_res.conv`,
     /// `roi_head.glbctx_head` (SCNet's).
     Mmdet,
+    /// detectron2's `GeneralizedRCNN` (its model zoo's `.pkl` and its training `.pth`):
+    /// `backbone.bottom_up.stem.conv1`, `res2.0.conv1.norm`, `shortcut`, `backbone.fpn_lateral2`,
+    /// `fpn_output2`, `proposal_generator.rpn_head.conv`, `objectness_logits`, `anchor_deltas`,
+    /// `roi_heads.box_head.fc1`, `box_predictor.cls_score` / `bbox_pred`,
+    /// `roi_heads.mask_head.mask_fcn1`, `deconv`, `predictor`.
+    Detectron2,
 }
 
 impl Layout {
@@ -47,8 +53,9 @@ impl Layout {
         match s {
             "torchvision" | "timm" => Ok(Layout::Torchvision),
             "mmdet" | "mmdetection" => Ok(Layout::Mmdet),
+            "detectron2" | "d2" => Ok(Layout::Detectron2),
             other => Err(ModelError::Input(format!(
-                "weights layout {other:?}: expected torchvision, timm or mmdet"
+                "weights layout {other:?}: expected torchvision, timm, mmdet or detectron2"
             ))),
         }
     }
@@ -95,13 +102,28 @@ impl WeightsFile {
                 tensors,
             });
         }
-        // Checkpoints with a `state_dict` (plus `meta`, `optimizer`, ...) hold the weights there.
+        let is_pickle = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("pkl"));
+        if is_pickle {
+            let (tensors, key) = read_numpy_pickle(path)?;
+            return Ok(WeightsFile {
+                path: path.to_path_buf(),
+                top_level_key: key,
+                tensors,
+            });
+        }
+        // Checkpoints with a `state_dict` (mmdetection: plus `meta`, `optimizer`, ...) or a
+        // `model` (detectron2's training checkpoints) hold the weights there.
         let (reader, key) = match PytorchReader::with_top_level_key(path, "state_dict") {
             Ok(r) => (r, Some("state_dict".to_string())),
-            Err(_) => (
-                PytorchReader::new(path).map_err(|e| weights_error(path, e))?,
-                None,
-            ),
+            Err(_) => match PytorchReader::with_top_level_key(path, "model") {
+                Ok(r) => (r, Some("model".to_string())),
+                Err(_) => (
+                    PytorchReader::new(path).map_err(|e| weights_error(path, e))?,
+                    None,
+                ),
+            },
         };
         let tensors = reader
             .into_tensors()
@@ -264,6 +286,35 @@ impl WeightsFile {
         )
     }
 
+    /// Whether the file is a detectron2 model (`backbone.bottom_up.*` or
+    /// `proposal_generator.*`).
+    pub fn is_detectron2(&self) -> bool {
+        self.tensors
+            .keys()
+            .any(|k| k.starts_with("backbone.bottom_up.") || k.starts_with("proposal_generator."))
+    }
+
+    /// A detectron2 model for our RGB pipeline: its model zoo's networks read BGR images
+    /// (`INPUT.FORMAT = "BGR"`), so the stem's first convolution
+    /// (`backbone.bottom_up.stem.conv1.weight`) has its input channels reversed; the config
+    /// then gives the mean and std in RGB order (configs/mask_rcnn_r50_fpn_detectron2_lvis.toml).
+    /// Its classes are laid out as ours already (background last, no background regressor or
+    /// mask). Returns what it changed.
+    ///
+    /// # Errors
+    /// A stem convolution whose values cannot be read.
+    pub fn detectron2_to_ours(&mut self) -> Result<Vec<String>> {
+        let name = DETECTRON2_STEM;
+        let Some(t) = self.tensors.remove(name) else {
+            return Ok(vec![]);
+        };
+        let t = reverse_input_channels(t).map_err(|e| weights_error(&self.path, e))?;
+        self.tensors.insert(name.to_string(), t);
+        Ok(vec![format!(
+            "{name}: input channels reversed (BGR -> RGB)"
+        )])
+    }
+
     /// Renames every tensor with `rename` and re-lays the class-indexed ones `kind` names
     /// (after renaming) from background-first with `num_classes` + 1 classes to ours; tensors
     /// of other row counts (class-agnostic regressors) are left as they are.
@@ -335,6 +386,142 @@ enum ClassRows {
     Regressor,
     /// One channel per class: the background's dropped.
     MaskLogits,
+}
+
+/// The arrays of a Python pickle of numpy arrays, as detectron2's model zoo stores weights
+/// (`{"model": {name: ndarray}, "__author__": ...}`; the dict itself when it has no `model`),
+/// read with serde-pickle, and the key they sat under. numpy pickles an array as
+/// `numpy.core.multiarray._reconstruct` then `BUILD` with the state `(version, shape, dtype,
+/// is_fortran, raw bytes)`; the reader keeps the state but not the dtype's name, so the element
+/// type is told by the bytes per element: 4 is float32, 8 float64, 2 float16 (detectron2's files
+/// hold float arrays only).
+///
+/// # Errors
+/// A file that is not such a pickle, a key that is not a string, an entry that is not an
+/// array, a big-endian or Fortran-ordered array, or bytes that do not fit the shape.
+fn read_numpy_pickle(path: &Path) -> Result<(BTreeMap<String, PackTensor>, Option<String>)> {
+    use serde_pickle::{DeOptions, HashableValue, Value};
+    let file = std::fs::File::open(path).map_err(|e| weights_error(path, e))?;
+    let root = serde_pickle::value_from_reader(
+        std::io::BufReader::new(file),
+        DeOptions::new()
+            .decode_strings()
+            .replace_unresolved_globals()
+            .replace_recursive_structures(),
+    )
+    .map_err(|e| weights_error(path, format!("not a readable pickle: {e}")))?;
+    let Value::Dict(mut top) = root else {
+        return Err(weights_error(path, "the pickle is not a dict of arrays"));
+    };
+    let (entries, key) = match top.remove(&HashableValue::String("model".into())) {
+        Some(Value::Dict(model)) => (model, Some("model".to_string())),
+        Some(_) => return Err(weights_error(path, "`model` is not a dict of arrays")),
+        None => (top, None),
+    };
+    let mut tensors = BTreeMap::new();
+    for (k, v) in entries {
+        let name = match k {
+            HashableValue::String(s) => s,
+            other => {
+                return Err(weights_error(
+                    path,
+                    format!("a key that is not a string: {other:?}"),
+                ));
+            }
+        };
+        let bad = |why: &str| weights_error(path, format!("`{name}`: {why}"));
+        let Value::Tuple(state) = v else {
+            return Err(bad("not a numpy array"));
+        };
+        let [_, Value::Tuple(shape), dtype, Value::Bool(fortran), raw] = state.as_slice() else {
+            return Err(bad(
+                "not a numpy array (state other than (version, shape, dtype, fortran, data))",
+            ));
+        };
+        if *fortran {
+            return Err(bad("a Fortran-ordered array"));
+        }
+        if let Value::Tuple(d) = dtype
+            && matches!(d.get(1), Some(Value::String(o)) if o == ">")
+        {
+            return Err(bad("a big-endian array"));
+        }
+        let shape: Vec<usize> = shape
+            .iter()
+            .map(|d| match d {
+                Value::I64(n) if *n >= 0 => Ok(*n as usize),
+                _ => Err(bad("a shape that is not a tuple of sizes")),
+            })
+            .collect::<Result<_>>()?;
+        let raw = match raw {
+            Value::Bytes(b) => b.as_slice(),
+            _ => return Err(bad("array data that is not bytes")),
+        };
+        let numel: usize = shape.iter().product();
+        let values: Vec<f32> = match (numel, raw.len()) {
+            (0, 0) => vec![],
+            (n, len) if len == 4 * n => raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            (n, len) if len == 8 * n => raw
+                .chunks_exact(8)
+                .map(|c| {
+                    f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+                })
+                .collect(),
+            (n, len) if len == 2 * n => raw
+                .chunks_exact(2)
+                .map(|c| burn::tensor::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            (n, len) => {
+                return Err(bad(&format!(
+                    "{len} bytes for {n} elements of a float type"
+                )));
+            }
+        };
+        let data = burn::tensor::TensorData::new(values, shape);
+        tensors.insert(name.clone(), bridge::from_data(data, name, None));
+    }
+    Ok((tensors, key))
+}
+
+/// detectron2's first convolution, the one that reads the image.
+pub const DETECTRON2_STEM: &str = "backbone.bottom_up.stem.conv1.weight";
+
+/// A convolution weight `[O, I, kh, kw]` with its input channels in reverse order (BGR <->
+/// RGB).
+///
+/// # Errors
+/// A tensor that is not 4-D or whose values cannot be read.
+pub fn reverse_input_channels(t: PackTensor) -> std::result::Result<PackTensor, String> {
+    let name = t.name.clone();
+    let data = bridge::to_data(&t)
+        .map_err(|e| format!("tensor {name}: {e}"))?
+        .convert::<f32>();
+    let shape = data.shape().to_vec();
+    let [o, i, kh, kw] = shape[..] else {
+        return Err(format!(
+            "tensor {name}: shape {shape:?}, not a convolution weight"
+        ));
+    };
+    let v = data
+        .try_to_vec::<f32>()
+        .map_err(|e| format!("tensor {name}: {e:?}"))?;
+    let plane = kh * kw;
+    let mut out = vec![0f32; v.len()];
+    for oo in 0..o {
+        for ii in 0..i {
+            let src = (oo * i + ii) * plane;
+            let dst = (oo * i + (i - 1 - ii)) * plane;
+            out[dst..dst + plane].copy_from_slice(&v[src..src + plane]);
+        }
+    }
+    Ok(bridge::from_data(
+        burn::tensor::TensorData::new(out, shape),
+        name,
+        None,
+    ))
 }
 
 /// mmdetection 1.x's top-level RoI head parts (upgrade_model_version.py's `is_head`).
@@ -484,6 +671,7 @@ impl Naming {
             Layout::Torchvision if !self.backbone_only => {
                 self.torchvision_detector_module(&parts)?
             }
+            Layout::Detectron2 => self.detectron2_module(&parts)?,
             _ => self.backbone_module(&parts)?,
         };
         Some(format!("{mapped}.{param}"))
@@ -540,6 +728,57 @@ impl Naming {
             ["roi_head", "mask_head", "logits"] => {
                 "roi_heads.mask_predictor.mask_fcn_logits".into()
             }
+            _ => return None,
+        })
+    }
+
+    /// detectron2's names (see [`Layout::Detectron2`]): the ResNet under
+    /// `backbone.bottom_up.` with its stem `stem.conv1` (norm `stem.conv1.norm`), stages
+    /// `res2`..`res5`, each conv's norm under it (`conv1.norm`) and the projection `shortcut`;
+    /// the FPN's `fpn_lateral{2..5}` / `fpn_output{2..5}`; the RPN, box and mask heads as
+    /// detectron2's `StandardRPNHead`, `FastRCNNConvFCHead` + `FastRCNNOutputLayers` and
+    /// `MaskRCNNConvUpsampleHead` name them. Parts detectron2's Mask R-CNN does not have get no
+    /// name.
+    fn detectron2_module(&self, parts: &[&str]) -> Option<String> {
+        Some(match parts {
+            ["backbone", "conv1"] => "backbone.bottom_up.stem.conv1".into(),
+            ["backbone", "bn1"] => "backbone.bottom_up.stem.conv1.norm".into(),
+            ["backbone", layer, b, m] => {
+                let stage: usize = layer.strip_prefix("layer")?.parse().ok()?;
+                let m = match *m {
+                    "downsample_conv" => "shortcut".to_string(),
+                    "downsample_bn" => "shortcut.norm".to_string(),
+                    bn if bn.starts_with("bn") => format!("conv{}.norm", &bn[2..]),
+                    conv if conv.starts_with("conv") => conv.to_string(),
+                    _ => return None,
+                };
+                format!("backbone.bottom_up.res{}.{b}.{m}", stage + 1)
+            }
+            ["neck", "lateral_convs", i] => {
+                format!("backbone.fpn_lateral{}", i.parse::<usize>().ok()? + 2)
+            }
+            ["neck", "fpn_convs", i] => {
+                format!("backbone.fpn_output{}", i.parse::<usize>().ok()? + 2)
+            }
+            ["rpn_head", "conv"] => "proposal_generator.rpn_head.conv".into(),
+            ["rpn_head", "cls"] => "proposal_generator.rpn_head.objectness_logits".into(),
+            ["rpn_head", "reg"] => "proposal_generator.rpn_head.anchor_deltas".into(),
+            ["roi_head", "bbox_head", m] => match *m {
+                "fc1" => "roi_heads.box_head.fc1",
+                "fc2" => "roi_heads.box_head.fc2",
+                "cls" => "roi_heads.box_predictor.cls_score",
+                "reg" => "roi_heads.box_predictor.bbox_pred",
+                _ => return None,
+            }
+            .into(),
+            ["roi_head", "mask_head", "convs", i] => {
+                format!(
+                    "roi_heads.mask_head.mask_fcn{}",
+                    i.parse::<usize>().ok()? + 1
+                )
+            }
+            ["roi_head", "mask_head", "upsample"] => "roi_heads.mask_head.deconv".into(),
+            ["roi_head", "mask_head", "logits"] => "roi_heads.mask_head.predictor".into(),
             _ => return None,
         })
     }

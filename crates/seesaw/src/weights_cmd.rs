@@ -28,11 +28,12 @@ pub struct InspectArgs {
 
 #[derive(Args)]
 pub struct ConvertArgs {
-    /// The PyTorch checkpoint (`.pth`, `.pt`, `.safetensors`).
+    /// The PyTorch checkpoint (`.pth`, `.pt`, `.safetensors`, or detectron2's `.pkl`).
     pub input: PathBuf,
     /// Whose names the file uses: torchvision or timm (a ResNet, ResNeXt or ResNeSt: fills the
-    /// backbone; a torchvision Mask R-CNN such as maskrcnn_resnet50_fpn: the whole detector)
-    /// or mmdet (a whole Mask R-CNN / Cascade / HTC / HTC-Lite, 1.x files upgraded).
+    /// backbone; a torchvision Mask R-CNN such as maskrcnn_resnet50_fpn: the whole detector),
+    /// mmdet (a whole Mask R-CNN / Cascade / HTC / HTC-Lite, 1.x files upgraded) or
+    /// detectron2 (a whole Mask R-CNN R50/R101-FPN, `.pkl` or `.pth`).
     #[arg(long = "from")]
     pub from: String,
     /// The run config (TOML) whose `model` the weights are for.
@@ -56,7 +57,8 @@ pub struct ExportArgs {
     /// The safetensors file to write.
     #[arg(long)]
     pub out: PathBuf,
-    /// mmdet (the whole detector, mmdetection's names) or torchvision (the backbone alone).
+    /// mmdet (the whole detector, mmdetection's names), detectron2 (the whole Mask R-CNN,
+    /// detectron2's names, BGR stem) or torchvision (the backbone alone).
     #[arg(long, default_value = "mmdet")]
     pub layout: String,
 }

@@ -274,7 +274,10 @@ fn weights_that_do_not_fit_are_named_and_nothing_panics() {
     let err = fails(&[
         "weights", "convert", &pth, "--from", "caffe", "--arch", &arch, "--out", out_s,
     ]);
-    assert!(err.contains("expected torchvision, timm or mmdet"), "{err}");
+    assert!(
+        err.contains("expected torchvision, timm, mmdet or detectron2"),
+        "{err}"
+    );
 
     let missing = d.join("missing.pth");
     let err = fails(&["weights", "inspect", missing.to_str().unwrap()]);

@@ -74,7 +74,10 @@ impl ResNetConfig {
             (BlockKind::Bottleneck, kind) => {
                 let width =
                     bottleneck_width(s.planes, self.groups, self.base_width, self.base_channels);
-                let conv1 = conv(s.cin, width, 1, 1, device);
+                // caffe style: the stride on the first 1x1 instead of the 3x3.
+                let caffe = self.style == super::resnet::ResNetStyle::Caffe;
+                let (stride1, stride3) = if caffe { (s.stride, 1) } else { (1, s.stride) };
+                let conv1 = conv(s.cin, width, 1, stride1, device);
                 let bn1 = norm(width)?;
                 let (conv2, bn2, avd) = if kind == BackboneKind::Resnest {
                     let avd = self.avg_down_stride && s.stride > 1;
@@ -103,7 +106,7 @@ impl ResNetConfig {
                     });
                     (Conv2Layer::SplitAttention(sa), None, pool)
                 } else {
-                    let c = conv3x3(width, width, s.stride, self.groups);
+                    let c = conv3x3(width, width, stride3, self.groups);
                     (Conv2Layer::Conv(c), Some(norm(width)?), None)
                 };
                 let conv3 = conv(width, cout, 1, 1, device);

@@ -11,5 +11,6 @@ pub mod resnext;
 pub use block::{Block, Conv2Layer, DeepStem};
 pub use plugins::{PluginConfig, PluginKind, PluginPosition};
 pub use resnet::{
-    BackboneKind, BlockKind, DcnConfig, DcnKind, ResNet, ResNetConfig, Resolved, StemKind,
+    BackboneKind, BlockKind, DcnConfig, DcnKind, ResNet, ResNetConfig, ResNetStyle, Resolved,
+    StemKind,
 };

@@ -19,6 +19,17 @@ use super::plugins::PluginConfig;
 use crate::error::{ModelError, Result};
 use crate::layers::{ConvKind, Norm, NormConfig, NormKind, conv_forward};
 
+/// Where a strided bottleneck puts its stride (mmdetection's `ResNet(style=...)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResNetStyle {
+    /// On the 3x3 conv (ResNet v1.5).
+    #[default]
+    Pytorch,
+    /// On the first 1x1 conv (detectron2's `STRIDE_IN_1X1`).
+    Caffe,
+}
+
 /// Residual block kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -169,6 +180,11 @@ pub struct ResNetConfig {
     /// Convolutions: `conv` (default) or `ws`, weight-standardised (mmdetection's
     /// `conv_cfg=dict(type='ConvWS')`; not with DCN).
     pub conv: ConvKind,
+    /// Where a strided bottleneck puts its stride (mmdetection's `style`): `pytorch` on the
+    /// 3x3 (ResNet v1.5, torchvision's and mmdetection's default) or `caffe` on the first 1x1
+    /// (the original ResNet; detectron2's `STRIDE_IN_1X1 = True` of its MSRA-initialised
+    /// models). Default `pytorch`.
+    pub style: ResNetStyle,
     /// Pretrained weights loaded into the backbone when training starts afresh: a torchvision
     /// or timm ImageNet checkpoint (`.pth` or `.safetensors`) or an mmdetection one (its
     /// `backbone.*`). Default "" (random initialisation).
@@ -198,6 +214,7 @@ impl Default for ResNetConfig {
             norm_eval: true,
             norm: NormConfig::bn(),
             conv: ConvKind::Conv,
+            style: ResNetStyle::Pytorch,
             init: String::new(),
         }
     }
@@ -269,6 +286,13 @@ impl ResNetConfig {
         if resnest && (block == BlockKind::Basic || self.radix == 0 || self.reduction_factor == 0) {
             return bad(
                 "type resnest needs bottleneck blocks and positive radix and reduction_factor"
+                    .to_string(),
+            );
+        }
+        if self.style == ResNetStyle::Caffe && (block == BlockKind::Basic || resnest) {
+            return bad(
+                "style: caffe moves a bottleneck's stride to its first 1x1; it needs bottleneck \
+                 blocks and no ResNeSt"
                     .to_string(),
             );
         }
