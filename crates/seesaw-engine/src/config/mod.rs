@@ -536,7 +536,11 @@ mod shipped {
                 );
                 assert_eq!(
                     cfg.data.sampler,
-                    if name.contains("rfs") || name.contains("dual_cls") {
+                    // detectron2's LVIS baselines train with repeat factor sampling.
+                    if name.contains("rfs")
+                        || name.contains("dual_cls")
+                        || name.contains("detectron2")
+                    {
                         SamplerKind::Rfs
                     } else {
                         SamplerKind::Random
@@ -554,11 +558,18 @@ mod shipped {
                     _ if name.contains("gn_ws") => format!("resnet{}_gn_ws-", bb.depth),
                     _ => format!("resnet{}-", bb.depth),
                 };
-                assert!(
-                    bb.init.starts_with(&format!("checkpoints/{prefix}")),
-                    "{name}: {}",
-                    bb.init
-                );
+                if name.contains("detectron2") {
+                    // A converted model: the whole detector comes from the file, and its
+                    // ResNet has the stride in the 1x1.
+                    assert!(bb.init.is_empty(), "{name}");
+                    assert_eq!(bb.style, seesaw_model::backbones::ResNetStyle::Caffe);
+                } else {
+                    assert!(
+                        bb.init.starts_with(&format!("checkpoints/{prefix}")),
+                        "{name}: {}",
+                        bb.init
+                    );
+                }
                 assert_eq!((cfg.train.lr, cfg.train.warmup_iters), (0.02, 500));
             }
             seen += 1;
