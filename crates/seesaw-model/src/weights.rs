@@ -609,6 +609,9 @@ pub struct Naming {
     /// The box heads are Double Heads: their fully connected layers are `fc_branch.i`, and
     /// this is the name stem of their bottlenecks' norms (`conv_branch.0.bn1`).
     double_head: Option<&'static str>,
+    /// Shared convs of the (first) box head: torchvision's v2 box head numbers its fc after
+    /// them.
+    box_convs: usize,
 }
 
 /// mmcv's name stem of a norm layer (`build_norm_layer`'s abbreviation).
@@ -643,6 +646,7 @@ impl Naming {
             head_norm: norm_abbr(head_norm),
             double_head: (det.config().bbox_head.kind == BBoxHeadKind::Double)
                 .then(|| det.config().bbox_head.norm.abbr()),
+            box_convs: det.config().bbox_head.num_shared_convs,
         }
     }
 
@@ -659,6 +663,7 @@ impl Naming {
             neck_norm: "bn",
             head_norm: "bn",
             double_head: None,
+            box_convs: 0,
         }
     }
 
@@ -712,7 +717,22 @@ impl Naming {
             ["backbone", rest @ ..] => format!("backbone.body.{}", self.backbone_module(rest)?),
             ["neck", "lateral_convs", i] => format!("backbone.fpn.inner_blocks.{i}.0"),
             ["neck", "fpn_convs", i] => format!("backbone.fpn.layer_blocks.{i}.0"),
+            // v2's FPN: Conv2dNormActivation with a batch norm.
+            ["neck", "lateral_norms", i] => format!("backbone.fpn.inner_blocks.{i}.1"),
+            ["neck", "fpn_norms", i] => format!("backbone.fpn.layer_blocks.{i}.1"),
             ["rpn_head", "conv"] => "rpn.head.conv.0.0".into(),
+            // v2's RPNHead(conv_depth=2).
+            ["rpn_head", "extra_convs", i] => {
+                format!("rpn.head.conv.{}.0", i.parse::<usize>().ok()? + 1)
+            }
+            // v2's FastRCNNConvFCHead: a Sequential of conv + BN blocks, a Flatten, the fc.
+            ["roi_head", "bbox_head", "shared_convs", i] => format!("roi_heads.box_head.{i}.0"),
+            ["roi_head", "bbox_head", "shared_norms", i] => format!("roi_heads.box_head.{i}.1"),
+            ["roi_head", "bbox_head", "fc1"] if self.box_convs > 0 => {
+                format!("roi_heads.box_head.{}", self.box_convs + 1)
+            }
+            // v2's MaskRCNNHeads with a norm.
+            ["roi_head", "mask_head", "norms", i] => format!("roi_heads.mask_head.{i}.1"),
             ["rpn_head", "cls"] => "rpn.head.cls_logits".into(),
             ["rpn_head", "reg"] => "rpn.head.bbox_pred".into(),
             ["roi_head", "bbox_head", m] => match *m {

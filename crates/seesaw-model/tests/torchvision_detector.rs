@@ -85,9 +85,9 @@ fn close(got: &[f32], want: &[f32], tol: f32, what: &str) {
 }
 
 /// The converted detector and the two images as torchvision's transform prepares them.
-fn converted() -> (Detector, Tensor<4>, Vec<ImageMeta>) {
+fn converted(file: &str, cfg: DetectorConfig) -> (Detector, Tensor<4>, Vec<ImageMeta>) {
     let device = Device::flex();
-    let mut file = fixture("tv_maskrcnn_tiny.pth");
+    let mut file = fixture(file);
     assert!(file.is_torchvision_detector());
     let notes = file.torchvision_detector_to_ours(5).expect("re-laid");
     assert_eq!(
@@ -95,7 +95,7 @@ fn converted() -> (Detector, Tensor<4>, Vec<ImageMeta>) {
         6,
         "cls_score, bbox_pred, mask_fcn_logits: {notes:?}"
     );
-    let mut det = tv_config().init(&device).expect("model");
+    let mut det = cfg.init(&device).expect("model");
     let naming = Naming::detector(Layout::Torchvision, &det);
     let report = weights::load(&mut det, &file, &naming, false).expect("every tensor fits");
     assert!(report.is_complete(), "{report:?}");
@@ -124,10 +124,46 @@ fn converted() -> (Detector, Tensor<4>, Vec<ImageMeta>) {
     (det, images, metas)
 }
 
+/// `maskrcnn_resnet50_fpn_v2`'s parts on the fixture's widths (torchvision's v2 builder):
+/// batch norm (eps 1e-5) in the FPN, a two-conv RPN head, a 4-conv + 1-fc box head and a mask
+/// head with batch norm.
+fn tv_v2_config() -> DetectorConfig {
+    let mut c = tv_config();
+    c.backbone.norm = NormConfig::bn();
+    c.neck.norm = NormConfig::bn();
+    c.rpn.num_convs = 2;
+    c.bbox_head.num_shared_convs = 4;
+    c.bbox_head.conv_out_channels = 16;
+    c.bbox_head.num_shared_fcs = 1;
+    c.bbox_head.norm = NormConfig::bn();
+    c.mask_head.norm = NormConfig::bn();
+    c
+}
+
 #[test]
 fn a_torchvision_mask_rcnn_converts_and_matches_torchvision() {
-    let out = fixture("tv_maskrcnn_tiny_out.safetensors");
-    let (det, images, metas) = converted();
+    matches_torchvision(
+        "tv_maskrcnn_tiny.pth",
+        "tv_maskrcnn_tiny_out.safetensors",
+        tv_config(),
+    );
+}
+
+#[test]
+fn a_torchvision_mask_rcnn_v2_converts_and_matches_torchvision() {
+    matches_torchvision(
+        "tv_maskrcnn_v2_tiny.pth",
+        "tv_maskrcnn_v2_tiny_out.safetensors",
+        tv_v2_config(),
+    );
+}
+
+/// The converted `file` against torchvision's outputs `out`: FPN, anchors, proposals,
+/// RoIAlign at levels 1-3, detections, mask probabilities, pasted masks (soft in v1's
+/// fixture; binarised at > 0.5 in v2's, whose pixels within 1e-4 of 0.5 may go either way).
+fn matches_torchvision(file: &str, out: &str, cfg: DetectorConfig) {
+    let out = fixture(out);
+    let (det, images, metas) = converted(file, cfg);
     let feats = det.features(images.clone());
     for (l, name) in ["fpn_0", "fpn_1", "fpn_2", "fpn_3", "fpn_pool"]
         .iter()
@@ -218,11 +254,28 @@ fn a_torchvision_mask_rcnn_converts_and_matches_torchvision() {
             "mask probabilities",
         );
         // Pasted as torchvision pastes them.
-        let want = host(out.data(&format!("det_masks_{i}")).expect("pasted"));
+        let pasted = out.data(&format!("det_masks_{i}")).expect("pasted");
+        let binary = pasted.dtype() == seesaw_model::burn::tensor::DType::U8;
+        let want = host(pasted);
         let hw = 96 * 128;
         for (k, (m, b)) in d.masks.iter().zip(&d.boxes).enumerate() {
             let got = paste_mask_torchvision(m, d.mask_size, b, 96, 128);
-            close(&got, &want[k * hw..(k + 1) * hw], 1e-4, "pasted mask");
+            let want = &want[k * hw..(k + 1) * hw];
+            if binary {
+                for (p, (g, w)) in got.iter().zip(want).enumerate() {
+                    if (g - 0.5).abs() > 1e-4 {
+                        assert_eq!(f32::from(u8::from(*g > 0.5)), *w, "{file}: mask {k} px {p}");
+                    }
+                }
+                let sum: f32 = got.iter().sum();
+                let want_sum = host(out.data(&format!("det_masks_soft_sum_{i}")).expect("sum"))[k];
+                assert!(
+                    (sum - want_sum).abs() < 1e-3 * (1.0 + want_sum),
+                    "{sum} vs {want_sum}"
+                );
+            } else {
+                close(&got, want, 1e-4, "pasted mask");
+            }
         }
     }
 }

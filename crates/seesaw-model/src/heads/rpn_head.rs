@@ -50,6 +50,10 @@ pub struct RpnConfig {
     pub anchor_strides_from_sizes: bool,
     /// Channels of the shared conv; 0 = the neck's. Default 0.
     pub feat_channels: usize,
+    /// 3x3 convs (each with ReLU) before the classifier and regressor: 1 (mmdetection's and
+    /// torchvision's v1 head) or more (`RPNHead(conv_depth=2)` of torchvision's
+    /// `maskrcnn_resnet50_fpn_v2`). Default 1.
+    pub num_convs: usize,
     /// Anchors sampled per image for the loss. Default 256.
     pub sampler_num: usize,
     /// Default 0.5.
@@ -73,6 +77,7 @@ impl Default for RpnConfig {
             anchor_round: false,
             anchor_strides_from_sizes: false,
             feat_channels: 0,
+            num_convs: 1,
             sampler_num: 256,
             sampler_pos_fraction: 0.5,
             pos_iou: 0.7,
@@ -113,6 +118,11 @@ impl RpnConfig {
                 "rpn: anchor_strides, anchor_scales and anchor_ratios must not be empty".into(),
             ));
         }
+        if self.num_convs == 0 {
+            return Err(ModelError::Input(
+                "model.rpn.num_convs: the RPN head needs at least one conv".into(),
+            ));
+        }
         let f = if self.feat_channels == 0 {
             in_channels
         } else {
@@ -129,6 +139,9 @@ impl RpnConfig {
         };
         Ok(RpnHead {
             conv: zero_bias(mk(in_channels, f, 3)),
+            extra_convs: (1..self.num_convs)
+                .map(|_| zero_bias(mk(f, f, 3)))
+                .collect(),
             cls: zero_bias(mk(f, a, 1)),
             reg: zero_bias(mk(f, 4 * a, 1)),
         })
@@ -151,6 +164,8 @@ pub(crate) fn zeros_param(p: Param<Tensor<1>>) -> Param<Tensor<1>> {
 #[derive(Module, Debug)]
 pub struct RpnHead {
     pub conv: Conv2d,
+    /// The convs after the first (`num_convs` > 1), each with ReLU; empty by default.
+    pub extra_convs: Vec<Conv2d>,
     pub cls: Conv2d,
     pub reg: Conv2d,
 }
@@ -174,7 +189,10 @@ impl RpnHead {
         let mut sizes = Vec::new();
         for f in feats {
             let [b, _, h, w] = f.dims();
-            let x = relu(self.conv.forward(f.clone()));
+            let mut x = relu(self.conv.forward(f.clone()));
+            for conv in &self.extra_convs {
+                x = relu(conv.forward(x));
+            }
             let c = self.cls.forward(x.clone());
             let a = c.dims()[1];
             cls.push(c.permute([0, 2, 3, 1]).reshape([b, h * w * a]));
