@@ -1,22 +1,21 @@
 //! A torchvision Mask R-CNN converted and run with torchvision's conventions, against
 //! torchvision itself: tests/fixtures/weights/make_torchvision_maskrcnn.py builds
-//! `torchvision.models.detection.MaskRCNN` (maskrcnn_resnet50_fpn's classes and names, tiny
-//! widths, random weights), saves its state dict as torchvision saves detection weights and
-//! records its forward on two PNG images: the FPN maps, the anchors, the RPN's proposals, the
-//! box head's outputs, the detections, the mask probabilities and the pasted masks.
+//! `torchvision.models.detection.MaskRCNN` (maskrcnn_resnet50_fpn's and _v2's classes and
+//! names, tiny widths, random weights), saves its state dict as torchvision saves detection
+//! weights and records its forward on two PNG images: the FPN maps, the anchors, the RPN's
+//! proposals, the box head's outputs, the detections, the mask probabilities and the pasted
+//! masks ([`common::reference`] checks all but the masks).
 
 mod common;
 
+use common::reference::{Reference, check_against, close, fixture_images, host};
 use seesaw_data::DataConfig;
-use seesaw_data::loading::load_image;
 use seesaw_data::transforms::ResizeKind;
 use seesaw_model::backbones::{BlockKind, ResNetConfig, StemKind};
-use seesaw_model::burn::tensor::{Device, Tensor, TensorData};
+use seesaw_model::burn::tensor::{DType, Device};
 use seesaw_model::detectors::{Detector, DetectorConfig};
-use seesaw_model::heads::rpn_head::level_anchors;
 use seesaw_model::layers::NormConfig;
 use seesaw_model::ops::mask_paste::{MaskPaste, paste_mask_torchvision};
-use seesaw_model::structures::ImageMeta;
 use seesaw_model::weights::{self, Layout, Naming, WeightsFile};
 
 /// The fixture's architecture with torchvision's conventions (the options of
@@ -62,31 +61,8 @@ fn fixture(name: &str) -> WeightsFile {
     common::fixture(name)
 }
 
-fn host(d: TensorData) -> Vec<f32> {
-    d.convert::<f32>().try_to_vec::<f32>().expect("f32")
-}
-
-fn ints(out: &WeightsFile, name: &str) -> Vec<i64> {
-    out.data(name)
-        .expect(name)
-        .convert::<i64>()
-        .try_to_vec::<i64>()
-        .expect("i64")
-}
-
-fn close(got: &[f32], want: &[f32], tol: f32, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol * (1.0 + w.abs()),
-            "{what}[{i}]: {g} vs {w}"
-        );
-    }
-}
-
-/// The converted detector and the two images as torchvision's transform prepares them.
-fn converted(file: &str, cfg: DetectorConfig) -> (Detector, Tensor<4>, Vec<ImageMeta>) {
-    let device = Device::flex();
+/// `file` converted into `cfg`'s detector.
+fn converted(file: &str, cfg: DetectorConfig) -> Detector {
     let mut file = fixture(file);
     assert!(file.is_torchvision_detector());
     let notes = file.torchvision_detector_to_ours(5).expect("re-laid");
@@ -95,33 +71,11 @@ fn converted(file: &str, cfg: DetectorConfig) -> (Detector, Tensor<4>, Vec<Image
         6,
         "cls_score, bbox_pred, mask_fcn_logits: {notes:?}"
     );
-    let mut det = cfg.init(&device).expect("model");
+    let mut det = cfg.init(&Device::flex()).expect("model");
     let naming = Naming::detector(Layout::Torchvision, &det);
     let report = weights::load(&mut det, &file, &naming, false).expect("every tensor fits");
     assert!(report.is_complete(), "{report:?}");
-    let data = DataConfig {
-        resize: ResizeKind::Torchvision,
-        test_scale: [96, 128],
-        ..Default::default()
-    };
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/weights");
-    let mut pixels = Vec::new();
-    let mut metas = Vec::new();
-    for i in 0..2 {
-        let (p, mut meta) = load_image(
-            &dir.join(format!("tv_maskrcnn_img{i}.png")),
-            [96, 128],
-            false,
-            &data,
-        )
-        .expect("image");
-        assert_eq!(meta.img_shape, (96, 128), "no resize at this scale");
-        meta.image_id = i as u64;
-        pixels.extend(p);
-        metas.push(meta);
-    }
-    let images = Tensor::<4>::from_data(TensorData::new(pixels, [2, 3, 96, 128]), &device);
-    (det, images, metas)
+    det
 }
 
 /// `maskrcnn_resnet50_fpn_v2`'s parts on the fixture's widths (torchvision's v2 builder):
@@ -158,124 +112,50 @@ fn a_torchvision_mask_rcnn_v2_converts_and_matches_torchvision() {
     );
 }
 
-/// The converted `file` against torchvision's outputs `out`: FPN, anchors, proposals,
-/// RoIAlign at levels 1-3, detections, mask probabilities, pasted masks (soft in v1's
-/// fixture; binarised at > 0.5 in v2's, whose pixels within 1e-4 of 0.5 may go either way).
+/// The converted `file` against torchvision's outputs `out` (RoIAlign without the half-pixel
+/// shift, rounded anchors whose P6 strides are 96 // 2 = 48 down and 128 // 2 = 64 across,
+/// labels one above our classes), then the pasted masks: soft in v1's fixture, binarised at
+/// > 0.5 in v2's (pixels within 1e-4 of 0.5 may go either way; the soft sums must agree).
 fn matches_torchvision(file: &str, out: &str, cfg: DetectorConfig) {
-    let out = fixture(out);
-    let (det, images, metas) = converted(file, cfg);
-    let feats = det.features(images.clone());
-    for (l, name) in ["fpn_0", "fpn_1", "fpn_2", "fpn_3", "fpn_pool"]
-        .iter()
-        .enumerate()
-    {
-        close(
-            &host(feats[l].to_data()),
-            &host(out.data(name).expect(name)),
-            1e-4,
-            name,
-        );
-    }
-    // RoIAlign without the half-pixel shift, from levels 1-3 too (every proposal of these
-    // small images pools from level 0); the last box's height is floored at one pixel.
-    let extra: Vec<[f32; 5]> = host(out.data("extra_roi_boxes").expect("rois"))
-        .chunks_exact(5)
-        .map(|r| [r[0], r[1], r[2], r[3], r[4]])
-        .collect();
-    let levels: Vec<i64> = det
-        .config()
-        .roi
-        .extractor(7)
-        .map_roi_levels(&extra)
-        .into_iter()
-        .map(|l| l as i64)
-        .collect();
-    assert_eq!(levels, ints(&out, "extra_roi_levels"));
-    let pooled = det.config().roi.pool(&feats, &extra, 7).expect("pool");
-    close(
-        &host(pooled.to_data()),
-        &host(out.data("extra_roi_feats").expect("feats")),
-        1e-4,
-        "RoIAlign aligned=False",
-    );
-    // Anchors: rounded base anchors, P6's strides 96 // 2 = 48 down and 128 // 2 = 64 across.
-    let sizes: Vec<(usize, usize)> = feats.iter().map(|f| (f.dims()[2], f.dims()[3])).collect();
-    let (anchors, starts) = level_anchors(&det.config().rpn.anchor_generator(), &sizes);
-    let per_level: Vec<i64> = starts.windows(2).map(|w| (w[1] - w[0]) as i64).collect();
-    assert_eq!(per_level, ints(&out, "anchors_num_per_level"));
-    let flat: Vec<f32> = anchors.iter().flatten().copied().collect();
-    close(
-        &flat,
-        &host(out.data("anchors_0").expect("anchors")),
-        0.0,
-        "anchors",
-    );
-    // The RPN's proposals, in order, with their objectness.
-    let proposals = det.proposals(&feats, &metas).expect("proposals");
-    for (i, props) in proposals.iter().enumerate() {
-        let boxes: Vec<f32> = props.iter().flat_map(|(b, _)| *b).collect();
-        let scores: Vec<f32> = props.iter().map(|(_, s)| *s).collect();
-        close(
-            &boxes,
-            &host(out.data(&format!("proposals_{i}")).expect("p")),
-            1e-4,
-            "proposals",
-        );
-        close(
-            &scores,
-            &host(out.data(&format!("proposal_scores_{i}")).expect("s")),
-            1e-4,
-            "proposal scores",
-        );
-    }
-    // Detections: torchvision's label l is our class l - 1.
-    let dets = det.predict(images, &metas).expect("predict");
+    let det = converted(file, cfg);
+    let data = DataConfig {
+        resize: ResizeKind::Torchvision,
+        test_scale: [96, 128],
+        ..Default::default()
+    };
+    let (images, metas) = fixture_images("tv_maskrcnn", &data);
+    let r = Reference {
+        out: fixture(out),
+        fpn_keys: ["fpn_0", "fpn_1", "fpn_2", "fpn_3", "fpn_pool"],
+        proposal_logits: false,
+        label_offset: 1,
+        anchor_tol: 0.0,
+    };
+    let dets = check_against(&det, images, &metas, &r);
+    let hw = 96 * 128;
     for (i, d) in dets.iter().enumerate() {
-        let boxes: Vec<f32> = d.boxes.iter().flatten().copied().collect();
-        close(
-            &boxes,
-            &host(out.data(&format!("det_boxes_{i}")).expect("b")),
-            1e-4,
-            "boxes",
-        );
-        close(
-            &d.scores,
-            &host(out.data(&format!("det_scores_{i}")).expect("s")),
-            1e-4,
-            "scores",
-        );
-        let labels: Vec<i64> = d.labels.iter().map(|&l| l as i64 + 1).collect();
-        assert_eq!(labels, ints(&out, &format!("det_labels_{i}")), "labels");
-        let probs: Vec<f32> = d.masks.iter().flatten().copied().collect();
-        close(
-            &probs,
-            &host(out.data(&format!("mask_probs_{i}")).expect("m")),
-            1e-4,
-            "mask probabilities",
-        );
-        // Pasted as torchvision pastes them.
-        let pasted = out.data(&format!("det_masks_{i}")).expect("pasted");
-        let binary = pasted.dtype() == seesaw_model::burn::tensor::DType::U8;
+        let pasted = r.out.data(&format!("det_masks_{i}")).expect("pasted");
+        let binary = pasted.dtype() == DType::U8;
         let want = host(pasted);
-        let hw = 96 * 128;
         for (k, (m, b)) in d.masks.iter().zip(&d.boxes).enumerate() {
             let got = paste_mask_torchvision(m, d.mask_size, b, 96, 128);
             let want = &want[k * hw..(k + 1) * hw];
-            if binary {
-                for (p, (g, w)) in got.iter().zip(want).enumerate() {
-                    if (g - 0.5).abs() > 1e-4 {
-                        assert_eq!(f32::from(u8::from(*g > 0.5)), *w, "{file}: mask {k} px {p}");
-                    }
-                }
-                let sum: f32 = got.iter().sum();
-                let want_sum = host(out.data(&format!("det_masks_soft_sum_{i}")).expect("sum"))[k];
-                assert!(
-                    (sum - want_sum).abs() < 1e-3 * (1.0 + want_sum),
-                    "{sum} vs {want_sum}"
-                );
-            } else {
+            if !binary {
                 close(&got, want, 1e-4, "pasted mask");
+                continue;
             }
+            for (p, (g, w)) in got.iter().zip(want).enumerate() {
+                if (g - 0.5).abs() > 1e-4 {
+                    assert_eq!(f32::from(u8::from(*g > 0.5)), *w, "{file}: mask {k} px {p}");
+                }
+            }
+            let sum: f32 = got.iter().sum();
+            let sums = host(r.out.data(&format!("det_masks_soft_sum_{i}")).expect("sum"));
+            assert!(
+                (sum - sums[k]).abs() < 1e-3 * (1.0 + sums[k]),
+                "{sum} vs {}",
+                sums[k]
+            );
         }
     }
 }

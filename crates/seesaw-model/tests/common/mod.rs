@@ -7,6 +7,8 @@ use seesaw_model::backbones::{BlockKind, ResNetConfig, StemKind};
 use seesaw_model::detectors::DetectorConfig;
 use seesaw_model::structures::GtMask;
 
+pub mod reference;
+
 /// Mask R-CNN with 5 classes on a network small enough to train in a test.
 pub fn tiny(loss: &str) -> DetectorConfig {
     let mut c = DetectorConfig {
