@@ -116,11 +116,7 @@ fn loss_values(parts: &LossParts) -> Result<Vec<f64>> {
 /// Trains `cfg` in `opts.work_dir`.
 pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
     let wd = &opts.work_dir;
-    fs::create_dir_all(wd).map_err(|e| EngineError::io(wd, "cannot create the work dir", e))?;
     let cfg_text = cfg.to_toml()?;
-    seesaw_data::io::write_atomic(&wd.join("config.toml"), |w| {
-        w.write_all(cfg_text.as_bytes())
-    })?;
     let train = Split::load(&cfg.data.train_json, &cfg.data.train_images)?;
     if train.num_classes() != cfg.model.num_classes {
         return Err(EngineError::config(
@@ -153,6 +149,12 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
             &device,
         )?
     };
+    // The work dir and its config.toml only once the data reads and the model builds: a
+    // config error leaves an earlier run's files as they were.
+    fs::create_dir_all(wd).map_err(|e| EngineError::io(wd, "cannot create the work dir", e))?;
+    seesaw_data::io::write_atomic(&wd.join("config.toml"), |w| {
+        w.write_all(cfg_text.as_bytes())
+    })?;
     let mut optim = build_optimizer(cfg);
     let latest = wd.join("latest.ckpt");
     let metrics = wd.join("metrics.jsonl");

@@ -64,26 +64,44 @@ pub fn init_backbone(cfg: &Config, model: &mut Detector) -> Result<Option<LoadRe
 }
 
 /// Class names and dataset ids for a converted model: the checkpoint's own (mmdetection's
-/// meta) when they fit, else the config's training set when it can be read, else `class_i`
-/// with ids 1..=C.
+/// meta) when they fit, else the config's training set when it can be read and has the model's
+/// class count, else ids 1..=C with the training set's names where it has those ids (a
+/// torchvision COCO model's 90 classes are COCO's category ids, 80 of them annotated; the
+/// others are named "N/A", as torchvision names them) and `class_i` without a training set.
 fn classes(cfg: &Config, file: &WeightsFile) -> (Vec<String>, Vec<u64>) {
     let c = cfg.model.num_classes;
     // Only the categories are read: a file the trainer would refuse for another reason (an
     // LVIS image without its lists) still names them.
-    let from_data = seesaw_data::Dataset::load_with_warnings(&cfg.data.train_json)
+    let split = seesaw_data::Dataset::load_with_warnings(&cfg.data.train_json)
         .ok()
-        .map(|(ds, _)| Split::new(ds, &cfg.data.train_json, &cfg.data.train_images))
-        .filter(|s| s.num_classes() == c);
-    let ids: Vec<u64> = match &from_data {
-        Some(s) => s.category_ids.clone(),
-        None => (1..=c as u64).collect(),
+        .map(|(ds, _)| Split::new(ds, &cfg.data.train_json, &cfg.data.train_images));
+    let ids: Vec<u64> = match &split {
+        Some(s) if s.num_classes() == c => s.category_ids.clone(),
+        _ => (1..=c as u64).collect(),
     };
     if let Some(names) = file.mmdet_classes().filter(|n| n.len() == c) {
         return (names, ids);
     }
-    match from_data {
-        Some(s) => (s.class_names(), ids),
-        None => ((0..c).map(|i| format!("class_{i}")).collect(), ids),
+    match split {
+        Some(s) if s.num_classes() == c => (s.class_names(), ids),
+        Some(s)
+            if s.category_ids
+                .iter()
+                .all(|&id| (1..=c as u64).contains(&id)) =>
+        {
+            let name_of: std::collections::HashMap<u64, String> = s
+                .dataset
+                .categories
+                .iter()
+                .map(|k| (k.id, k.name.clone()))
+                .collect();
+            let names = ids
+                .iter()
+                .map(|id| name_of.get(id).cloned().unwrap_or_else(|| "N/A".into()))
+                .collect();
+            (names, ids)
+        }
+        _ => ((0..c).map(|i| format!("class_{i}")).collect(), ids),
     }
 }
 
@@ -148,6 +166,21 @@ pub fn convert(
             weights::load(&mut model, &file, &naming, allow_partial)?
         }
     };
+    if report.loaded == 0 {
+        let hint = match file.looks_like() {
+            Some(l) if l != layout => format!(
+                ": it looks like a {} file, try --from {}",
+                l.name(),
+                l.name()
+            ),
+            _ => String::new(),
+        };
+        return Err(EngineError::Request(format!(
+            "{}: none of its tensors fits the model read as {}{hint}; no checkpoint written",
+            input.display(),
+            layout.name()
+        )));
+    }
     let (class_names, category_ids) = classes(cfg, &file);
     let meta = CheckpointMeta {
         iter: 0,

@@ -371,3 +371,23 @@ fn bad_checkpoints_are_refused_with_the_file_and_the_reason() {
         assert!(!name.contains("tmp"), "{name} left behind");
     }
 }
+
+#[test]
+fn a_config_error_leaves_an_earlier_runs_config_as_it_was() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let work = tmp.path().join("w");
+    std::fs::create_dir_all(&work).expect("dir");
+    std::fs::write(work.join("config.toml"), "# the earlier run\n").expect("write");
+    // Missing data, then a model that does not build (a TSD key on a conv_fc head).
+    let mut missing = setup(tmp.path(), 4, 64, "seesaw");
+    missing.data.train_json = tmp.path().join("nowhere.json");
+    let mut bad_head = setup(tmp.path(), 4, 64, "seesaw");
+    bad_head.model.bbox_head.cls_pc_margin = 0.2;
+    for cfg in [missing, bad_head] {
+        assert!(train(&cfg, &opts(&work, None, false)).is_err());
+        assert_eq!(
+            std::fs::read_to_string(work.join("config.toml")).expect("read"),
+            "# the earlier run\n"
+        );
+    }
+}

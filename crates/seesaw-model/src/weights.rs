@@ -48,6 +48,15 @@ pub enum Layout {
 }
 
 impl Layout {
+    /// The name `--from` and `--layout` take.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Torchvision => "torchvision",
+            Layout::Mmdet => "mmdet",
+            Layout::Detectron2 => "detectron2",
+        }
+    }
+
     /// `torchvision` (or `timm`, the same names) or `mmdet`.
     pub fn parse(s: &str) -> Result<Self> {
         match s {
@@ -286,6 +295,25 @@ impl WeightsFile {
         )
     }
 
+    /// Whose detector the names look like: torchvision's (`rpn.head.*` + `roi_heads.*`),
+    /// detectron2's (`backbone.bottom_up.*`, `proposal_generator.*`) or mmdetection's
+    /// (`roi_head.*`, `rpn_head.*`, or 1.x's top-level heads); None otherwise (a backbone).
+    pub fn looks_like(&self) -> Option<Layout> {
+        if self.is_torchvision_detector() {
+            Some(Layout::Torchvision)
+        } else if self.is_detectron2() {
+            Some(Layout::Detectron2)
+        } else if self
+            .tensors
+            .keys()
+            .any(|k| k.starts_with("roi_head.") || k.starts_with("rpn_head.") || is_v1_head(k))
+        {
+            Some(Layout::Mmdet)
+        } else {
+            None
+        }
+    }
+
     /// Whether the file is a detectron2 model (`backbone.bottom_up.*` or
     /// `proposal_generator.*`).
     pub fn is_detectron2(&self) -> bool {
@@ -392,9 +420,11 @@ enum ClassRows {
 /// (`{"model": {name: ndarray}, "__author__": ...}`; the dict itself when it has no `model`),
 /// read with serde-pickle, and the key they sat under. numpy pickles an array as
 /// `numpy.core.multiarray._reconstruct` then `BUILD` with the state `(version, shape, dtype,
-/// is_fortran, raw bytes)`; the reader keeps the state but not the dtype's name, so the element
-/// type is told by the bytes per element: 4 is float32, 8 float64, 2 float16 (detectron2's files
-/// hold float arrays only).
+/// is_fortran, raw bytes)`. The dtype's name (`f4`, `i8`, ...) survives the reading only where
+/// a later array refers back to a dtype pickled before; there a non-float type is refused by
+/// name. Elsewhere the element type is told by the bytes per element (4: float32, 8: float64,
+/// 2: float16; detectron2's files hold float arrays only), and values that are not finite
+/// floats, which is what small integers look like read as floats, are refused.
 ///
 /// # Errors
 /// A file that is not such a pickle, a key that is not a string, an entry that is not an
@@ -406,6 +436,7 @@ fn read_numpy_pickle(path: &Path) -> Result<(BTreeMap<String, PackTensor>, Optio
         std::io::BufReader::new(file),
         DeOptions::new()
             .decode_strings()
+            .keep_restore_state()
             .replace_unresolved_globals()
             .replace_recursive_structures(),
     )
@@ -441,10 +472,31 @@ fn read_numpy_pickle(path: &Path) -> Result<(BTreeMap<String, PackTensor>, Optio
         if *fortran {
             return Err(bad("a Fortran-ordered array"));
         }
-        if let Value::Tuple(d) = dtype
-            && matches!(d.get(1), Some(Value::String(o)) if o == ">")
-        {
-            return Err(bad("a big-endian array"));
+        // The dtype is `numpy.dtype(name, align, copy)` followed by BUILD with its state: the
+        // reader gives the state where the dtype is first pickled and, where a later array
+        // refers back to it, the call's arguments, which name the type.
+        let named = match dtype {
+            Value::Tuple(d) => match d.first() {
+                Some(Value::String(name)) => Some(name.clone()),
+                _ => {
+                    if matches!(d.get(1), Some(Value::String(o)) if o == ">") {
+                        return Err(bad("a big-endian array"));
+                    }
+                    None
+                }
+            },
+            _ => None,
+        };
+        if let Some(name) = &named {
+            let kind = name.trim_start_matches(['<', '=', '|']);
+            if name.starts_with('>') {
+                return Err(bad("a big-endian array"));
+            }
+            if !matches!(kind, "f2" | "f4" | "f8") {
+                return Err(bad(&format!(
+                    "an array of type {name}; only float arrays (f2, f4, f8) are weights"
+                )));
+            }
         }
         let shape: Vec<usize> = shape
             .iter()
@@ -458,28 +510,55 @@ fn read_numpy_pickle(path: &Path) -> Result<(BTreeMap<String, PackTensor>, Optio
             _ => return Err(bad("array data that is not bytes")),
         };
         let numel: usize = shape.iter().product();
-        let values: Vec<f32> = match (numel, raw.len()) {
-            (0, 0) => vec![],
-            (n, len) if len == 4 * n => raw
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            (n, len) if len == 8 * n => raw
-                .chunks_exact(8)
-                .map(|c| {
-                    f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
-                })
-                .collect(),
-            (n, len) if len == 2 * n => raw
-                .chunks_exact(2)
-                .map(|c| burn::tensor::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
+        // Where the type is not named, an integer array read as floats shows up as all its
+        // non-zero values subnormal (small integers' bit patterns) or as non-finite values:
+        // refused rather than loaded.
+        fn integer_like<T: Copy>(
+            v: &[T],
+            zero: impl Fn(T) -> bool,
+            odd: impl Fn(T) -> bool,
+        ) -> bool {
+            let nonzero: Vec<T> = v.iter().copied().filter(|&x| !zero(x)).collect();
+            !nonzero.is_empty() && nonzero.iter().all(|&x| odd(x))
+        }
+        let (values, suspicious): (Vec<f32>, bool) = match (numel, raw.len()) {
+            (0, 0) => (vec![], false),
+            (n, len) if len == 4 * n => {
+                let v: Vec<f32> = raw
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                let odd = v.iter().any(|x| !x.is_finite())
+                    || integer_like(&v, |x| x == 0.0, f32::is_subnormal);
+                (v, odd)
+            }
+            (n, len) if len == 8 * n => {
+                let v: Vec<f64> = raw
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                    .collect();
+                let odd = v.iter().any(|x| !x.is_finite())
+                    || integer_like(&v, |x| x == 0.0, f64::is_subnormal);
+                (v.into_iter().map(|x| x as f32).collect(), odd)
+            }
+            (n, len) if len == 2 * n => (
+                raw.chunks_exact(2)
+                    .map(|c| burn::tensor::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                false,
+            ),
             (n, len) => {
                 return Err(bad(&format!(
                     "{len} bytes for {n} elements of a float type"
                 )));
             }
         };
+        if named.is_none() && suspicious {
+            return Err(bad(
+                "values that are not finite floats (an integer array? only float arrays are \
+                 weights)",
+            ));
+        }
         let data = burn::tensor::TensorData::new(values, shape);
         tensors.insert(name.clone(), bridge::from_data(data, name, None));
     }
@@ -954,12 +1033,21 @@ fn ignored(layout: Layout, name: &str) -> bool {
 }
 
 /// The error of a file that does not fit, listing what is wrong.
-fn misfit(path: &Path, report: &LoadReport) -> ModelError {
+fn misfit(file: &WeightsFile, layout: Layout, report: &LoadReport) -> ModelError {
+    let hint = match file.looks_like() {
+        Some(l) if l != layout => format!(
+            "; it looks like a {} file: try --from {}",
+            l.name(),
+            l.name()
+        ),
+        _ => String::new(),
+    };
     weights_error(
-        path,
+        &file.path,
         format!(
-            "does not fit the model ({} missing, {} unexpected, {} mis-shaped; \
-             --allow-partial loads what fits):\n  {}",
+            "does not fit the model read as {} ({} missing, {} unexpected, {} mis-shaped; \
+             --allow-partial loads what fits{hint}):\n  {}",
+            layout.name(),
             report.missing.len(),
             report.unexpected.len(),
             report.mismatched.len(),
@@ -1009,7 +1097,7 @@ pub fn load<M: ModuleSnapshot>(
         .cloned()
         .collect();
     if !allow_partial && !report.is_complete() {
-        return Err(misfit(&file.path, &report));
+        return Err(misfit(file, naming.layout, &report));
     }
     // Half-precision files load as float32: burn's applier keeps a source's width otherwise.
     let adapter = PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32));
@@ -1076,7 +1164,7 @@ pub fn load_backbone(
     report.missing = missing;
     report.initialised = offsets;
     if !allow_partial && !report.is_complete() {
-        return Err(misfit(&file.path, &report));
+        return Err(misfit(file, layout, &report));
     }
     Ok(report)
 }
@@ -1088,7 +1176,11 @@ pub fn export(module: &impl ModuleSnapshot, naming: &Naming) -> Result<Vec<(Stri
         .into_iter()
         .map(|t| {
             let name = naming.name(&t.name).ok_or_else(|| {
-                ModelError::Weights(format!("no {:?} name for tensor {}", naming.layout, t.name))
+                ModelError::Weights(format!(
+                    "this model's {} has no counterpart in {}'s layout, which has no such part",
+                    t.name,
+                    naming.layout.name()
+                ))
             })?;
             Ok((name, t))
         })

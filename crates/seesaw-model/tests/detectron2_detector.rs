@@ -100,3 +100,34 @@ fn a_detectron2_mask_rcnn_converts_and_matches_detectron2() {
         }
     }
 }
+
+#[test]
+fn pickles_that_are_not_float_weights_are_refused_by_name() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/weights/bad_pickles");
+    for (file, want) in [
+        (
+            "int64_first.pkl",
+            "`a.bias`: values that are not finite floats (an integer array?",
+        ),
+        (
+            "int64_named.pkl",
+            "`b.y`: an array of type i8; only float arrays",
+        ),
+        ("int32.pkl", "`a.bias`: values that are not finite floats"),
+        ("big_endian.pkl", "`a.weight`: a big-endian array"),
+        ("not_an_array.pkl", "`a.weight`: not a numpy array"),
+        ("a_list.pkl", "the pickle is not a dict of arrays"),
+        ("not_a_pickle.pkl", "not a readable pickle"),
+        ("truncated.pkl", "not a readable pickle"),
+    ] {
+        let err = match WeightsFile::open(&dir.join(file)) {
+            Ok(_) => panic!("{file} was read"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(file) && err.contains(want), "{file}: {err}");
+    }
+    let ok = WeightsFile::open(&dir.join("floats.pkl")).expect("float64 and float16 arrays");
+    assert_eq!(host(ok.data("a.weight").expect("f64")), vec![0.5, -2.0]);
+    assert_eq!(host(ok.data("a.bias").expect("f16")), vec![1.5]);
+}

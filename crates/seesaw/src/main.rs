@@ -66,8 +66,8 @@ enum Command {
     /// Training curves of work dirs (loss and its parts, learning rate, validation AP), several
     /// runs on one chart.
     Plot(plot_cmd::PlotArgs),
-    /// PyTorch weights: inspect a file, convert torchvision / timm / mmdetection checkpoints,
-    /// export ours as safetensors.
+    /// PyTorch weights: inspect a file, convert torchvision / timm / mmdetection / detectron2
+    /// checkpoints, export ours as safetensors.
     Weights {
         #[command(subcommand)]
         command: weights_cmd::WeightsCommand,

@@ -117,14 +117,30 @@ pub fn run_train(a: &TrainArgs) -> Result<()> {
 pub fn run_test(a: &TestArgs) -> Result<()> {
     let cfg = Config::load(&a.config, &a.sets)?;
     let loaded = load_for_inference_on(&a.checkpoint, Some(&cfg), &a.device.open()?)?;
-    let val = Split::load(&cfg.data.val_json, &cfg.data.val_images)?;
-    if val.category_ids != loaded.meta.category_ids {
+    let mut val = Split::load(&cfg.data.val_json, &cfg.data.val_images)?;
+    let ckpt_ids = &loaded.meta.category_ids;
+    // The evaluated categories: the annotation file's. A checkpoint may predict more (a
+    // torchvision COCO model's 90 ids, some of them never annotated): their detections are
+    // dropped. One that lacks a category of the file can not be evaluated on it.
+    let val_ids = val.category_ids.clone();
+    if let Some(missing) = val_ids.iter().find(|id| !ckpt_ids.contains(id)) {
         return Err(anyhow!(
-            "{}: its categories differ from the checkpoint's ({} against {})",
+            "{}: category id {missing} is not one the checkpoint predicts (the file has {} \
+             categories, the checkpoint {}: ids {})",
             cfg.data.val_json.display(),
-            val.category_ids.len(),
-            loaded.meta.category_ids.len()
+            val_ids.len(),
+            ckpt_ids.len(),
+            id_ranges(ckpt_ids)
         ));
+    }
+    let extra = ckpt_ids.len() - val_ids.len();
+    if extra > 0 {
+        tracing::warn!(
+            "the checkpoint predicts {extra} categories {} does not have; their detections are \
+             dropped",
+            cfg.data.val_json.display()
+        );
+        val.category_ids = ckpt_ids.clone();
     }
     crate::eval_cmd::warn_about_quirks(&cfg.data.val_json, &val.dataset);
     let t0 = std::time::Instant::now();
@@ -157,6 +173,10 @@ pub fn run_test(a: &TestArgs) -> Result<()> {
         }
         None => predict_split(&loaded.model, &val, &cfg, show)?,
     };
+    let dets: Vec<_> = dets
+        .into_iter()
+        .filter(|d| val_ids.binary_search(&d.category_id).is_ok())
+        .collect();
     let secs = t0.elapsed().as_secs_f64();
     seesaw_data::save_results(&a.out, &dets)?;
     println!(
@@ -180,6 +200,25 @@ pub fn run_test(a: &TestArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Sorted ids as ranges: `1-5, 7, 9-90`.
+fn id_ranges(ids: &[u64]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < ids.len() {
+        let mut j = i;
+        while j + 1 < ids.len() && ids[j + 1] == ids[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            ids[i].to_string()
+        } else {
+            format!("{}-{}", ids[i], ids[j])
+        });
+        i = j + 1;
+    }
+    out.join(", ")
 }
 
 pub fn run_infer(a: &InferArgs) -> Result<()> {

@@ -9,12 +9,14 @@ use seesaw_model::weights::{Layout, WeightsFile};
 
 #[derive(Subcommand)]
 pub enum WeightsCommand {
-    /// List a `.pth`/`.pt` (PyTorch zip or pickle) or `.safetensors` file's tensors and shapes.
+    /// List a `.pth`/`.pt` (PyTorch zip or pickle), `.safetensors` or detectron2 `.pkl` file's
+    /// tensors and shapes.
     Inspect(InspectArgs),
-    /// A torchvision / timm backbone (ResNet, ResNeXt, ResNeSt) or an mmdetection detector
-    /// checkpoint to a Seesaw checkpoint.
+    /// A torchvision / timm backbone (ResNet, ResNeXt, ResNeSt), or a torchvision, mmdetection
+    /// or detectron2 detector, to a Seesaw checkpoint.
     Convert(ConvertArgs),
-    /// A Seesaw checkpoint to safetensors with PyTorch (mmdetection or torchvision) names.
+    /// A Seesaw checkpoint to safetensors with PyTorch (mmdetection, detectron2 or torchvision)
+    /// names.
     Export(ExportArgs),
 }
 

@@ -43,9 +43,14 @@ struct Run {
 }
 
 /// Converts fixture `model` (`--from from`, onto `config` with the fixture's widths and
-/// `extra` keys) and tests it on its images `{stem}_img0/1.png`, made a COCO set of
-/// categories 1-5 with one box each (so that there is something to evaluate).
-fn convert_and_test(stem: &str, model: &str, from: &str, config: &str, extra: &[&str]) -> Run {
+/// `extra` keys) and tests it on its images `{stem}_img0/1.png`, made a COCO set of the
+/// `categories` (of ids 1-5) with one box each (so that there is something to evaluate).
+fn convert_and_test(
+    (stem, model, from): (&str, &str, &str),
+    config: &str,
+    extra: &[&str],
+    categories: &[u64],
+) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_path_buf();
     let images = d.join("images");
@@ -64,7 +69,8 @@ fn convert_and_test(stem: &str, model: &str, from: &str, config: &str, extra: &[
             {"id": 2, "image_id": 2, "category_id": 5, "bbox": [60, 20, 30, 50], "area": 1500,
              "iscrowd": 0, "segmentation": [[60, 20, 90, 20, 90, 70, 60, 70]]}
         ],
-        "categories": (1..=5).map(|i| serde_json::json!({"id": i, "name": format!("c{i}")}))
+        "categories": categories.iter()
+            .map(|i| serde_json::json!({"id": i, "name": format!("c{i}")}))
             .collect::<Vec<_>>()
     });
     let val = d.join("val.json");
@@ -137,9 +143,15 @@ fn convert_and_test(stem: &str, model: &str, from: &str, config: &str, extra: &[
     }
 }
 
-/// Every result of the run is the reference's detection: box, score, category (the
-/// reference's label plus `label_offset`) and mask (`mask_ok(ours, reference pixel)`).
-fn check_results(run: &Run, label_offset: i64, mask_ok: impl Fn(u8, f32) -> bool) {
+/// The run's results are the reference's detections of the `categories` (of ids 1-5): box,
+/// score, category (the reference's label plus `label_offset`) and mask (`mask_ok(ours,
+/// reference pixel)`).
+fn check_results(
+    run: &Run,
+    label_offset: i64,
+    categories: &[u64],
+    mask_ok: impl Fn(u8, f32) -> bool,
+) {
     let want = &run.want;
     for (i, image_id) in [1u64, 2].into_iter().enumerate() {
         let ours: Vec<_> = run
@@ -151,8 +163,11 @@ fn check_results(run: &Run, label_offset: i64, mask_ok: impl Fn(u8, f32) -> bool
         let scores = floats(want, &format!("det_scores_{i}"));
         let labels = floats(want, &format!("det_labels_{i}"));
         let masks = floats(want, &format!("det_masks_{i}"));
-        assert_eq!(ours.len(), scores.len(), "image {image_id}: detections");
-        for (k, r) in ours.iter().enumerate() {
+        let kept: Vec<usize> = (0..scores.len())
+            .filter(|&k| categories.contains(&((labels[k] as i64 + label_offset) as u64)))
+            .collect();
+        assert_eq!(ours.len(), kept.len(), "image {image_id}: detections");
+        for (r, &k) in ours.iter().zip(&kept) {
             let b = r.bbox.expect("bbox");
             let tb = &boxes[4 * k..4 * k + 4];
             let expect = [tb[0], tb[1], tb[2] - tb[0], tb[3] - tb[1]];
@@ -182,35 +197,38 @@ fn check_results(run: &Run, label_offset: i64, mask_ok: impl Fn(u8, f32) -> bool
 
 #[test]
 fn a_torchvision_mask_rcnn_converts_tests_and_infers_as_torchvision() {
-    let run = convert_and_test(
-        "tv_maskrcnn",
-        "tv_maskrcnn_tiny.pth",
-        "torchvision",
-        "mask_rcnn_r50_fpn_torchvision_coco.toml",
-        &["model.backbone.block=\"basic\""],
-    );
-    // torchvision's labels are the category ids; its soft masks binarised at > 0.5 (a pixel
-    // within float rounding of 0.5 may go either way).
-    check_results(&run, 0, |m, s| {
-        (s - 0.5).abs() <= 1e-4 || (m == 1) == (s > 0.5)
-    });
+    // All five categories annotated, then without id 4: as COCO's annotations lack some of
+    // a torchvision model's ids, whose detections are then dropped.
+    for categories in [&[1u64, 2, 3, 4, 5][..], &[1, 2, 3, 5]] {
+        let run = convert_and_test(
+            ("tv_maskrcnn", "tv_maskrcnn_tiny.pth", "torchvision"),
+            "mask_rcnn_r50_fpn_torchvision_coco.toml",
+            &["model.backbone.block=\"basic\""],
+            categories,
+        );
+        // torchvision's labels are the category ids; its soft masks binarised at > 0.5 (a
+        // pixel within float rounding of 0.5 may go either way).
+        check_results(&run, 0, categories, |m, s| {
+            (s - 0.5).abs() <= 1e-4 || (m == 1) == (s > 0.5)
+        });
+    }
 }
 
 #[test]
 fn a_detectron2_mask_rcnn_converts_tests_infers_and_exports() {
+    let all = [1u64, 2, 3, 4, 5];
     let run = convert_and_test(
-        "d2_maskrcnn",
-        "d2_maskrcnn_tiny.pkl",
-        "detectron2",
+        ("d2_maskrcnn", "d2_maskrcnn_tiny.pkl", "detectron2"),
         "mask_rcnn_r50_fpn_detectron2_lvis.toml",
         &[
             "model.backbone.block=\"bottleneck\"",
             "model.roi.test.score_thr=0.05",
             "model.roi.test.max_per_img=100",
         ],
+        &all,
     );
     // detectron2's classes are 0-based (category id - 1); its masks are binary.
-    check_results(&run, 1, |m, w| f32::from(m) == w);
+    check_results(&run, 1, &all, |m, w| f32::from(m) == w);
     // Back to detectron2's names and BGR stem: the pickle's own arrays.
     let back = run.dir.join("back.safetensors").display().to_string();
     ok(&[
@@ -237,4 +255,39 @@ fn a_detectron2_mask_rcnn_converts_tests_infers_and_exports() {
     for n in &names {
         assert_eq!(floats(&exported, n), floats(&source, n), "{n}");
     }
+}
+
+#[test]
+fn the_wrong_from_is_named_and_an_empty_load_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.ckpt").display().to_string();
+    let arch = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../configs/mask_rcnn_r50_fpn_torchvision_coco.toml")
+        .display()
+        .to_string();
+    let fail = |file: &str, from: &str, partial: bool| -> String {
+        let file = fixtures().join(file).display().to_string();
+        let mut args = vec!["weights", "convert", &file, "--from", from, "--arch", &arch];
+        args.extend(["--out", &out]);
+        if partial {
+            args.push("--allow-partial");
+        }
+        let o = seesaw(&args);
+        assert!(!o.status.success(), "{args:?} should fail");
+        let err = text(&o.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+        err
+    };
+    let err = fail("tv_maskrcnn_tiny.pth", "mmdet", false);
+    assert!(
+        err.contains("read as mmdet") && err.contains("try --from torchvision"),
+        "{err}"
+    );
+    let err = fail("d2_maskrcnn_tiny.pkl", "mmdet", true);
+    assert!(
+        err.contains("none of its tensors fits the model read as mmdet")
+            && err.contains("try --from detectron2"),
+        "{err}"
+    );
+    assert!(!Path::new(&out).exists(), "no checkpoint written");
 }

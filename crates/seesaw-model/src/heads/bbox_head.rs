@@ -250,8 +250,8 @@ impl BBoxHeadConfig {
             ) {
                 return Err(ModelError::Input(format!(
                     "model.bbox_head: type tsd compares the probabilities of each RoI's label, \
-                     background included, which loss {} does not give (use cross_entropy or \
-                     seesaw)",
+                     background included, which loss {} does not give (set model.loss to ce \
+                     or seesaw)",
                     loss_cls.kind().name()
                 )));
             }

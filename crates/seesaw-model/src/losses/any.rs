@@ -248,7 +248,8 @@ impl AnyLoss {
             AnyLoss::Seesaw(l) => l.get_activation(cls_score)?,
             other => {
                 return Err(ModelError::Input(format!(
-                    "loss {} has no probability of the background, which TSD's progressive                      constraint compares (use cross_entropy or seesaw)",
+                    "loss {} has no probability of the background, which TSD's progressive \
+                     constraint compares (set model.loss to ce or seesaw)",
                     other.kind().name()
                 )));
             }
