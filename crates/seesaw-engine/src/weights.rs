@@ -150,6 +150,21 @@ pub fn convert(
         for n in file.detectron2_to_ours()? {
             tracing::info!("{}: a detectron2 model: {n}", input.display());
         }
+        // Conventions the file can not tell: say what detectron2's model zoo uses.
+        if cfg.model.backbone.style != seesaw_model::backbones::ResNetStyle::Caffe {
+            tracing::warn!(
+                "model.backbone.style is \"pytorch\": detectron2's MSRA-initialised R50/R101 \
+                 models put a block's stride on its 1x1 (STRIDE_IN_1X1), style \"caffe\" \
+                 (configs/mask_rcnn_r50_fpn_detectron2_lvis.toml)"
+            );
+        }
+        if cfg.data.mean[0] < cfg.data.mean[2] {
+            tracing::warn!(
+                "data.mean {:?} is in BGR order; the conversion makes the model read RGB \
+                 images, so give detectron2's PIXEL_MEAN reversed ([123.675, 116.28, 103.53])",
+                cfg.data.mean
+            );
+        }
     }
     let report = match layout {
         Layout::Detectron2 => {
