@@ -25,7 +25,7 @@ use burn::tensor::Tensor;
 
 use crate::error::{ModelError, Result};
 use crate::losses::common::{host_f32, index_tensor};
-use crate::ops::roi_align::{Corner, gather_bins};
+use crate::ops::roi_align::{gather_bins, gather_bins_k};
 
 /// Settings of [`deform_roi_pool`]; defaults are TSD's (`DeltaCPooling` / `DeltaRPooling` in
 /// its configs).
@@ -94,12 +94,8 @@ pub fn deform_roi_pool(
     let off = host_f32(offset.clone().detach())?;
     let grad = offset.is_tracked();
     let n_bins = rois.len() * p * p;
-    let mut value: Vec<Vec<Corner>> = Vec::with_capacity(n_bins);
-    let (mut slope_x, mut slope_y): (Vec<Vec<Corner>>, Vec<Vec<Corner>>) = if grad {
-        (Vec::with_capacity(n_bins), Vec::with_capacity(n_bins))
-    } else {
-        (vec![], vec![])
-    };
+    // Per bin, its corners with the weights of the value and of the two slopes.
+    let mut bins: Vec<Vec<(usize, [f32; 3])>> = Vec::with_capacity(n_bins);
     let s = cfg.spatial_scale;
     let spp = cfg.sample_per_part;
     let (hf, wf) = (h as f32, w as f32);
@@ -157,23 +153,26 @@ pub fn deform_roi_pool(
                     }
                 }
                 let inv = if count > 0 { 1.0 / count as f32 } else { 0.0 };
-                value.push(taps.iter().map(|t| (t.0, t.1 * inv)).collect());
-                if grad {
-                    let kx = cfg.trans_std * rw * inv;
-                    let ky = cfg.trans_std * rh * inv;
-                    slope_x.push(taps.iter().map(|t| (t.0, t.2 * kx)).collect());
-                    slope_y.push(taps.iter().map(|t| (t.0, t.3 * ky)).collect());
-                }
+                let kx = cfg.trans_std * rw * inv;
+                let ky = cfg.trans_std * rh * inv;
+                bins.push(
+                    taps.iter()
+                        .map(|t| (t.0, [t.1 * inv, t.2 * kx, t.3 * ky]))
+                        .collect(),
+                );
             }
         }
     }
-    let pooled = gather_bins(features.clone(), value, rois.len(), p);
     if !grad {
-        return Ok(pooled);
+        let value = bins
+            .into_iter()
+            .map(|list| list.into_iter().map(|(i, w)| (i, w[0])).collect())
+            .collect();
+        return Ok(gather_bins(features, value, rois.len(), p));
     }
-    let fixed = features.detach();
-    let gx = gather_bins(fixed.clone(), slope_x, rois.len(), p);
-    let gy = gather_bins(fixed, slope_y, rois.len(), p);
+    // The rows are gathered once for the value and both slopes (the slopes read them
+    // detached).
+    let [pooled, gx, gy] = gather_bins_k(features, bins, rois.len(), p);
     let live = offset.clone() - offset.detach();
     let dx = live.clone().narrow(1, 0, 1).expand([r, c, p, p]);
     let dy = live.narrow(1, 1, 1).expand([r, c, p, p]);

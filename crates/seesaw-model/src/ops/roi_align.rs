@@ -125,21 +125,41 @@ pub fn roi_align(
 /// `features`. A bin with an empty list is 0.
 pub(crate) fn gather_bins(
     features: Tensor<4>,
-    mut bins: Vec<Vec<Corner>>,
+    bins: Vec<Vec<Corner>>,
     r: usize,
     p: usize,
 ) -> Tensor<4> {
+    let bins = bins
+        .into_iter()
+        .map(|list| list.into_iter().map(|(i, w)| (i, [w])).collect())
+        .collect();
+    let [pooled] = gather_bins_k(features, bins, r, p);
+    pooled
+}
+
+/// [`gather_bins`] with `K` weight sets over the same corners, the rows gathered once: output
+/// `k` is the sum weighted by each corner's `k`-th weight. Only the first is differentiable
+/// with respect to `features`; the others read them detached (the deformable pooling's
+/// slopes).
+pub(crate) fn gather_bins_k<const K: usize>(
+    features: Tensor<4>,
+    mut bins: Vec<Vec<(usize, [f32; K])>>,
+    r: usize,
+    p: usize,
+) -> [Tensor<4>; K] {
     let [b, c, h, w] = features.dims();
     let device = features.device();
     if r == 0 {
-        return Tensor::zeros([0, c, p, p], &device);
+        return std::array::from_fn(|_| Tensor::zeros([0, c, p, p], &device));
     }
     // Samples of one bin share pixels: merge them, so each bin gathers each pixel once.
     for list in &mut bins {
         list.sort_unstable_by_key(|&(i, _)| i);
         list.dedup_by(|b, a| {
             if a.0 == b.0 {
-                a.1 += b.1;
+                for k in 0..K {
+                    a.1[k] += b.1[k];
+                }
                 true
             } else {
                 false
@@ -153,31 +173,43 @@ pub(crate) fn gather_bins(
         by_len.entry(list.len().max(1)).or_default().push(k);
     }
     let table = features.permute([0, 2, 3, 1]).reshape([b * h * w, c]);
-    let mut parts = Vec::with_capacity(by_len.len());
+    let mut parts: [Vec<Tensor<2>>; K] = std::array::from_fn(|_| Vec::new());
     let mut order = Vec::with_capacity(bins.len());
     for (len, members) in &by_len {
         let mut idx = vec![0usize; members.len() * len];
-        let mut wts = vec![0f64; members.len() * len];
+        let mut wts: [Vec<f64>; K] = std::array::from_fn(|_| vec![0f64; members.len() * len]);
         for (m, &k) in members.iter().enumerate() {
             for (j, &(i, wt)) in bins[k].iter().enumerate() {
                 idx[m * len + j] = i;
-                wts[m * len + j] = f64::from(wt);
+                for (set, &v) in wts.iter_mut().zip(&wt) {
+                    set[m * len + j] = f64::from(v);
+                }
             }
         }
         let gathered = table
             .clone()
             .select(0, index_tensor(&idx, &device))
             .reshape([members.len(), *len, c]);
-        let weights = float_tensor(wts, [members.len(), *len, 1], &device);
-        parts.push((gathered * weights).sum_dim(1).reshape([members.len(), c]));
+        for (k, set) in wts.into_iter().enumerate() {
+            let rows = if k == 0 {
+                gathered.clone()
+            } else {
+                gathered.clone().detach()
+            };
+            let weights = float_tensor(set, [members.len(), *len, 1], &device);
+            parts[k].push((rows * weights).sum_dim(1).reshape([members.len(), c]));
+        }
         order.extend_from_slice(members);
     }
     let mut inverse = vec![0usize; order.len()];
     for (row, &k) in order.iter().enumerate() {
         inverse[k] = row;
     }
-    let pooled = Tensor::cat(parts, 0)
-        .select(0, index_tensor(&inverse, &device))
-        .reshape([r, p, p, c]);
-    pooled.permute([0, 3, 1, 2])
+    let inverse = index_tensor(&inverse, &device);
+    parts.map(|ps| {
+        Tensor::cat(ps, 0)
+            .select(0, inverse.clone())
+            .reshape([r, p, p, c])
+            .permute([0, 3, 1, 2])
+    })
 }
