@@ -117,6 +117,9 @@ fn loss_values(parts: &LossParts) -> Result<Vec<f64>> {
 pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
     let wd = &opts.work_dir;
     let cfg_text = cfg.to_toml()?;
+    // The model's settings are checked before the data is read: building it is cheap (its
+    // weights are drawn when first used), and a bad key should not wait for a large file.
+    cfg.model.init(&Device::flex())?;
     let train = Split::load(&cfg.data.train_json, &cfg.data.train_images)?;
     if train.num_classes() != cfg.model.num_classes {
         return Err(EngineError::config(

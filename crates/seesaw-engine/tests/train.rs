@@ -383,6 +383,14 @@ fn a_config_error_leaves_an_earlier_runs_config_as_it_was() {
     missing.data.train_json = tmp.path().join("nowhere.json");
     let mut bad_head = setup(tmp.path(), 4, 64, "seesaw");
     bad_head.model.bbox_head.cls_pc_margin = 0.2;
+    // Both: the model's key is named first, before the data is read.
+    let mut both = bad_head.clone();
+    both.data.train_json = tmp.path().join("nowhere.json");
+    let err = match train(&both, &opts(&work, None, false)) {
+        Ok(_) => panic!("trained"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("cls_pc_margin"), "{err}");
     for cfg in [missing, bad_head] {
         assert!(train(&cfg, &opts(&work, None, false)).is_err());
         assert_eq!(
