@@ -19,9 +19,7 @@ use crate::error::{ModelError, Result};
 use crate::heads::double_bbox_head::DoubleConvBranch;
 use crate::heads::dual_cls::DualClsBranch;
 use crate::heads::rpn_head::zeros_param;
-use crate::heads::tsd_bbox_head::{
-    TsdBranch, TsdOutput, TsdShape, TsdSpec, aligned_iou, aligned_iou_host,
-};
+use crate::heads::tsd_bbox_head::{TsdBranch, TsdShape, TsdSpec};
 use crate::layers::{
     ConvKind, Norm, NormConfig, NormKind, NormedLinear, NormedLinearConfig, conv_forward,
 };
@@ -401,19 +399,6 @@ impl BBoxHeadConfig {
     }
 }
 
-/// TSD's part of the training loss, each a scalar `[1]`.
-#[derive(Debug, Clone)]
-pub struct TsdLosses {
-    /// TSD's classification loss (`loss_TSD_cls`).
-    pub cls: Tensor<1>,
-    /// TSD's box loss against the translated proposals (`loss_TSD_bbox`).
-    pub bbox: Tensor<1>,
-    /// The progressive constraint on classification (`loss_pc_cls`).
-    pub pc_cls: Tensor<1>,
-    /// The progressive constraint on localisation (`loss_pc_loc`).
-    pub pc_loc: Tensor<1>,
-}
-
 /// What the head needs besides its weights to train and decode.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BoxSpec {
@@ -567,7 +552,7 @@ impl BBoxHead {
 
     /// [`Self::box_loss`] with the positives' targets less `shift` `[P, 4]` (TSD's targets
     /// against the translated proposals, live in the translation).
-    fn box_loss_shifted(
+    pub(crate) fn box_loss_shifted(
         &self,
         reg: Tensor<2>,
         s: &SampledRois,
@@ -603,7 +588,7 @@ impl BBoxHead {
 
     /// The positives' deltas of their label `[P, 4]` (the only ones for class-agnostic
     /// regression) from `reg` `[R, 4 or 4 C]`.
-    fn label_deltas(&self, reg: Tensor<2>, s: &SampledRois) -> Tensor<2> {
+    pub(crate) fn label_deltas(&self, reg: Tensor<2>, s: &SampledRois) -> Tensor<2> {
         let device = reg.device();
         if self.spec.class_agnostic {
             reg.select(0, index_tensor(&s.pos_rows, &device))
@@ -620,159 +605,6 @@ impl BBoxHead {
         }
     }
 
-    /// TSD's training losses on the sampled RoIs `s` of `num_images` images, given TSD's
-    /// outputs `tsd` and the sibling head's logits `sibling_cls` and deltas `sibling_reg`
-    /// (official `TSDConvFCBBoxHead.loss` and `bbox_target_tsd`): TSD's classification loss
-    /// (the head's own loss, as the official head's one `loss_cls` module), TSD's box loss
-    /// against the translated proposals, and the two progressive-constraint terms. Updates
-    /// the classification loss's state.
-    ///
-    /// # Errors
-    /// A head without TSD; logits or labels that do not fit.
-    pub fn tsd_loss(
-        &mut self,
-        tsd: &TsdOutput,
-        sibling_cls: Tensor<2>,
-        sibling_reg: Tensor<2>,
-        s: &SampledRois,
-        num_images: usize,
-    ) -> Result<TsdLosses> {
-        let spec = self
-            .tsd
-            .as_ref()
-            .ok_or_else(|| ModelError::Input("bbox head: no TSD branch".into()))?
-            .spec;
-        let device = tsd.cls.device();
-        let r = s.rois.len();
-        let c = self.spec.num_classes;
-        let zero = |t: &Tensor<2>| t.clone().sum().mul_scalar(0.0);
-        if r == 0 {
-            let z = zero(&tsd.cls) + zero(&tsd.reg);
-            return Ok(TsdLosses {
-                cls: z.clone(),
-                bbox: z.clone(),
-                pc_cls: z.clone(),
-                pc_loc: z,
-            });
-        }
-        let cls = self
-            .loss_cls
-            .forward(tsd.cls.clone(), &s.labels, Some(r as f64))?
-            .mul_scalar(self.spec.loss_cls_weight);
-        let g = spec.trans_std;
-        let stds = self.spec.stds;
-        let p = s.pos_rows.len();
-        let pos_idx = index_tensor(&s.pos_rows, &device);
-        let shift = (p > 0).then(|| {
-            let dr = tsd.delta_r.clone().select(0, pos_idx.clone());
-            let scale: Tensor<2> = float_tensor(
-                vec![f64::from(g / stds[0]), f64::from(g / stds[1])],
-                [1, 2],
-                &device,
-            );
-            Tensor::cat(vec![dr * scale, Tensor::zeros([p, 2], &device)], 1)
-        });
-        let bbox = self
-            .box_loss_shifted(tsd.reg.clone(), s, shift)?
-            .mul_scalar(self.spec.loss_bbox_weight);
-        // The progressive constraint: an image with a positive contributes each of its RoIs
-        // to M_cls and each positive to M_loc; one without contributes a single zero to each.
-        let mut has_pos = vec![false; num_images];
-        for &(i, _) in &s.pos_gt {
-            if let Some(h) = has_pos.get_mut(i) {
-                *h = true;
-            }
-        }
-        let mut rows_of = vec![0usize; num_images];
-        let mut mask = Vec::with_capacity(r);
-        for roi in &s.rois {
-            let i = roi[0] as usize;
-            if let Some(n) = rows_of.get_mut(i) {
-                *n += 1;
-            }
-            mask.push(if has_pos.get(i) == Some(&true) {
-                1.0
-            } else {
-                0.0
-            });
-        }
-        let empty = has_pos.iter().filter(|h| !**h).count();
-        let cls_entries: usize = (0..num_images)
-            .map(|i| if has_pos[i] { rows_of[i] } else { 1 })
-            .sum();
-        let sib = self
-            .loss_cls
-            .label_probs(sibling_cls.detach(), &s.labels, c)?;
-        let q = self.loss_cls.label_probs(tsd.cls.clone(), &s.labels, c)?;
-        let target = sib.clone() + sib.neg().add_scalar(1.0).clamp_max(spec.cls_pc_margin);
-        let mask: Tensor<1> = float_tensor(mask, [r], &device);
-        let pc_cls = (relu(target - q) * mask)
-            .sum()
-            .div_scalar(cls_entries.max(1) as f64);
-        let pc_loc = if p == 0 {
-            zero(&tsd.reg)
-        } else {
-            // The sibling's boxes and IoUs, constants.
-            let coder = self.coder();
-            let sib_d = host_f32(self.label_deltas(sibling_reg.detach(), s))?;
-            let mut floor = Vec::with_capacity(p);
-            let (mut px, mut py, mut pw, mut ph) = (vec![], vec![], vec![], vec![]);
-            for (k, (&row, gt)) in s.pos_rows.iter().zip(&s.pos_gt_boxes).enumerate() {
-                let roi = s.rois[row];
-                let b = [roi[1], roi[2], roi[3], roi[4]];
-                let d = [
-                    sib_d[4 * k],
-                    sib_d[4 * k + 1],
-                    sib_d[4 * k + 2],
-                    sib_d[4 * k + 3],
-                ];
-                let iou = aligned_iou_host(&coder.decode(&b, &d, None), gt);
-                floor.push(f64::from(iou + (1.0 - iou).min(spec.loc_pc_margin)));
-                px.push(f64::from((b[0] + b[2]) * 0.5));
-                py.push(f64::from((b[1] + b[3]) * 0.5));
-                pw.push(f64::from(b[2] - b[0]));
-                ph.push(f64::from(b[3] - b[1]));
-            }
-            // TSD's boxes, decoded from the translated proposals, live in its deltas and in
-            // the translation.
-            let col = |t: &Tensor<2>, k: usize| t.clone().slice([0..p, k..k + 1]).reshape([p]);
-            let vec1 = |v: Vec<f64>| -> Tensor<1> { float_tensor(v, [p], &device) };
-            let (pw_t, ph_t) = (vec1(pw.clone()), vec1(ph.clone()));
-            let dr = tsd.delta_r.clone().select(0, pos_idx);
-            let cx = vec1(px) + col(&dr, 0) * pw_t.clone().mul_scalar(f64::from(g));
-            let cy = vec1(py) + col(&dr, 1) * ph_t.clone().mul_scalar(f64::from(g));
-            let d = self.label_deltas(tsd.reg.clone(), s);
-            let de = |k: usize| {
-                col(&d, k)
-                    .mul_scalar(f64::from(stds[k]))
-                    .add_scalar(f64::from(coder.means[k]))
-            };
-            let max_ratio = f64::from(coder.wh_ratio_clip.ln().abs());
-            let gx = cx + pw_t.clone() * de(0);
-            let gy = cy + ph_t.clone() * de(1);
-            let gw = pw_t * de(2).clamp(-max_ratio, max_ratio).exp();
-            let gh = ph_t * de(3).clamp(-max_ratio, max_ratio).exp();
-            let half_w = gw.mul_scalar(0.5);
-            let half_h = gh.mul_scalar(0.5);
-            let boxes = [
-                gx.clone() - half_w.clone(),
-                gy.clone() - half_h.clone(),
-                gx + half_w,
-                gy + half_h,
-            ];
-            let tiou = aligned_iou(boxes, &s.pos_gt_boxes, &device);
-            relu(vec1(floor) - tiou)
-                .sum()
-                .div_scalar((p + empty) as f64)
-        };
-        Ok(TsdLosses {
-            cls,
-            bbox,
-            pc_cls,
-            pc_loc,
-        })
-    }
-
     /// Class scores `[R, C]` from logits `[R, cls_channels]`, as the loss defines them
     /// (softmax for CE and Seesaw, sigmoid for the sigmoid losses; background and objectness
     /// left out).
@@ -783,7 +615,7 @@ impl BBoxHead {
         self.loss_cls.class_scores(cls_score, self.spec.num_classes)
     }
 
-    fn coder(&self) -> DeltaXywhCoder {
+    pub(crate) fn coder(&self) -> DeltaXywhCoder {
         DeltaXywhCoder {
             stds: self.spec.stds,
             ..Default::default()

@@ -10,9 +10,9 @@ pub mod mask_iou_head;
 pub mod rpn_head;
 pub mod tsd_bbox_head;
 
-pub use bbox_head::{BBoxHead, BBoxHeadConfig, BBoxHeadKind, BoxLossKind, TsdLosses};
+pub use bbox_head::{BBoxHead, BBoxHeadConfig, BBoxHeadKind, BoxLossKind};
 pub use global_context_head::{GlobalContextConfig, GlobalContextHead};
 pub use mask_head::{MaskHead, MaskHeadConfig};
 pub use mask_iou_head::{MaskIouHead, MaskIouHeadConfig};
 pub use rpn_head::{ProposalConfig, RpnConfig, RpnHead};
-pub use tsd_bbox_head::{TsdBranch, TsdOutput};
+pub use tsd_bbox_head::{TsdBranch, TsdLosses, TsdOutput};
