@@ -363,29 +363,8 @@ fn tsd_test_time_scores_and_boxes_match_pytorch() {
 
 #[test]
 fn tsd_trains_under_every_roi_head_kind_and_predicts() {
-    use seesaw_model::structures::GtInstances;
     let device = Device::flex().autodiff();
-    let metas: Vec<ImageMeta> = (0..2)
-        .map(|i| ImageMeta {
-            image_id: i,
-            ori_shape: (64, 96),
-            img_shape: (64, 96),
-            scale: (1.0, 1.0),
-            flip: false,
-        })
-        .collect();
-    let boxes = [[10.0, 12.0, 40.0, 50.0], [50.0, 5.0, 90.0, 30.0]];
-    let gts: Vec<GtInstances> = (0..2)
-        .map(|_| GtInstances {
-            boxes: boxes.to_vec(),
-            labels: vec![1, 4],
-            masks: boxes
-                .iter()
-                .map(|&b| common::square_mask(64, 96, b))
-                .collect(),
-            ignore: vec![],
-        })
-        .collect();
+    let (metas, gts) = common::two_image_batch(64, 96);
     for (loss, detector) in [
         ("ce", "mask_rcnn"),
         ("seesaw", "mask_rcnn"),
