@@ -5,6 +5,7 @@
 
 pub mod backbones;
 pub mod detectors;
+pub mod distributed;
 pub mod error;
 pub mod heads;
 pub mod layers;
