@@ -30,7 +30,7 @@ pub use dataset::{
 pub use error::{DataError, JsonPath, Result};
 pub use image_file::{DecodedImage, check_image_size, read_image};
 pub use loading::{Sample, load_image};
-pub use pipeline::{iteration_rng, train_samples};
+pub use pipeline::{Shard, image_rng, iteration_rng, train_samples};
 pub use results::{
     Detection, check_results_against, load_results, load_results_with, save_results,
 };

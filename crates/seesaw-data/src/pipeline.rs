@@ -26,8 +26,37 @@ pub fn iteration_rng(seed: u64, iter: usize) -> ChaCha8Rng {
     rng
 }
 
-/// Loads the training samples of iteration `iter` (images in parallel), with the generator
-/// that goes on to draw the iteration's anchors and RoIs.
+/// The generator of image `index` (its place in the global batch) of iteration `iter`: it
+/// draws that image's sampled anchors and RoIs, so an image's draws do not depend on which
+/// other images share its batch or its data-parallel replica.
+pub fn image_rng(seed: u64, iter: usize, index: usize) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(0x17E5 << 48 | (iter as u64 & 0xFFFF_FFFF) << 16 | (index as u64 & 0xFFFF));
+    rng
+}
+
+/// Which images of each global batch a data-parallel replica trains on: image k goes to
+/// replica `k % world` (so replica r takes images r, r + world, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub rank: usize,
+    pub world: usize,
+}
+
+impl Shard {
+    /// The whole batch (one process).
+    pub const WHOLE: Shard = Shard { rank: 0, world: 1 };
+
+    /// Whether image `k` of a global batch is this replica's.
+    pub fn owns(&self, k: usize) -> bool {
+        k % self.world.max(1) == self.rank
+    }
+}
+
+/// Loads this replica's training samples of iteration `iter` (images in parallel), each with
+/// the generator ([`image_rng`]) that goes on to draw its anchors and RoIs. The augmentation
+/// draws are made for the whole global batch in order and then shared out, so a sample is the
+/// same whichever replica loads it.
 pub fn train_samples(
     split: &Split,
     sampler: &mut TrainSampler,
@@ -35,13 +64,15 @@ pub fn train_samples(
     seed: u64,
     cfg: &DataConfig,
     with_masks: bool,
-) -> Result<(Vec<Sample>, ChaCha8Rng)> {
+    shard: Shard,
+) -> Result<(Vec<Sample>, Vec<ChaCha8Rng>)> {
     let mut rng = iteration_rng(seed, iter);
     type Plan = (usize, [u32; 2], bool, f64, f64, Option<Photometric>, u64);
-    let plan: Vec<Plan> = sampler
+    let plan: Vec<(usize, Plan)> = sampler
         .batch(iter)
         .into_iter()
-        .map(|i| {
+        .enumerate()
+        .map(|(k, i)| {
             let s = draw_scale(&cfg.train_scales, cfg.train_scale_mode, &mut rng);
             let flip = draw_flip(cfg.flip_ratio, &mut rng);
             // Draws only for the augmentations that are on, so that turning one on leaves
@@ -58,9 +89,11 @@ pub fn train_samples(
             } else {
                 0
             };
-            (i, s, flip, fy, fx, photo, jitter_seed)
+            (k, (i, s, flip, fy, fx, photo, jitter_seed))
         })
         .collect();
+    let (indices, plan): (Vec<usize>, Vec<Plan>) =
+        plan.into_iter().filter(|(k, _)| shard.owns(*k)).unzip();
     let crop = cfg.crop_size.map(|v| v as usize);
     let samples = plan
         .par_iter()
@@ -79,7 +112,11 @@ pub fn train_samples(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok((samples, rng))
+    let rngs = indices
+        .into_iter()
+        .map(|k| image_rng(seed, iter, k))
+        .collect();
+    Ok((samples, rngs))
 }
 
 #[cfg(test)]
@@ -114,8 +151,10 @@ mod tests {
             .expect("sampler");
         let (mut seen, mut cropped) = (0, 0);
         for iter in 0..6 {
-            let (a, _) = train_samples(&split, &mut sampler, iter, 9, &cfg, true).expect("a");
-            let (b, _) = train_samples(&split, &mut sampler, iter, 9, &cfg, true).expect("b");
+            let (a, _) =
+                train_samples(&split, &mut sampler, iter, 9, &cfg, true, Shard::WHOLE).expect("a");
+            let (b, _) =
+                train_samples(&split, &mut sampler, iter, 9, &cfg, true, Shard::WHOLE).expect("b");
             for (x, y) in a.iter().zip(&b) {
                 assert_eq!(x.pixels, y.pixels);
                 assert_eq!(x.gt, y.gt);
@@ -139,5 +178,24 @@ mod tests {
         }
         assert!(seen > 20, "{seen} instances checked");
         assert!(cropped > 12, "{cropped} of 24 samples cropped");
+        // Two replicas load the images 0, 2 and 1, 3 of each global batch: the same samples
+        // and generators as one process loading all four.
+        for iter in 0..3 {
+            let (whole, whole_rngs) =
+                train_samples(&split, &mut sampler, iter, 9, &cfg, true, Shard::WHOLE)
+                    .expect("whole");
+            for rank in 0..2 {
+                let shard = Shard { rank, world: 2 };
+                let (part, rngs) =
+                    train_samples(&split, &mut sampler, iter, 9, &cfg, true, shard).expect("part");
+                assert_eq!(part.len(), 2);
+                for (j, (x, r)) in part.iter().zip(&rngs).enumerate() {
+                    let k = rank + 2 * j;
+                    assert_eq!(x.pixels, whole[k].pixels, "iteration {iter}, image {k}");
+                    assert_eq!(x.gt, whole[k].gt);
+                    assert_eq!(r, &whole_rngs[k]);
+                }
+            }
+        }
     }
 }

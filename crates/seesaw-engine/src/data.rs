@@ -5,7 +5,7 @@
 
 pub use seesaw_data::Split;
 pub use seesaw_data::loading::{Sample, load_image};
-pub use seesaw_data::pipeline::{iteration_rng, train_samples};
+pub use seesaw_data::pipeline::{Shard, image_rng, iteration_rng, train_samples};
 pub use seesaw_data::samplers::{SamplerKind, TrainSampler};
 pub use seesaw_data::sampling::Rounding;
 pub use seesaw_data::transforms::{
@@ -25,6 +25,14 @@ pub struct Batch {
 
 /// Pads samples to a common size (a multiple of `divisor`) into one tensor on `device`.
 pub fn collate(samples: Vec<Sample>, divisor: usize, device: &Device) -> Batch {
+    let pad = padded_size(&samples, divisor);
+    collate_to(samples, pad, device)
+}
+
+/// The size `(height, width)` [`collate`] pads `samples` to: their largest, rounded up to a
+/// multiple of `divisor`.
+pub fn padded_size(samples: &[Sample], divisor: usize) -> (usize, usize) {
+    let divisor = divisor.max(1);
     let ph = samples
         .iter()
         .map(|s| s.meta.img_shape.0)
@@ -35,10 +43,23 @@ pub fn collate(samples: Vec<Sample>, divisor: usize, device: &Device) -> Batch {
         .map(|s| s.meta.img_shape.1)
         .max()
         .unwrap_or(1);
-    let (ph, pw) = (
+    (
         ph.div_ceil(divisor) * divisor,
         pw.div_ceil(divisor) * divisor,
-    );
+    )
+}
+
+/// Pads samples to `(height, width)` (at least their largest; data-parallel replicas pass the
+/// global batch's [`padded_size`]) into one tensor on `device`.
+pub fn collate_to(samples: Vec<Sample>, pad: (usize, usize), device: &Device) -> Batch {
+    let ph = samples
+        .iter()
+        .map(|s| s.meta.img_shape.0)
+        .fold(pad.0, usize::max);
+    let pw = samples
+        .iter()
+        .map(|s| s.meta.img_shape.1)
+        .fold(pad.1, usize::max);
     let b = samples.len();
     let mut data = vec![0f32; b * 3 * ph * pw];
     let mut metas = Vec::with_capacity(b);

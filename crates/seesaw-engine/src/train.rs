@@ -19,7 +19,7 @@ use serde_json::json;
 
 use crate::checkpoint::{Checkpoint, CheckpointMeta, save};
 use crate::config::Config;
-use crate::data::{Split, collate, train_samples};
+use crate::data::{Shard, Split, collate_to, padded_size, train_samples};
 use crate::device::DeviceSpec;
 use crate::error::{EngineError, Result};
 use crate::predict::{evaluate, predict_split, progress_bar};
@@ -120,6 +120,21 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
     // The model's settings are checked before the data is read: building it is cheap (its
     // weights are drawn when first used), and a bad key should not wait for a large file.
     cfg.model.init(&Device::flex())?;
+    // Data parallelism: this process is one replica of `world` when a launcher started several.
+    let group = crate::distributed::join()?;
+    let shard = group.as_ref().map_or(Shard::WHOLE, |g| Shard {
+        rank: g.rank(),
+        world: g.world_size(),
+    });
+    let root = shard.rank == 0;
+    if cfg.train.batch_size % shard.world != 0 {
+        return Err(EngineError::Request(format!(
+            "train.batch_size {} is the global batch: it must be a multiple of the {} replicas \
+             (mmdetection's samples_per_gpu x GPUs)",
+            cfg.train.batch_size, shard.world
+        )));
+    }
+    let _installed = group.clone().map(seesaw_model::distributed::install);
     let train = Split::load(&cfg.data.train_json, &cfg.data.train_images)?;
     if train.num_classes() != cfg.model.num_classes {
         return Err(EngineError::config(
@@ -153,11 +168,13 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         )?
     };
     // The work dir and its config.toml only once the data reads and the model builds: a
-    // config error leaves an earlier run's files as they were.
-    fs::create_dir_all(wd).map_err(|e| EngineError::io(wd, "cannot create the work dir", e))?;
-    seesaw_data::io::write_atomic(&wd.join("config.toml"), |w| {
-        w.write_all(cfg_text.as_bytes())
-    })?;
+    // config error leaves an earlier run's files as they were. Rank 0 writes for all.
+    if root {
+        fs::create_dir_all(wd).map_err(|e| EngineError::io(wd, "cannot create the work dir", e))?;
+        seesaw_data::io::write_atomic(&wd.join("config.toml"), |w| {
+            w.write_all(cfg_text.as_bytes())
+        })?;
+    }
     let mut optim = build_optimizer(cfg);
     let latest = wd.join("latest.ckpt");
     let metrics = wd.join("metrics.jsonl");
@@ -174,7 +191,9 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         ck.load_loss_states(&latest, &mut model)?;
         optim = ck.load_optimizer(&latest, optim)?;
         start = ck.meta.iter;
-        truncate_metrics(&metrics, start)?;
+        if root {
+            truncate_metrics(&metrics, start)?;
+        }
         tracing::info!("resuming from {} at iteration {start}", latest.display());
     } else {
         if opts.resume {
@@ -220,7 +239,20 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         } else {
             crate::weights::init_backbone(cfg, &mut model)?;
         }
-        let _ = fs::remove_file(&metrics);
+        if root {
+            let _ = fs::remove_file(&metrics);
+        }
+    }
+    if let Some(g) = &group {
+        // Every replica starts from rank 0's weights.
+        model = crate::distributed::broadcast_parameters(model, g.as_ref());
+        tracing::info!(
+            "replica {} of {}: {} of each global batch of {} images",
+            shard.rank,
+            shard.world,
+            cfg.train.batch_size / shard.world,
+            cfg.train.batch_size
+        );
     }
     let training = train.training_images(cfg.data.filter_empty_gt);
     if training.dropped() > 0 {
@@ -249,7 +281,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
     };
     let mut last_ckpt = latest.clone();
     let mut losses = Vec::new();
-    let pb = progress_bar(t.iters as u64, opts.progress, "train");
+    let pb = progress_bar(t.iters as u64, opts.progress && root, "train");
     pb.set_position(start as u64);
     let t0 = Instant::now();
     let with_masks = cfg.model.with_mask;
@@ -273,6 +305,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
                     t.seed,
                     data_cfg,
                     with_masks,
+                    shard,
                 );
                 let failed = item.is_err();
                 if tx.send(item).is_err() || failed {
@@ -283,14 +316,25 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         for iter in start..end {
             let lr = t.lr_at(iter);
             let tick = Instant::now();
-            let (samples, mut rng) = rx
+            let (samples, mut rngs) = rx
                 .recv()
                 .map_err(|_| EngineError::Request("the data loader stopped".into()))??;
-            let batch = collate(samples, cfg.data.size_divisor, &device);
+            // Replicas pad to the global batch's size, as one process would.
+            let mut pad = padded_size(&samples, cfg.data.size_divisor);
+            if let Some(g) = &group {
+                let mut v = [pad.0 as u64, pad.1 as u64];
+                g.max_u64(&mut v);
+                pad = (v[0] as usize, v[1] as usize);
+            }
+            let batch = collate_to(samples, pad, &device);
             phase[0] += tick.elapsed().as_secs_f64();
             let tick = Instant::now();
-            let parts = model.forward_train(batch.images, &batch.metas, &batch.gts, &mut rng)?;
-            let values = loss_values(&parts)?;
+            let parts = model.forward_train(batch.images, &batch.metas, &batch.gts, &mut rngs)?;
+            let mut values = loss_values(&parts)?;
+            if let Some(g) = &group {
+                // Each replica's losses are its share of the global batch's.
+                g.sum_f64(&mut values);
+            }
             phase[1] += tick.elapsed().as_secs_f64();
             let tick = Instant::now();
             let total: f64 = values[..LossParts::NAMES.len()].iter().sum();
@@ -312,12 +356,15 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
                     }
                 )));
             }
-            let grads = GradientsParams::from_grads(parts.total().backward(), &model);
+            let mut grads = GradientsParams::from_grads(parts.total().backward(), &model);
+            if let Some(g) = &group {
+                crate::distributed::all_reduce_gradients(&mut grads, &model, g.as_ref())?;
+            }
             model = optim.step(lr, model, grads);
             phase[2] += tick.elapsed().as_secs_f64();
             losses.push((iter + 1, total));
             let done = iter + 1;
-            if done % t.log_every.max(1) == 0 || done == end || iter == start {
+            if root && (done % t.log_every.max(1) == 0 || done == end || iter == start) {
                 let mut line = json!({"iter": done, "lr": lr, "loss": total});
                 for (n, v) in LossParts::NAMES.iter().zip(&values) {
                     line[*n] = json!(v);
@@ -339,7 +386,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
             ));
             pb.inc(1);
             let ckpt_due = t.checkpoint_every > 0 && done % t.checkpoint_every == 0;
-            if ckpt_due || done == end {
+            if root && (ckpt_due || done == end) {
                 let file = wd.join(format!("iter_{done:06}.ckpt"));
                 save(
                     &file,
@@ -351,6 +398,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
                 last_ckpt = file;
             }
             if let Some(val) = &val
+                && root
                 && done % t.eval_every == 0
             {
                 let m = model.valid();

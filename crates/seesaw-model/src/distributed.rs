@@ -28,7 +28,7 @@ use burn::tensor::{Tensor, TensorData};
 /// The replicas' collective operations (an MPI communicator, an NCCL one, or a test double).
 /// Every replica calls the same operations in the same order with buffers of the same length;
 /// each call returns when every replica has contributed.
-pub trait Collective: Send + Sync {
+pub trait Collective {
     /// This replica's rank, `0..world_size()`.
     fn rank(&self) -> usize;
     /// The number of replicas.
@@ -285,7 +285,10 @@ mod tests {
         assert_eq!(c, [1, 2]);
         let x = Tensor::<1>::from_floats([1.0, 2.0], &Device::flex());
         assert_eq!(
-            all_reduce_sum(x).into_data().try_to_vec::<f32>().expect("f32"),
+            all_reduce_sum(x)
+                .into_data()
+                .try_to_vec::<f32>()
+                .expect("f32"),
             vec![1.0, 2.0]
         );
     }

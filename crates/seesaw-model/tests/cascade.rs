@@ -60,7 +60,12 @@ fn every_cascade_kind_trains_each_stage_and_predicts_in_range() {
             let (metas, gts) = common::two_image_batch(64, 96);
             let mut rng = ChaCha8Rng::seed_from_u64(0);
             let parts = model
-                .forward_train(images.clone(), &metas, &gts, &mut rng)
+                .forward_train(
+                    images.clone(),
+                    &metas,
+                    &gts,
+                    &mut seesaw_model::structures::image_rngs(&mut rng, metas.len()),
+                )
                 .expect("train forward");
             for (name, t) in ["rpn_cls", "rpn_bbox", "cls", "bbox", "mask", "glbctx"]
                 .iter()
@@ -287,7 +292,12 @@ fn every_parameter_gets_a_gradient_even_without_positives() {
             let mut rng = ChaCha8Rng::seed_from_u64(3);
             for gts in [empty, common::two_image_batch(64, 96).1] {
                 let parts = model
-                    .forward_train(images.clone(), &metas, &gts, &mut rng)
+                    .forward_train(
+                        images.clone(),
+                        &metas,
+                        &gts,
+                        &mut seesaw_model::structures::image_rngs(&mut rng, metas.len()),
+                    )
                     .expect("train forward");
                 assert!(scalar(parts.total()).is_finite(), "{detector} {loss_name}");
                 let grads = parts.total().backward();

@@ -123,7 +123,12 @@ fn the_double_head_trains_with_ce_and_seesaw_and_predicts() {
         );
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
         let parts = model
-            .forward_train(images.clone(), &metas, &gts, &mut rng)
+            .forward_train(
+                images.clone(),
+                &metas,
+                &gts,
+                &mut seesaw_model::structures::image_rngs(&mut rng, metas.len()),
+            )
             .expect("train");
         let total = parts.total();
         let v = total.clone().into_data().try_to_vec::<f32>().expect("f32")[0];

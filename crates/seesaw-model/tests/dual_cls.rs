@@ -39,7 +39,12 @@ fn only_the_new_branches_learn_on_every_stage() {
         );
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
         let parts = model
-            .forward_train(images, &metas, &gts, &mut rng)
+            .forward_train(
+                images,
+                &metas,
+                &gts,
+                &mut seesaw_model::structures::image_rngs(&mut rng, metas.len()),
+            )
             .expect("train");
         let grads = parts.total().backward();
         for (t, head) in model.roi_head.ops().bbox_heads().iter().enumerate() {

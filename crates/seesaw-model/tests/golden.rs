@@ -156,7 +156,12 @@ fn compute(kind: DetectorKind) -> Value {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let mut model_train = model;
     let parts = model_train
-        .forward_train(images.clone(), &metas, &gts, &mut rng)
+        .forward_train(
+            images.clone(),
+            &metas,
+            &gts,
+            &mut seesaw_model::structures::image_rngs(&mut rng, metas.len()),
+        )
         .expect("forward_train");
     let losses: Vec<f64> = parts
         .to_vec()

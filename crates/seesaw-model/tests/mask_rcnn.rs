@@ -63,7 +63,12 @@ fn every_stage_has_the_documented_shape_and_the_losses_are_finite() {
             .collect();
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let parts = model
-            .forward_train(images.clone(), &metas, &gts, &mut rng)
+            .forward_train(
+                images.clone(),
+                &metas,
+                &gts,
+                &mut seesaw_model::structures::image_rngs(&mut rng, metas.len()),
+            )
             .expect("train forward");
         for (name, t) in ["rpn_cls", "rpn_bbox", "cls", "bbox", "mask", "glbctx"]
             .iter()

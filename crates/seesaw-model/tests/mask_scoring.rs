@@ -162,7 +162,12 @@ fn mask_scoring_trains_on_mask_rcnn_and_htc_lite_and_is_refused_on_cascades() {
         );
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
         let parts = model
-            .forward_train(images, &metas, &gts, &mut rng)
+            .forward_train(
+                images,
+                &metas,
+                &gts,
+                &mut seesaw_model::structures::image_rngs(&mut rng, metas.len()),
+            )
             .expect("train");
         let logged: Vec<&str> = parts.stages.iter().map(|(n, _)| n.as_str()).collect();
         assert!(logged.contains(&"loss_mask_iou"), "{detector}: {logged:?}");

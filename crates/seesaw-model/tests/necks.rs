@@ -217,7 +217,12 @@ fn every_neck_trains_under_every_roi_head_kind() {
             );
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
             let parts = model
-                .forward_train(images, &metas, &gts, &mut rng)
+                .forward_train(
+                    images,
+                    &metas,
+                    &gts,
+                    &mut seesaw_model::structures::image_rngs(&mut rng, metas.len()),
+                )
                 .expect("train forward");
             let total = parts.total();
             let v = total.clone().into_data().try_to_vec::<f32>().expect("f32")[0];

@@ -381,7 +381,12 @@ fn tsd_trains_under_every_roi_head_kind_and_predicts() {
         );
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
         let parts = model
-            .forward_train(images.clone(), &metas, &gts, &mut rng)
+            .forward_train(
+                images.clone(),
+                &metas,
+                &gts,
+                &mut seesaw_model::structures::image_rngs(&mut rng, metas.len()),
+            )
             .expect("train");
         let names: Vec<&str> = parts.stages.iter().map(|(n, _)| n.as_str()).collect();
         for k in [

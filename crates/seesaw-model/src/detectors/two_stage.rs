@@ -5,7 +5,6 @@
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::backbones::{ResNet, ResNetConfig};
@@ -20,7 +19,7 @@ use crate::roi_heads::{
     CascadeConfig, ClassMasks, DetectorKind, RoiConfig, RoiHead, RoiHeadBuilder, Stage,
     select_detections,
 };
-use crate::structures::{Detections, GtInstances, ImageMeta};
+use crate::structures::{Detections, GtInstances, ImageMeta, ImageRng};
 
 /// Settings of [`Detector`]; defaults are mmdetection's Mask R-CNN R50-FPN on LVIS v1 with
 /// Seesaw.
@@ -358,30 +357,32 @@ impl Detector {
     }
 
     /// The training loss of a batch: `images` `[B, 3, H, W]`, one meta and one ground-truth
-    /// set per image; `rng` draws the sampled anchors and RoIs. Updates the losses' state
-    /// (Seesaw's counts, ...), hence `&mut self`.
+    /// set per image; `rngs[i]` draws image i's sampled anchors and RoIs (one generator per
+    /// image: its draws do not depend on which images share its batch or replica). Updates
+    /// the losses' state (Seesaw's counts, ...), hence `&mut self`.
     ///
     /// # Errors
     /// Inputs that do not fit the model.
-    pub fn forward_train<R: Rng>(
+    pub fn forward_train(
         &mut self,
         images: Tensor<4>,
         metas: &[ImageMeta],
         gts: &[GtInstances],
-        rng: &mut R,
+        rngs: &mut [ImageRng],
     ) -> Result<LossParts> {
         let [b, _, _, _] = images.dims();
-        if metas.len() != b || gts.len() != b {
+        if metas.len() != b || gts.len() != b || rngs.len() != b {
             return Err(ModelError::Input(format!(
-                "{b} images with {} metas and {} ground-truth sets",
+                "{b} images with {} metas, {} ground-truth sets and {} generators",
                 metas.len(),
-                gts.len()
+                gts.len(),
+                rngs.len()
             )));
         }
         let feats = self.features(images);
         let (out, anchors, starts) = self.rpn(&feats);
         let rpn = &self.config.rpn;
-        let (rpn_cls, rpn_bbox) = rpn.loss(&out, &anchors, gts, rng)?;
+        let (rpn_cls, rpn_bbox) = rpn.loss(&out, &anchors, gts, rngs)?;
         let proposals: Vec<Vec<Box2>> = rpn
             .proposals(&out, &anchors, &starts, metas, &rpn.train)?
             .into_iter()
@@ -390,7 +391,7 @@ impl Detector {
         let roi = self
             .roi_head
             .ops_mut()
-            .forward_train(&feats, proposals, metas, gts, rng)?;
+            .forward_train(&feats, proposals, metas, gts, rngs)?;
         Ok(LossParts {
             rpn_cls,
             rpn_bbox,

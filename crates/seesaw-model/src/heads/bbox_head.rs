@@ -533,10 +533,11 @@ impl BBoxHead {
         reg: Tensor<2>,
         s: &SampledRois,
     ) -> Result<(Tensor<1>, Tensor<1>)> {
-        let r = s.rois.len();
+        // The sampled RoIs of the whole global batch under data parallelism.
+        let r = crate::distributed::global_sum(s.rois.len() as f64);
         let cls = self
             .loss_cls
-            .forward(cls_score, &s.labels, Some(r.max(1) as f64))?
+            .forward(cls_score, &s.labels, Some(r.max(1.0)))?
             .mul_scalar(self.spec.loss_cls_weight);
         let bbox = self
             .box_loss(reg, s)?
@@ -559,7 +560,8 @@ impl BBoxHead {
         shift: Option<Tensor<2>>,
     ) -> Result<Tensor<1>> {
         let device = reg.device();
-        let r = s.rois.len();
+        // Before the early return: every replica takes part in the sum.
+        let r = crate::distributed::global_sum(s.rois.len() as f64);
         if s.pos_rows.is_empty() {
             return Ok(reg.sum().mul_scalar(0.0));
         }
@@ -583,7 +585,7 @@ impl BBoxHead {
             BoxLossKind::SmoothL1 => smooth_l1_loss(pred, target, 1.0, Reduction::Sum, None)?,
             BoxLossKind::L1 => l1_loss(pred, target, Reduction::Sum, None)?,
         };
-        Ok(sum.div_scalar(r as f64))
+        Ok(sum.div_scalar(r.max(1.0)))
     }
 
     /// The positives' deltas of their label `[P, 4]` (the only ones for class-agnostic

@@ -147,8 +147,11 @@ impl GlobalContextHead {
             }
         }
         let device = logits.device();
+        // The mean over the global batch's images under data parallelism.
+        let entries = crate::distributed::global_sum((b * k) as f64).max(1.0);
         Ok(bce_with_logits(logits, float_tensor(t, [b, k], &device))
-            .mean()
+            .sum()
+            .div_scalar(entries)
             .mul_scalar(self.loss_weight))
     }
 }

@@ -301,7 +301,7 @@ impl MaskHead {
         gts: &[GtInstances],
     ) -> Result<Tensor<1>> {
         let targets = self.targets(s, gts)?;
-        Ok(self.loss_with_targets(logits, s, &targets))
+        Ok(self.loss_with_targets(logits, s, &targets, None))
     }
 
     /// The binary 28 x 28 targets of the positives of `s` (`[P * 28 * 28]`, row-major), as
@@ -322,12 +322,15 @@ impl MaskHead {
         Ok(targets)
     }
 
-    /// [`MaskHead::loss`] with the targets given (from [`MaskHead::targets`]).
+    /// [`MaskHead::loss`] with the targets given (from [`MaskHead::targets`]); the sum over
+    /// pixels is divided by `pixels` (default: this call's P x 28 x 28; the global batch's under
+    /// data parallelism).
     pub fn loss_with_targets(
         &self,
         logits: Tensor<4>,
         s: &SampledRois,
         targets: &[f32],
+        pixels: Option<f64>,
     ) -> Tensor<1> {
         let device = logits.device();
         let m = MASK_SIZE;
@@ -342,7 +345,9 @@ impl MaskHead {
             .reshape([p * c, m * m])
             .select(0, index_tensor(&idx, &device));
         let targets = targets.iter().map(|&t| f64::from(t)).collect();
-        bce_with_logits(chosen, float_tensor(targets, [p, m * m], &device)).mean()
+        bce_with_logits(chosen, float_tensor(targets, [p, m * m], &device))
+            .sum()
+            .div_scalar(pixels.unwrap_or((p * m * m).max(1) as f64))
     }
 
     /// The loss of a step without positive RoIs: a zero that still reaches every parameter.

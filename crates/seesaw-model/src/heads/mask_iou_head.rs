@@ -190,6 +190,9 @@ impl MaskIouHead {
             .filter(|(_, t)| **t > 0.0)
             .map(|(i, _)| i)
             .collect();
+        // Over the whole global batch under data parallelism (a replica without positives
+        // adds its zero in `mask_loss`).
+        let kept = crate::distributed::global_sum(keep.len() as f64);
         if keep.is_empty() {
             return pred.sum().mul_scalar(0.0);
         }
@@ -199,7 +202,11 @@ impl MaskIouHead {
             [keep.len()],
             &device,
         );
-        (chosen - want).square().mean().mul_scalar(self.loss_weight)
+        (chosen - want)
+            .square()
+            .sum()
+            .div_scalar(kept.max(1.0))
+            .mul_scalar(self.loss_weight)
     }
 }
 

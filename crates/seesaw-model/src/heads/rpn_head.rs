@@ -240,21 +240,24 @@ pub fn level_anchors(
 
 impl RpnConfig {
     /// The RPN loss: (objectness BCE, L1 on deltas of positives), both averaged over the
-    /// sampled anchors of the batch, as mmdetection's `avg_factor`.
+    /// sampled anchors of the batch, as mmdetection's `avg_factor`; image i's anchors are
+    /// sampled with `rngs[i]`.
     pub fn loss<R: Rng>(
         &self,
         out: &RpnOutput,
         anchors: &[Box2],
         gts: &[GtInstances],
-        rng: &mut R,
+        rngs: &mut [R],
     ) -> Result<(Tensor<1>, Tensor<1>)> {
         let device = out.cls.device();
         let [b, n] = out.cls.dims();
-        if anchors.len() != n || gts.len() != b {
+        if anchors.len() != n || gts.len() != b || rngs.len() < b {
             return Err(ModelError::Input(format!(
-                "rpn loss: {} anchors for {n} outputs, {} ground-truth sets for {b} images",
+                "rpn loss: {} anchors for {n} outputs, {} ground-truth sets and {} generators \
+                 for {b} images",
                 anchors.len(),
-                gts.len()
+                gts.len(),
+                rngs.len()
             )));
         }
         let assigner = MaxIouAssigner {
@@ -274,7 +277,7 @@ impl RpnConfig {
         for (i, gt) in gts.iter().enumerate() {
             let labels = vec![0usize; gt.boxes.len()];
             let assign = assigner.assign(anchors, &gt.boxes, &labels, &gt.ignore);
-            let s = sampler.sample(&assign, &labels, rng);
+            let s = sampler.sample(&assign, &labels, &mut rngs[i]);
             for &p in &s.pos {
                 sel.push(i * n + p);
                 sel_t.push(1.0);
@@ -287,7 +290,8 @@ impl RpnConfig {
                 sel_t.push(0.0);
             }
         }
-        let avg = sel.len().max(1) as f64;
+        // Over the whole global batch under data parallelism.
+        let avg = crate::distributed::global_sum(sel.len() as f64).max(1.0);
         let cls = out.cls.clone().reshape([b * n, 1]);
         let loss_cls = if sel.is_empty() {
             cls.sum().mul_scalar(0.0)

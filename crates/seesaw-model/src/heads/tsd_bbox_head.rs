@@ -317,35 +317,6 @@ impl BBoxHead {
         let r = s.rois.len();
         let c = self.spec.num_classes;
         let zero = |t: &Tensor<2>| t.clone().sum().mul_scalar(0.0);
-        if r == 0 {
-            let z = zero(&tsd.cls) + zero(&tsd.reg);
-            return Ok(TsdLosses {
-                cls: z.clone(),
-                bbox: z.clone(),
-                pc_cls: z.clone(),
-                pc_loc: z,
-            });
-        }
-        let cls = self
-            .loss_cls
-            .forward(tsd.cls.clone(), &s.labels, Some(r as f64))?
-            .mul_scalar(self.spec.loss_cls_weight);
-        let g = spec.trans_std;
-        let stds = self.spec.stds;
-        let p = s.pos_rows.len();
-        let pos_idx = index_tensor(&s.pos_rows, &device);
-        let shift = (p > 0).then(|| {
-            let dr = tsd.delta_r.clone().select(0, pos_idx.clone());
-            let scale: Tensor<2> = float_tensor(
-                vec![f64::from(g / stds[0]), f64::from(g / stds[1])],
-                [1, 2],
-                &device,
-            );
-            Tensor::cat(vec![dr * scale, Tensor::zeros([p, 2], &device)], 1)
-        });
-        let bbox = self
-            .box_loss_shifted(tsd.reg.clone(), s, shift)?
-            .mul_scalar(self.spec.loss_bbox_weight);
         // The progressive constraint: an image with a positive contributes each of its RoIs
         // to M_cls and each positive to M_loc; one without contributes a single zero to each.
         let mut has_pos = vec![false; num_images];
@@ -371,6 +342,45 @@ impl BBoxHead {
         let cls_entries: usize = (0..num_images)
             .map(|i| if has_pos[i] { rows_of[i] } else { 1 })
             .sum();
+        let p = s.pos_rows.len();
+        // The normalisers over the whole global batch under data parallelism (every replica
+        // takes part, RoIs or not).
+        let mut norms = [r as f64, cls_entries as f64, (p + empty) as f64];
+        if let Some(g) = crate::distributed::current() {
+            g.sum_f64(&mut norms);
+        }
+        let [r_all, cls_entries_all, loc_entries_all] = norms;
+        if r == 0 {
+            // The collectives the others make in the losses below.
+            self.loss_cls.skip_collectives(c);
+            crate::distributed::global_sum(0.0);
+            let z = zero(&tsd.cls) + zero(&tsd.reg);
+            return Ok(TsdLosses {
+                cls: z.clone(),
+                bbox: z.clone(),
+                pc_cls: z.clone(),
+                pc_loc: z,
+            });
+        }
+        let cls = self
+            .loss_cls
+            .forward(tsd.cls.clone(), &s.labels, Some(r_all.max(1.0)))?
+            .mul_scalar(self.spec.loss_cls_weight);
+        let g = spec.trans_std;
+        let stds = self.spec.stds;
+        let pos_idx = index_tensor(&s.pos_rows, &device);
+        let shift = (p > 0).then(|| {
+            let dr = tsd.delta_r.clone().select(0, pos_idx.clone());
+            let scale: Tensor<2> = float_tensor(
+                vec![f64::from(g / stds[0]), f64::from(g / stds[1])],
+                [1, 2],
+                &device,
+            );
+            Tensor::cat(vec![dr * scale, Tensor::zeros([p, 2], &device)], 1)
+        });
+        let bbox = self
+            .box_loss_shifted(tsd.reg.clone(), s, shift)?
+            .mul_scalar(self.spec.loss_bbox_weight);
         let sib = self
             .loss_cls
             .label_probs(sibling_cls.detach(), &s.labels, c)?;
@@ -379,7 +389,7 @@ impl BBoxHead {
         let mask: Tensor<1> = float_tensor(mask, [r], &device);
         let pc_cls = (relu(target - q) * mask)
             .sum()
-            .div_scalar(cls_entries.max(1) as f64);
+            .div_scalar(cls_entries_all.max(1.0));
         let pc_loc = if p == 0 {
             zero(&tsd.reg)
         } else {
@@ -434,7 +444,7 @@ impl BBoxHead {
             let tiou = aligned_iou(boxes, &s.pos_gt_boxes, &device);
             relu(vec1(floor) - tiou)
                 .sum()
-                .div_scalar((p + empty) as f64)
+                .div_scalar(loc_entries_all.max(1.0))
         };
         Ok(TsdLosses {
             cls,

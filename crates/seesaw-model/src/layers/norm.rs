@@ -178,7 +178,10 @@ pub fn sync_batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D
     let mut stat_shape = [1usize; D];
     stat_shape[1] = c;
     let per_channel = |t: Tensor<D>| -> Tensor<1> {
-        t.swap_dims(0, 1).reshape([c as i64, -1]).sum_dim(1).reshape([c])
+        t.swap_dims(0, 1)
+            .reshape([c as i64, -1])
+            .sum_dim(1)
+            .reshape([c])
     };
     let count = global_sum((x.shape().num_elements() / c.max(1)) as f64).max(1.0);
     let mean = all_reduce_sum(per_channel(x.clone())).div_scalar(count);
@@ -284,8 +287,18 @@ mod tests {
         let (Norm::Batch(bn) | Norm::Sync(bn)) = norm else {
             panic!("a batch norm")
         };
-        let v = |t: Tensor<1>| t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32");
-        let v4 = |t: Tensor<4>| t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32");
+        let v = |t: Tensor<1>| {
+            t.into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .expect("f32")
+        };
+        let v4 = |t: Tensor<4>| {
+            t.into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .expect("f32")
+        };
         [
             v4(y.detach()),
             v4(x.grad(&grads).expect("x grad")),
@@ -333,17 +346,25 @@ mod tests {
                             panic!("syncbn")
                         };
                         affine(&mut bn);
-                        let part = |v: &Vec<f32>| v[rank * 2 * per_image..(rank + 1) * 2 * per_image].to_vec();
+                        let part = |v: &Vec<f32>| {
+                            v[rank * 2 * per_image..(rank + 1) * 2 * per_image].to_vec()
+                        };
                         run(&Norm::Sync(bn), part(x), [2, 3, 5, 6], part(w))
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("replica")).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("replica"))
+                .collect()
         });
         let close = |a: &[f32], b: &[f32], what: &str| {
             assert_eq!(a.len(), b.len(), "{what}");
             for (i, (p, q)) in a.iter().zip(b).enumerate() {
-                assert!((p - q).abs() <= 1e-4 * (1.0 + q.abs()), "{what}[{i}]: {p} vs {q}");
+                assert!(
+                    (p - q).abs() <= 1e-4 * (1.0 + q.abs()),
+                    "{what}[{i}]: {p} vs {q}"
+                );
             }
         };
         let joined = |k: usize| [halves[0][k].clone(), halves[1][k].clone()].concat();
@@ -351,7 +372,11 @@ mod tests {
         close(&joined(1), &whole[1], "input gradient");
         // Parameter gradients: each replica holds its share; their sum is the whole batch's.
         for (k, what) in [(2, "gamma gradient"), (3, "beta gradient")] {
-            let sum: Vec<f32> = halves[0][k].iter().zip(&halves[1][k]).map(|(a, b)| a + b).collect();
+            let sum: Vec<f32> = halves[0][k]
+                .iter()
+                .zip(&halves[1][k])
+                .map(|(a, b)| a + b)
+                .collect();
             close(&sum, &whole[k], what);
         }
         for (k, what) in [(4, "running mean"), (5, "running variance")] {

@@ -229,6 +229,25 @@ impl AnyLoss {
         }
     }
 
+    /// Makes the collective calls [`AnyLoss::forward`] makes under data parallelism, with
+    /// nothing contributed: for a replica that skips the loss while the others compute it
+    /// (their sums and counts then equal one process's on the whole batch).
+    pub fn skip_collectives(&mut self, num_classes: usize) {
+        use crate::distributed::{current, global_sum, sum_counts};
+        match self {
+            AnyLoss::CrossEntropy(_) | AnyLoss::SigmoidBce(_) => {}
+            AnyLoss::Eql(_) | AnyLoss::Federated(..) => {
+                global_sum(0.0);
+            }
+            AnyLoss::Eqlv2(_) => {
+                if let Some(g) = current() {
+                    g.sum_f64(&mut vec![0.0; 2 * num_classes + 1]);
+                }
+            }
+            AnyLoss::Seesaw(_) => sum_counts(&mut vec![0; num_classes + 1]),
+        }
+    }
+
     /// Each row's probability of its label `labels[r]` in `0..=C` (C: background), `[N]`:
     /// the softmax's for cross-entropy, Seesaw's test-time activation (class softmax times
     /// P(object), and P(background)) for Seesaw. TSD's progressive constraint compares these.

@@ -79,8 +79,8 @@ impl EqlLoss {
         let target = one_hot(labels, self.num_classes, &device);
         let w = float_tensor(self.weights(labels), [n, self.num_classes], &device);
         let loss = (bce_with_logits(cls_score, target) * w).sum();
-        Ok(loss
-            .div_scalar(n.max(1) as f64)
-            .mul_scalar(self.loss_weight))
+        // N over the whole global batch under data parallelism.
+        let rows = crate::distributed::global_sum(n as f64).max(1.0);
+        Ok(loss.div_scalar(rows).mul_scalar(self.loss_weight))
     }
 }

@@ -90,21 +90,36 @@ impl Eqlv2Loss {
         let probs = host(sigmoid(cls_score.clone().detach()))?;
         let loss =
             (bce_with_logits(cls_score, target) * float_tensor(w.clone(), [n, k], &device)).sum();
+        // This step's gradient statistics (positives' then negatives'), summed over the
+        // replicas under data parallelism, as one process on the whole batch would collect them.
+        let c = self.num_classes;
+        let mut step = vec![0f64; 2 * c];
         for (r, &y) in labels.iter().enumerate() {
-            for j in 0..self.num_classes {
-                let p = probs[r * k + j];
+            for j in 0..c {
+                let p = f64::from(probs[r * k + j]);
                 if j == y {
-                    self.pos_grad[j] += (1.0 - p) * w[r * k + j];
+                    step[j] += (1.0 - p) * w[r * k + j];
                 } else {
-                    self.neg_grad[j] += p * w[r * k + j];
+                    step[c + j] += p * w[r * k + j];
                 }
             }
+        }
+        let rows = if crate::distributed::world_size() > 1 {
+            step.push(n as f64);
+            if let Some(g) = crate::distributed::current() {
+                g.sum_f64(&mut step);
+            }
+            step.pop().unwrap_or(n as f64)
+        } else {
+            n as f64
+        };
+        for j in 0..c {
+            self.pos_grad[j] += step[j];
+            self.neg_grad[j] += step[c + j];
         }
         for j in 0..self.num_classes {
             self.pos_neg[j] = self.pos_grad[j] / (self.neg_grad[j] + 1e-10);
         }
-        Ok(loss
-            .div_scalar(n.max(1) as f64)
-            .mul_scalar(self.loss_weight))
+        Ok(loss.div_scalar(rows.max(1.0)).mul_scalar(self.loss_weight))
     }
 }

@@ -119,8 +119,8 @@ impl FederatedLoss {
         let loss = (bce_with_logits(logits, one_hot(labels, c, &device))
             * float_tensor(mask, [n, c], &device))
         .sum();
-        Ok(loss
-            .div_scalar(n.max(1) as f64)
-            .mul_scalar(self.loss_weight))
+        // N over the whole global batch under data parallelism.
+        let rows = crate::distributed::global_sum(n as f64).max(1.0);
+        Ok(loss.div_scalar(rows).mul_scalar(self.loss_weight))
     }
 }

@@ -206,7 +206,9 @@ impl SeesawLoss {
         avg_factor: Option<f64>,
         reduction_override: Option<Reduction>,
     ) -> Result<SeesawOutput> {
-        let step = cum_samples(labels, self.config.num_classes)?;
+        let mut step = cum_samples(labels, self.config.num_classes)?;
+        // Under data parallelism, every replica adds the whole global batch's labels.
+        crate::distributed::sum_counts(&mut step);
         self.add_counts(&step)?;
         self.loss(
             cls_score,

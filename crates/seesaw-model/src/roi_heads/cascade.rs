@@ -5,9 +5,9 @@
 //!
 //! [`train_box_stage`] is the box step every multi-stage kind (this, HTC, HTC-Lite) shares.
 
+use crate::structures::ImageRng;
 use burn::module::Module;
 use burn::tensor::Tensor;
-use rand::RngCore;
 
 use crate::error::Result;
 use crate::heads::mask_head::MASK_ROI_SIZE;
@@ -54,14 +54,14 @@ pub fn train_box_stage(
     (stage, t): (&Stage, Option<usize>),
     inputs: &StageInputs,
     proposals: &[Vec<Box2>],
-    mut rng: &mut dyn RngCore,
+    rngs: &mut [ImageRng],
     out: &mut RoiLosses,
 ) -> Result<StageStep> {
     let c = head.spec.num_classes;
     let s = inputs
         .roi
         .sampler(stage.iou)
-        .sample(proposals, inputs.gts, c, &mut rng);
+        .sample(proposals, inputs.gts, c, rngs);
     let pooler = RoiPooler {
         roi: inputs.roi,
         feats: inputs.feats,
@@ -145,7 +145,7 @@ impl RoiHeadOps for CascadeRoiHead {
         mut proposals: Vec<Vec<Box2>>,
         metas: &[ImageMeta],
         gts: &[GtInstances],
-        rng: &mut dyn RngCore,
+        rngs: &mut [ImageRng],
     ) -> Result<RoiLosses> {
         let mut out = RoiLosses::zeros(&feats[0].device());
         let last = self.stages.len() - 1;
@@ -157,7 +157,8 @@ impl RoiHeadOps for CascadeRoiHead {
         };
         for (t, stage) in self.stages.iter().enumerate() {
             let head = &mut self.bbox_head[t];
-            let step = train_box_stage(head, (stage, Some(t)), &inputs, &proposals, rng, &mut out)?;
+            let step =
+                train_box_stage(head, (stage, Some(t)), &inputs, &proposals, rngs, &mut out)?;
             let StageStep {
                 s,
                 cls_score,

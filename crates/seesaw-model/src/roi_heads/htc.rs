@@ -6,9 +6,9 @@
 //! flow). At test time every stage's mask head runs on the final boxes, chained, and their
 //! probabilities are averaged.
 
+use crate::structures::ImageRng;
 use burn::module::Module;
 use burn::tensor::Tensor;
-use rand::RngCore;
 
 use crate::error::Result;
 use crate::heads::mask_head::MASK_ROI_SIZE;
@@ -54,7 +54,7 @@ impl RoiHeadOps for HtcRoiHead {
         mut proposals: Vec<Vec<Box2>>,
         metas: &[ImageMeta],
         gts: &[GtInstances],
-        mut rng: &mut dyn RngCore,
+        rngs: &mut [ImageRng],
     ) -> Result<RoiLosses> {
         let mut out = RoiLosses::zeros(&feats[0].device());
         let inputs = StageInputs {
@@ -65,7 +65,8 @@ impl RoiHeadOps for HtcRoiHead {
         };
         for (t, stage) in self.stages.iter().enumerate() {
             let head = &mut self.bbox_head[t];
-            let step = train_box_stage(head, (stage, Some(t)), &inputs, &proposals, rng, &mut out)?;
+            let step =
+                train_box_stage(head, (stage, Some(t)), &inputs, &proposals, rngs, &mut out)?;
             let StageStep {
                 s,
                 cls_score,
@@ -79,10 +80,7 @@ impl RoiHeadOps for HtcRoiHead {
             }
             if !self.mask_head.is_empty() {
                 let c = head.spec.num_classes;
-                let s2 = self
-                    .roi
-                    .sampler(stage.iou)
-                    .sample(&proposals, gts, c, &mut rng);
+                let s2 = self.roi.sampler(stage.iou).sample(&proposals, gts, c, rngs);
                 let roi = &self.roi;
                 let (m, iou) = mask_loss(&self.mask_head, t, true, &s2, gts, |r| {
                     roi.pool(feats, r, MASK_ROI_SIZE)

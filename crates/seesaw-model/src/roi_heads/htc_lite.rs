@@ -5,9 +5,9 @@
 //! a feature of the whole image, trained to predict the classes present, added to every RoI
 //! feature of the box and mask heads.
 
+use crate::structures::ImageRng;
 use burn::module::Module;
 use burn::tensor::Tensor;
-use rand::RngCore;
 
 use crate::error::Result;
 use crate::heads::mask_head::MASK_ROI_SIZE;
@@ -74,7 +74,7 @@ impl RoiHeadOps for HtcLiteRoiHead {
         mut proposals: Vec<Vec<Box2>>,
         metas: &[ImageMeta],
         gts: &[GtInstances],
-        rng: &mut dyn RngCore,
+        rngs: &mut [ImageRng],
     ) -> Result<RoiLosses> {
         let mut out = RoiLosses::zeros(&feats[0].device());
         let ctx = match self.context_logits_and_feature(feats) {
@@ -94,7 +94,8 @@ impl RoiHeadOps for HtcLiteRoiHead {
         };
         for (t, stage) in self.stages.iter().enumerate() {
             let head = &mut self.bbox_head[t];
-            let step = train_box_stage(head, (stage, Some(t)), &inputs, &proposals, rng, &mut out)?;
+            let step =
+                train_box_stage(head, (stage, Some(t)), &inputs, &proposals, rngs, &mut out)?;
             let StageStep {
                 s,
                 cls_score,

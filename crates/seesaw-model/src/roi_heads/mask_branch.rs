@@ -8,6 +8,7 @@ use burn::tensor::activation::sigmoid;
 
 use crate::error::{ModelError, Result};
 use crate::heads::MaskHead;
+use crate::heads::mask_head::MASK_SIZE;
 use crate::heads::mask_iou_head::{MaskIouHead, area_ratio, mask_iou_targets};
 use crate::layers::zero_touching;
 use crate::losses::common::{host_f32, index_tensor};
@@ -54,12 +55,16 @@ pub fn mask_loss(
     let head = heads
         .get(t)
         .ok_or_else(|| ModelError::Input(format!("no mask head {t}")))?;
+    // The mask loss averages over the global batch's positives' pixels under data
+    // parallelism; every replica takes part in each sum, positives or not.
+    let pixels = crate::distributed::global_sum((s.pos_rows.len() * MASK_SIZE * MASK_SIZE) as f64);
     if s.pos_rows.is_empty() {
         let device = head.device();
-        let iou = head
-            .mask_iou_head
-            .as_ref()
-            .map(|h| zero_touching(h, &device));
+        let iou = head.mask_iou_head.as_ref().map(|h| {
+            // MaskIoU's normaliser, as `MaskIouHead::loss` sums it on the others.
+            crate::distributed::global_sum(0.0);
+            zero_touching(h, &device)
+        });
         return Ok((head.zero_loss(&device), iou));
     }
     let pooled = pool(&s.pos_rois())?;
@@ -69,7 +74,10 @@ pub fn mask_loss(
         Some(h) => Some(mask_iou_loss(h, pooled, logits.clone(), s, gts, &targets)?),
         None => None,
     };
-    Ok((head.loss_with_targets(logits, s, &targets), iou))
+    Ok((
+        head.loss_with_targets(logits, s, &targets, Some(pixels.max(1.0))),
+        iou,
+    ))
 }
 
 /// Mask Scoring's loss on the positives of `s` (mmdetection's `MaskScoringRoIHead.mask_loss`):

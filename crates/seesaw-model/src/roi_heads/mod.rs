@@ -25,9 +25,9 @@ pub mod mask_branch;
 pub mod sampling;
 pub mod standard;
 
+use crate::structures::ImageRng;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::detectors::DetectorConfig;
@@ -373,7 +373,7 @@ pub trait RoiHeadOps {
         Self: Sized;
 
     /// The training losses of a batch from its pyramid features and per-image proposals (at
-    /// input scale); `rng` draws the sampled RoIs. Updates the losses' state.
+    /// input scale); `rngs[i]` draws image i's sampled RoIs. Updates the losses' state.
     ///
     /// # Errors
     /// Inputs that do not fit the model.
@@ -383,7 +383,7 @@ pub trait RoiHeadOps {
         proposals: Vec<Vec<Box2>>,
         metas: &[ImageMeta],
         gts: &[GtInstances],
-        rng: &mut dyn RngCore,
+        rngs: &mut [ImageRng],
     ) -> Result<RoiLosses>;
 
     /// The RoI sampling and pooling settings.

@@ -46,13 +46,18 @@ pub struct RoiSampler {
 }
 
 impl RoiSampler {
-    /// Samples the RoIs of every image; `num_classes` C is the label of negatives.
+    /// Samples the RoIs of every image, image i's from `rngs[i]` (one generator per image, so
+    /// that an image's draws do not depend on the others in its batch); `num_classes` C is the
+    /// label of negatives.
+    ///
+    /// # Panics
+    /// Fewer generators than images.
     pub fn sample<R: Rng>(
         &self,
         proposals: &[Vec<Box2>],
         gts: &[GtInstances],
         num_classes: usize,
-        rng: &mut R,
+        rngs: &mut [R],
     ) -> SampledRois {
         let assigner = MaxIouAssigner {
             pos_iou_thr: self.iou,
@@ -69,7 +74,7 @@ impl RoiSampler {
         let mut s = SampledRois::default();
         for (i, (cands, gt)) in proposals.iter().zip(gts).enumerate() {
             let assign = assigner.assign(cands, &gt.boxes, &gt.labels, &gt.ignore);
-            let res = sampler.sample(&assign, &gt.labels, rng);
+            let res = sampler.sample(&assign, &gt.labels, &mut rngs[i]);
             let list = |k: usize| -> Box2 {
                 if k < res.num_gts_added {
                     gt.boxes[k]

@@ -2,9 +2,9 @@
 //! `StandardROIHeads`): RoIs sampled at one IoU, a Shared2FC box head on 7x7 RoIAlign
 //! features, and an FCN mask head on 14x14 features of the positive RoIs.
 
+use crate::structures::ImageRng;
 use burn::module::Module;
 use burn::tensor::Tensor;
-use rand::RngCore;
 
 use crate::error::Result;
 use crate::heads::mask_head::MASK_ROI_SIZE;
@@ -50,7 +50,7 @@ impl RoiHeadOps for StandardRoiHead {
         proposals: Vec<Vec<Box2>>,
         _metas: &[ImageMeta],
         gts: &[GtInstances],
-        rng: &mut dyn RngCore,
+        rngs: &mut [ImageRng],
     ) -> Result<RoiLosses> {
         let mut out = RoiLosses::zeros(&feats[0].device());
         let inputs = StageInputs {
@@ -65,7 +65,7 @@ impl RoiHeadOps for StandardRoiHead {
             (&self.stage, None),
             &inputs,
             &proposals,
-            rng,
+            rngs,
             &mut out,
         )?;
         if self.mask_head.is_some() {

@@ -38,11 +38,27 @@ pub fn run(a: &DataArgs) -> Result<()> {
         a.batch.max(1),
     )?;
     // One warm-up batch (page cache, thread pool).
-    train_samples(&split, &mut sampler, 0, 0, &cfg, true)?;
+    train_samples(
+        &split,
+        &mut sampler,
+        0,
+        0,
+        &cfg,
+        true,
+        seesaw_data::pipeline::Shard::WHOLE,
+    )?;
     let t0 = Instant::now();
     let mut pixels = 0usize;
     for iter in 1..=a.batches {
-        let (samples, _) = train_samples(&split, &mut sampler, iter, 0, &cfg, true)?;
+        let (samples, _) = train_samples(
+            &split,
+            &mut sampler,
+            iter,
+            0,
+            &cfg,
+            true,
+            seesaw_data::pipeline::Shard::WHOLE,
+        )?;
         pixels += samples.iter().map(|s| s.pixels.len() / 3).sum::<usize>();
     }
     let secs = t0.elapsed().as_secs_f64();

@@ -130,7 +130,12 @@ pub fn run(a: &StepArgs) -> Result<()> {
     let mut fwd_times = Vec::new();
     for i in 0..=a.iters {
         let t0 = Instant::now();
-        let parts = model.forward_train(images.clone(), &metas, &gts, &mut rng)?;
+        let parts = model.forward_train(
+            images.clone(),
+            &metas,
+            &gts,
+            &mut seesaw_model::structures::image_rngs(&mut rng, metas.len()),
+        )?;
         let total = parts.total();
         let _ = total.clone().into_data();
         let t_fwd = t0.elapsed().as_secs_f64();

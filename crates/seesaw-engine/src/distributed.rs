@@ -1,0 +1,300 @@
+//! Data-parallel training's launch and its per-step exchanges, on existing collective engines:
+//! MPI (the `mpi` cargo feature, OpenMPI through rsmpi) for processes started by `mpirun` or
+//! `srun`. Each process is one replica; every replica trains on its share of each global batch
+//! (`seesaw_data::pipeline::Shard`) and they exchange, through the engine's all-reduce:
+//!
+//! - the loss normalisers and Seesaw's class counts, inside the model
+//!   (`seesaw_model::distributed`), and SyncBN's batch statistics;
+//! - the padded batch size (every replica pads to the global batch's, as one process would);
+//! - the gradients, summed (each replica's loss is its share of the global loss), in one
+//!   buffer per step;
+//! - the logged loss values, summed.
+//!
+//! Rank 0's initial weights are broadcast to the others. Rank 0 alone writes checkpoints,
+//! metrics and the work dir's config; every replica resumes from the same checkpoint.
+
+use std::sync::Arc;
+
+use seesaw_model::burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use seesaw_model::burn::optim::GradientsParams;
+use seesaw_model::burn::tensor::{Tensor, TensorData};
+use seesaw_model::detectors::Detector;
+pub use seesaw_model::distributed::Collective;
+
+use crate::error::{EngineError, Result};
+
+/// The environment variables by which launchers announce more than one rank: OpenMPI's
+/// `mpirun`, MPICH/Hydra and Intel MPI (`PMI_SIZE`), SLURM's `srun` (`SLURM_NTASKS`), and
+/// torchrun (`WORLD_SIZE`).
+const WORLD_VARS: [&str; 4] = [
+    "OMPI_COMM_WORLD_SIZE",
+    "PMI_SIZE",
+    "SLURM_NTASKS",
+    "WORLD_SIZE",
+];
+
+/// The world size a launcher announced, and by which variable (None: a plain process).
+fn announced_world() -> Option<(&'static str, usize)> {
+    WORLD_VARS.iter().find_map(|&v| {
+        std::env::var(v)
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .filter(|&n| n > 1)
+            .map(|n| (v, n))
+    })
+}
+
+/// Joins the replicas this process was launched among: `None` for a plain process (one
+/// replica), an MPI communicator when a launcher started several ranks.
+///
+/// # Errors
+/// Several ranks announced but this build has no `mpi` feature, or torchrun's variables
+/// alone (its rendezvous is not an MPI launch), or MPI that cannot start.
+pub fn join() -> Result<Option<Arc<dyn Collective>>> {
+    let Some((var, n)) = announced_world() else {
+        return Ok(None);
+    };
+    if var == "WORLD_SIZE" && announced_mpi().is_none() {
+        return Err(EngineError::Request(format!(
+            "WORLD_SIZE={n} (torchrun's launch) without an MPI launcher: CPU ranks are started \
+             with `mpirun -n {n} seesaw train ...` or `srun --mpi=pmix -n {n} seesaw train ...` \
+             (docs/multi-gpu.md)"
+        )));
+    }
+    mpi_group(var, n)
+}
+
+/// An MPI launcher's variable, if one is set.
+fn announced_mpi() -> Option<&'static str> {
+    [
+        "OMPI_COMM_WORLD_SIZE",
+        "PMI_SIZE",
+        "PMIX_RANK",
+        "SLURM_NTASKS",
+    ]
+    .into_iter()
+    .find(|v| std::env::var_os(v).is_some())
+}
+
+#[cfg(not(feature = "mpi"))]
+fn mpi_group(var: &str, n: usize) -> Result<Option<Arc<dyn Collective>>> {
+    Err(EngineError::Request(format!(
+        "{var}={n}: launched as one of {n} ranks, but this seesaw was built without data \
+         parallelism; build it with `cargo build --release --features mpi` (Debian: apt-get \
+         install libopenmpi-dev openmpi-bin libclang-dev)"
+    )))
+}
+
+#[cfg(feature = "mpi")]
+fn mpi_group(var: &str, n: usize) -> Result<Option<Arc<dyn Collective>>> {
+    let group = mpi_backend::MpiGroup::init().ok_or_else(|| {
+        EngineError::Request(format!(
+            "{var}={n}, but MPI is already initialised in this process"
+        ))
+    })?;
+    if group.world_size() != n && var == "OMPI_COMM_WORLD_SIZE" {
+        return Err(EngineError::Request(format!(
+            "{var}={n} but MPI's world has {} ranks",
+            group.world_size()
+        )));
+    }
+    Ok(Some(Arc::new(group)))
+}
+
+#[cfg(feature = "mpi")]
+mod mpi_backend {
+    use mpi::collective::SystemOperation;
+    use mpi::environment::Universe;
+    use mpi::topology::SimpleCommunicator;
+    use mpi::traits::{Communicator, CommunicatorCollectives, Root};
+
+    use super::Collective;
+
+    /// MPI's world communicator (rank = MPI rank); MPI is finalised when it drops.
+    pub struct MpiGroup {
+        world: SimpleCommunicator,
+        _universe: Universe,
+    }
+
+    impl MpiGroup {
+        /// `MPI_Init`; None when MPI was initialised before.
+        pub fn init() -> Option<Self> {
+            let universe = mpi::initialize()?;
+            let world = universe.world();
+            Some(Self {
+                world,
+                _universe: universe,
+            })
+        }
+    }
+
+    impl Collective for MpiGroup {
+        fn rank(&self) -> usize {
+            self.world.rank() as usize
+        }
+        fn world_size(&self) -> usize {
+            self.world.size() as usize
+        }
+        fn sum_f32(&self, values: &mut [f32]) {
+            let send = values.to_vec();
+            self.world
+                .all_reduce_into(&send[..], values, SystemOperation::sum());
+        }
+        fn sum_f64(&self, values: &mut [f64]) {
+            let send = values.to_vec();
+            self.world
+                .all_reduce_into(&send[..], values, SystemOperation::sum());
+        }
+        fn sum_u64(&self, values: &mut [u64]) {
+            let send = values.to_vec();
+            self.world
+                .all_reduce_into(&send[..], values, SystemOperation::sum());
+        }
+        fn max_u64(&self, values: &mut [u64]) {
+            let send = values.to_vec();
+            self.world
+                .all_reduce_into(&send[..], values, SystemOperation::max());
+        }
+        fn broadcast_bytes(&self, root: usize, bytes: &mut Vec<u8>) {
+            let root = self.world.process_at_rank(root as i32);
+            let mut len = [bytes.len() as u64];
+            root.broadcast_into(&mut len[..]);
+            bytes.resize(len[0] as usize, 0);
+            root.broadcast_into(&mut bytes[..]);
+        }
+    }
+}
+
+/// Visits a module's float parameters in their fixed order (the same on every replica).
+struct ParamList(Vec<(ParamId, Vec<usize>)>);
+
+impl ModuleVisitor for ParamList {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.push((param.id, param.val().dims().to_vec()));
+    }
+}
+
+/// Replaces each float parameter by rank `root`'s.
+struct Broadcast<'a> {
+    group: &'a dyn Collective,
+    root: usize,
+}
+
+impl ModuleMapper for Broadcast<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (group, root) = (self.group, self.root);
+        param.map(|t| {
+            let require_grad = t.is_require_grad();
+            let dims = t.dims();
+            let device = t.device();
+            let values: Vec<f32> = t
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap_or_default();
+            let mut bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            group.broadcast_bytes(root, &mut bytes);
+            let values: Vec<f32> = bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            Tensor::from_data(TensorData::new(values, dims), &device).set_require_grad(require_grad)
+        })
+    }
+}
+
+/// Every replica's parameters become rank 0's (after building or loading: replicas start
+/// equal whatever their own initialisation drew).
+pub fn broadcast_parameters(model: Detector, group: &dyn Collective) -> Detector {
+    model.map(&mut Broadcast { group, root: 0 })
+}
+
+/// Sums every parameter's gradient over the replicas, in one all-reduce of one buffer. A
+/// parameter with a gradient on some replicas but not this one contributes zeros here; one with
+/// a gradient on none stays without one (as on one process, the optimizer then skips it).
+///
+/// # Errors
+/// A gradient that cannot be read back.
+pub fn all_reduce_gradients(
+    grads: &mut GradientsParams,
+    model: &Detector,
+    group: &dyn Collective,
+) -> Result<()> {
+    let mut list = ParamList(Vec::new());
+    model.visit(&mut list);
+    let params = list.0;
+    let device = model.devices().into_iter().next();
+    let mut buffer: Vec<f32> = Vec::new();
+    let mut present: Vec<f32> = Vec::with_capacity(params.len());
+    for (id, dims) in &params {
+        let n: usize = dims.iter().product();
+        match take_flat(grads, *id, dims.len()) {
+            Some(t) => {
+                let v = t
+                    .into_data()
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()
+                    .map_err(|e| EngineError::Request(format!("reading a gradient: {e:?}")))?;
+                buffer.extend(v);
+                present.push(1.0);
+            }
+            None => {
+                buffer.extend(std::iter::repeat_n(0.0, n));
+                present.push(0.0);
+            }
+        }
+    }
+    buffer.extend(&present);
+    group.sum_f32(&mut buffer);
+    let Some(device) = device else {
+        return Ok(());
+    };
+    let mut at = 0;
+    for (k, (id, dims)) in params.iter().enumerate() {
+        let n: usize = dims.iter().product();
+        if buffer[buffer.len() - params.len() + k] > 0.0 {
+            let flat =
+                Tensor::<1>::from_data(TensorData::new(buffer[at..at + n].to_vec(), [n]), &device);
+            put_shaped(grads, *id, flat, dims);
+        }
+        at += n;
+    }
+    Ok(())
+}
+
+/// Removes a parameter's gradient, flattened, whatever its rank.
+fn take_flat(grads: &mut GradientsParams, id: ParamId, rank: usize) -> Option<Tensor<1>> {
+    match rank {
+        1 => grads.remove::<1>(id),
+        2 => grads.remove::<2>(id).map(|t| t.flatten(0, 1)),
+        3 => grads.remove::<3>(id).map(|t| t.flatten(0, 2)),
+        4 => grads.remove::<4>(id).map(|t| t.flatten(0, 3)),
+        5 => grads.remove::<5>(id).map(|t| t.flatten(0, 4)),
+        _ => None,
+    }
+}
+
+/// Registers a flat gradient under its parameter's shape.
+fn put_shaped(grads: &mut GradientsParams, id: ParamId, flat: Tensor<1>, dims: &[usize]) {
+    match *dims {
+        [a] => grads.register(id, flat.reshape([a])),
+        [a, b] => grads.register(id, flat.reshape([a, b])),
+        [a, b, c] => grads.register(id, flat.reshape([a, b, c])),
+        [a, b, c, d] => grads.register(id, flat.reshape([a, b, c, d])),
+        [a, b, c, d, e] => grads.register(id, flat.reshape([a, b, c, d, e])),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_process_is_one_replica() {
+        // The test harness is not launched by mpirun.
+        if announced_world().is_none() {
+            assert!(join().expect("join").is_none());
+        }
+    }
+}
