@@ -64,6 +64,20 @@ pub fn join() -> Result<Option<Arc<dyn Collective>>> {
     mpi_group(var, n)
 }
 
+/// This process's rank among those on its node (OpenMPI's, SLURM's, torchrun's or MPICH's
+/// variable; 0 when none is set): the GPU a rank takes.
+pub fn local_rank() -> usize {
+    [
+        "OMPI_COMM_WORLD_LOCAL_RANK",
+        "SLURM_LOCALID",
+        "LOCAL_RANK",
+        "MPI_LOCALRANKID",
+    ]
+    .into_iter()
+    .find_map(|v| std::env::var(v).ok()?.trim().parse().ok())
+    .unwrap_or(0)
+}
+
 /// An MPI launcher's variable, if one is set.
 fn announced_mpi() -> Option<&'static str> {
     [

@@ -46,6 +46,8 @@ pub struct TrainOutcome {
     pub losses: Vec<(usize, f64)>,
     /// Training iterations per second this call (data loading included).
     pub iters_per_sec: f64,
+    /// This process's replica (0 on one process): only rank 0 writes and reports.
+    pub rank: usize,
 }
 
 /// The training split's class statistics, as the losses that look at the data use them
@@ -152,7 +154,22 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         None
     };
     let t = &cfg.train;
-    let device = opts.device.open()?.autodiff();
+    let spec = match opts.device {
+        // One GPU per rank on a node: `--device cuda` is GPU `local rank`, `cuda:N` counts
+        // from N.
+        DeviceSpec::Cuda(i) if group.is_some() => {
+            if cfg_text.contains("\"syncbn\"") {
+                return Err(EngineError::Request(
+                    "SyncBN across GPU ranks is not built yet (its all-reduce runs on CPU \
+                     replicas); use norm type bn with norm_eval, or CPU ranks"
+                        .into(),
+                ));
+            }
+            DeviceSpec::Cuda(i + crate::distributed::local_rank())
+        }
+        other => other,
+    };
+    let device = spec.open()?.autodiff();
     // The device's generator is global: two runs in one process (tests) must not interleave
     // their initialisations.
     static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -419,6 +436,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         checkpoint: last_ckpt,
         losses,
         iters_per_sec: ran as f64 / t0.elapsed().as_secs_f64().max(1e-9),
+        rank: shard.rank,
     })
 }
 

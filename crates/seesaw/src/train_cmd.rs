@@ -33,9 +33,14 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
-    /// cpu (default), cuda or cuda:N (a build with `--features cuda`).
+    /// cpu (default), cuda or cuda:N (a build with `--features cuda`). Under `mpirun`, each
+    /// rank on a node takes GPU N + its local rank.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
+    /// Stop after this many iterations in all, with a checkpoint, as an interruption would
+    /// (`--resume` continues exactly).
+    #[arg(long)]
+    pub stop_at: Option<usize>,
 }
 
 #[derive(Args)]
@@ -99,10 +104,14 @@ pub fn run_train(a: &TrainArgs) -> Result<()> {
             work_dir: work_dir.clone(),
             resume: a.resume,
             progress: !a.quiet && std::io::stderr().is_terminal(),
-            stop_at: None,
+            stop_at: a.stop_at,
             device: a.device,
         },
     )?;
+    if out.rank != 0 {
+        // Data-parallel replicas: rank 0 reports for all.
+        return Ok(());
+    }
     let last = out.losses.last().map_or(f64::NAN, |l| l.1);
     println!(
         "trained {} iterations ({:.2} it/s), last loss {last:.4}; checkpoint {}, metrics {}",

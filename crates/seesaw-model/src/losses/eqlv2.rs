@@ -96,7 +96,7 @@ impl Eqlv2Loss {
         let mut step = vec![0f64; 2 * c];
         for (r, &y) in labels.iter().enumerate() {
             for j in 0..c {
-                let p = f64::from(probs[r * k + j]);
+                let p = probs[r * k + j];
                 if j == y {
                     step[j] += (1.0 - p) * w[r * k + j];
                 } else {
