@@ -188,6 +188,21 @@ impl ModuleVisitor for ParamList {
     }
 }
 
+/// Reads every parameter (burn initialises a parameter lazily, at its first read).
+struct Materialize;
+
+impl ModuleVisitor for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+}
+
+/// Draws every parameter's initial value now (burn draws lazily, at a parameter's first read,
+/// from the device's generator).
+pub fn materialize(model: &Detector) {
+    model.visit(&mut Materialize);
+}
+
 /// Replaces each float parameter by rank `root`'s.
 struct Broadcast<'a> {
     group: &'a dyn Collective,

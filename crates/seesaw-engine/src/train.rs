@@ -178,11 +178,16 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         device.seed(t.seed);
-        cfg.model.init_with(
+        let model = cfg.model.init_with(
             &class_stats(&train, cfg.data.filter_empty_gt),
             t.seed,
             &device,
-        )?
+        )?;
+        // burn draws a parameter's initial value when it is first read: read them all
+        // here, under the lock and right after the seed, so that no other run in this
+        // process draws from the device's generator in between.
+        crate::distributed::materialize(&model);
+        model
     };
     // The work dir and its config.toml only once the data reads and the model builds: a
     // config error leaves an earlier run's files as they were. Rank 0 writes for all.
