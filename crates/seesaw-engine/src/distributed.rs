@@ -13,7 +13,7 @@
 //! Rank 0's initial weights are broadcast to the others. Rank 0 alone writes checkpoints,
 //! metrics and the work dir's config; every replica resumes from the same checkpoint.
 
-use std::sync::Arc;
+use std::rc::Rc;
 
 use seesaw_model::burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use seesaw_model::burn::optim::GradientsParams;
@@ -50,7 +50,7 @@ fn announced_world() -> Option<(&'static str, usize)> {
 /// # Errors
 /// Several ranks announced but this build has no `mpi` feature, or torchrun's variables
 /// alone (its rendezvous is not an MPI launch), or MPI that cannot start.
-pub fn join() -> Result<Option<Arc<dyn Collective>>> {
+pub fn join() -> Result<Option<Rc<dyn Collective>>> {
     let Some((var, n)) = announced_world() else {
         return Ok(None);
     };
@@ -91,7 +91,7 @@ fn announced_mpi() -> Option<&'static str> {
 }
 
 #[cfg(not(feature = "mpi"))]
-fn mpi_group(var: &str, n: usize) -> Result<Option<Arc<dyn Collective>>> {
+fn mpi_group(var: &str, n: usize) -> Result<Option<Rc<dyn Collective>>> {
     Err(EngineError::Request(format!(
         "{var}={n}: launched as one of {n} ranks, but this seesaw was built without data \
          parallelism; build it with `cargo build --release --features mpi` (Debian: apt-get \
@@ -100,7 +100,7 @@ fn mpi_group(var: &str, n: usize) -> Result<Option<Arc<dyn Collective>>> {
 }
 
 #[cfg(feature = "mpi")]
-fn mpi_group(var: &str, n: usize) -> Result<Option<Arc<dyn Collective>>> {
+fn mpi_group(var: &str, n: usize) -> Result<Option<Rc<dyn Collective>>> {
     let group = mpi_backend::MpiGroup::init().ok_or_else(|| {
         EngineError::Request(format!(
             "{var}={n}, but MPI is already initialised in this process"
@@ -112,7 +112,7 @@ fn mpi_group(var: &str, n: usize) -> Result<Option<Arc<dyn Collective>>> {
             group.world_size()
         )));
     }
-    Ok(Some(Arc::new(group)))
+    Ok(Some(Rc::new(group)))
 }
 
 #[cfg(feature = "mpi")]
@@ -274,6 +274,14 @@ pub fn all_reduce_gradients(
         }
     }
     buffer.extend(&present);
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        tracing::info!(
+            "all-reducing {} gradient values ({:.1} MB) per step",
+            buffer.len(),
+            buffer.len() as f64 * 4.0 / 1e6
+        );
+    });
     group.sum_f32(&mut buffer);
     let Some(device) = device else {
         return Ok(());

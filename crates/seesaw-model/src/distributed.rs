@@ -15,7 +15,7 @@
 //! here is the identity, so single-process code pays nothing.
 
 use std::cell::RefCell;
-use std::sync::Arc;
+use std::rc::Rc;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -46,13 +46,13 @@ pub trait Collective {
 }
 
 thread_local! {
-    static GROUP: RefCell<Option<Arc<dyn Collective>>> = const { RefCell::new(None) };
+    static GROUP: RefCell<Option<Rc<dyn Collective>>> = const { RefCell::new(None) };
 }
 
 /// Keeps a collective installed on this thread; dropping it uninstalls it.
 #[must_use = "the collective is uninstalled when the guard drops"]
 pub struct GroupGuard {
-    previous: Option<Arc<dyn Collective>>,
+    previous: Option<Rc<dyn Collective>>,
 }
 
 impl Drop for GroupGuard {
@@ -64,13 +64,13 @@ impl Drop for GroupGuard {
 
 /// Installs `group` as this thread's collective until the guard drops. The training loop
 /// installs it around its forward and backward passes (burn runs both on the calling thread).
-pub fn install(group: Arc<dyn Collective>) -> GroupGuard {
+pub fn install(group: Rc<dyn Collective>) -> GroupGuard {
     let previous = GROUP.with(|g| g.borrow_mut().replace(group));
     GroupGuard { previous }
 }
 
 /// This thread's collective, if one with more than one replica is installed.
-pub fn current() -> Option<Arc<dyn Collective>> {
+pub fn current() -> Option<Rc<dyn Collective>> {
     GROUP
         .with(|g| g.borrow().clone())
         .filter(|g| g.world_size() > 1)
@@ -304,7 +304,7 @@ mod tests {
             let handles: Vec<_> = (0..2)
                 .map(|rank| {
                     s.spawn(move || {
-                        let _g = install(Arc::new(Member { group, rank }));
+                        let _g = install(Rc::new(Member { group, rank }));
                         let device = Device::flex().autodiff();
                         let x = Tensor::<1>::from_floats(xs[rank], &device).require_grad();
                         let y = all_reduce_sum(x.clone());

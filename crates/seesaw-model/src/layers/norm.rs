@@ -274,7 +274,7 @@ mod tests {
     use crate::distributed::install;
     use crate::distributed::testing::{Member, ThreadGroup};
     use burn::tensor::{Distribution, TensorData};
-    use std::sync::Arc;
+    use std::rc::Rc;
 
     /// Output, input gradient, gamma and beta gradients and the running statistics of a norm
     /// on `x`, under `loss = sum(y * w)`.
@@ -340,7 +340,7 @@ mod tests {
                 .map(|rank| {
                     let (x, w, cfg) = (&x, &w, &cfg);
                     s.spawn(move || {
-                        let _g = install(Arc::new(Member { group, rank }));
+                        let _g = install(Rc::new(Member { group, rank }));
                         let device = Device::flex().autodiff();
                         let Some(Norm::Sync(mut bn)) = cfg.init(3, false, &device) else {
                             panic!("syncbn")
