@@ -21,6 +21,7 @@ use seesaw_model::burn::tensor::{Tensor, TensorData};
 use seesaw_model::detectors::Detector;
 pub use seesaw_model::distributed::Collective;
 
+use crate::device::DeviceSpec;
 use crate::error::{EngineError, Result};
 
 /// The environment variables by which launchers announce more than one rank: OpenMPI's
@@ -45,12 +46,13 @@ fn announced_world() -> Option<(&'static str, usize)> {
 }
 
 /// Joins the replicas this process was launched among: `None` for a plain process (one
-/// replica), an MPI communicator when a launcher started several ranks.
+/// replica), an MPI communicator when a launcher started several ranks; for GPU ranks in a
+/// build with the `nccl` feature, NCCL (bootstrapped over MPI) for the gradients.
 ///
 /// # Errors
 /// Several ranks announced but this build has no `mpi` feature, or torchrun's variables
-/// alone (its rendezvous is not an MPI launch), or MPI that cannot start.
-pub fn join() -> Result<Option<Rc<dyn Collective>>> {
+/// alone (its rendezvous is not an MPI launch), or MPI or NCCL that cannot start.
+pub fn join(device: DeviceSpec) -> Result<Option<Rc<dyn Collective>>> {
     let Some((var, n)) = announced_world() else {
         return Ok(None);
     };
@@ -61,7 +63,7 @@ pub fn join() -> Result<Option<Rc<dyn Collective>>> {
              (docs/multi-gpu.md)"
         )));
     }
-    mpi_group(var, n)
+    mpi_group(var, n, device)
 }
 
 /// This process's rank among those on its node (OpenMPI's, SLURM's, torchrun's or MPICH's
@@ -91,7 +93,7 @@ fn announced_mpi() -> Option<&'static str> {
 }
 
 #[cfg(not(feature = "mpi"))]
-fn mpi_group(var: &str, n: usize) -> Result<Option<Rc<dyn Collective>>> {
+fn mpi_group(var: &str, n: usize, _device: DeviceSpec) -> Result<Option<Rc<dyn Collective>>> {
     Err(EngineError::Request(format!(
         "{var}={n}: launched as one of {n} ranks, but this seesaw was built without data \
          parallelism; build it with `cargo build --release --features mpi` (Debian: apt-get \
@@ -100,7 +102,7 @@ fn mpi_group(var: &str, n: usize) -> Result<Option<Rc<dyn Collective>>> {
 }
 
 #[cfg(feature = "mpi")]
-fn mpi_group(var: &str, n: usize) -> Result<Option<Rc<dyn Collective>>> {
+fn mpi_group(var: &str, n: usize, device: DeviceSpec) -> Result<Option<Rc<dyn Collective>>> {
     let group = mpi_backend::MpiGroup::init().ok_or_else(|| {
         EngineError::Request(format!(
             "{var}={n}, but MPI is already initialised in this process"
@@ -112,7 +114,111 @@ fn mpi_group(var: &str, n: usize) -> Result<Option<Rc<dyn Collective>>> {
             group.world_size()
         )));
     }
+    #[cfg(feature = "nccl")]
+    if let DeviceSpec::Cuda(first) = device {
+        let ordinal = first + local_rank();
+        let nccl = nccl_backend::NcclGroup::init(group, ordinal).map_err(|e| {
+            EngineError::Request(format!("NCCL on GPU {ordinal} cannot start: {e}"))
+        })?;
+        return Ok(Some(Rc::new(nccl)));
+    }
+    #[cfg(not(feature = "nccl"))]
+    let _ = device;
     Ok(Some(Rc::new(group)))
+}
+
+#[cfg(feature = "nccl")]
+mod nccl_backend {
+    //! GPU ranks: NCCL (cudarc) for the gradients' sum, over a communicator whose unique id
+    //! rank 0 draws and MPI broadcasts; MPI for the rest (small host values).
+
+    use std::sync::Arc;
+
+    use cudarc::driver::{CudaContext, CudaStream};
+    use cudarc::nccl::safe::{Comm, Id, ReduceOp};
+
+    use super::Collective;
+    use super::mpi_backend::MpiGroup;
+
+    /// Below this many values a sum goes through MPI (a host value needs no device copy).
+    const NCCL_MIN: usize = 4096;
+
+    pub struct NcclGroup {
+        mpi: MpiGroup,
+        stream: Arc<CudaStream>,
+        comm: Comm,
+    }
+
+    impl NcclGroup {
+        /// A communicator over every MPI rank, this one on GPU `ordinal`.
+        pub fn init(mpi: MpiGroup, ordinal: usize) -> Result<Self, String> {
+            let ctx = CudaContext::new(ordinal).map_err(|e| format!("{e:?}"))?;
+            let stream = ctx.default_stream();
+            let mut bytes: Vec<u8> = if mpi.rank() == 0 {
+                let id = Id::new().map_err(|e| format!("ncclGetUniqueId: {e:?}"))?;
+                id.internal().iter().map(|&c| c as u8).collect()
+            } else {
+                Vec::new()
+            };
+            mpi.broadcast_bytes(0, &mut bytes);
+            let mut internal = [0 as core::ffi::c_char; 128];
+            for (d, s) in internal.iter_mut().zip(&bytes) {
+                *d = *s as core::ffi::c_char;
+            }
+            let comm = Comm::from_rank(
+                stream.clone(),
+                mpi.rank(),
+                mpi.world_size(),
+                Id::uninit(internal),
+            )
+            .map_err(|e| format!("ncclCommInitRank: {e:?}"))?;
+            Ok(Self { mpi, stream, comm })
+        }
+    }
+
+    impl Collective for NcclGroup {
+        fn rank(&self) -> usize {
+            self.mpi.rank()
+        }
+        fn world_size(&self) -> usize {
+            self.mpi.world_size()
+        }
+        /// # Panics
+        /// A CUDA or NCCL failure (a device or network fault, not user data).
+        fn sum_f32(&self, values: &mut [f32]) {
+            if values.len() < NCCL_MIN {
+                return self.mpi.sum_f32(values);
+            }
+            let fail = |what: &str, e: &dyn std::fmt::Debug| -> ! {
+                panic!("NCCL all-reduce: {what} failed: {e:?}")
+            };
+            let mut buf = self
+                .stream
+                .clone_htod(&*values)
+                .unwrap_or_else(|e| fail("copy to the GPU", &e));
+            self.comm
+                .all_reduce_in_place(&mut buf, &ReduceOp::Sum)
+                .unwrap_or_else(|e| fail("ncclAllReduce", &e));
+            self.stream
+                .memcpy_dtoh(&buf, values)
+                .unwrap_or_else(|e| fail("copy from the GPU", &e));
+            self.stream
+                .synchronize()
+                .unwrap_or_else(|e| fail("synchronize", &e));
+        }
+        fn sum_f64(&self, values: &mut [f64]) {
+            self.mpi.sum_f64(values)
+        }
+        fn sum_u64(&self, values: &mut [u64]) {
+            self.mpi.sum_u64(values)
+        }
+        fn max_u64(&self, values: &mut [u64]) {
+            self.mpi.max_u64(values)
+        }
+        fn broadcast_bytes(&self, root: usize, bytes: &mut Vec<u8>) {
+            self.mpi.broadcast_bytes(root, bytes)
+        }
+    }
 }
 
 #[cfg(feature = "mpi")]
@@ -331,7 +437,7 @@ mod tests {
     fn a_plain_process_is_one_replica() {
         // The test harness is not launched by mpirun.
         if announced_world().is_none() {
-            assert!(join().expect("join").is_none());
+            assert!(join(DeviceSpec::Cpu).expect("join").is_none());
         }
     }
 }

@@ -123,7 +123,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
     // weights are drawn when first used), and a bad key should not wait for a large file.
     cfg.model.init(&Device::flex())?;
     // Data parallelism: this process is one replica of `world` when a launcher started several.
-    let group = crate::distributed::join()?;
+    let group = crate::distributed::join(opts.device)?;
     let shard = group.as_ref().map_or(Shard::WHOLE, |g| Shard {
         rank: g.rank(),
         world: g.world_size(),
@@ -158,13 +158,6 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         // One GPU per rank on a node: `--device cuda` is GPU `local rank`, `cuda:N` counts
         // from N.
         DeviceSpec::Cuda(i) if group.is_some() => {
-            if cfg_text.contains("\"syncbn\"") {
-                return Err(EngineError::Request(
-                    "SyncBN across GPU ranks is not built yet (its all-reduce runs on CPU \
-                     replicas); use norm type bn with norm_eval, or CPU ranks"
-                        .into(),
-                ));
-            }
             DeviceSpec::Cuda(i + crate::distributed::local_rank())
         }
         other => other,

@@ -118,7 +118,7 @@ pub fn all_reduce_sum<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 
 /// The backend side of [`all_reduce_sum`]: the forward reads the tensor to the host, where the
 /// engines' collectives work, and writes the sum back; autodiff adds the backward.
-#[backend_extension(Flex, Autodiff)]
+#[backend_extension(Flex, Cube: cfg(feature = "cuda"), Autodiff)]
 pub trait CollectiveOps: Backend {
     /// Element-wise sum over the installed collective's replicas.
     fn all_reduce_sum(x: FloatTensor<Self>) -> FloatTensor<Self>;
@@ -142,6 +142,13 @@ fn host_all_reduce<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
 }
 
 impl CollectiveOps for Flex {
+    fn all_reduce_sum(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        host_all_reduce::<Self>(x)
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl CollectiveOps for burn_cubecl::CubeBackend {
     fn all_reduce_sum(x: FloatTensor<Self>) -> FloatTensor<Self> {
         host_all_reduce::<Self>(x)
     }

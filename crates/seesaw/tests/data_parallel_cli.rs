@@ -216,6 +216,56 @@ fn two_processes_train_as_one_on_the_whole_batch() {
         "per-replica BN should differ: {a:?} {b:?}"
     );
 
+    // SyncBN in the mask head, where a replica may hold no positive RoI: with one annotated
+    // image of eight (and unannotated images kept), one replica has none in the first
+    // iteration and still takes part in the head's sums, as one process on the whole batch.
+    let mut sparse: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("train.json")).expect("json"))
+            .expect("json");
+    let keep = sparse["images"][0]["id"].clone();
+    let anns = sparse["annotations"]
+        .as_array()
+        .expect("annotations")
+        .iter()
+        .filter(|a| a["image_id"] == keep)
+        .cloned()
+        .collect();
+    sparse["annotations"] = serde_json::Value::Array(anns);
+    let sparse_json = data.join("train_sparse.json");
+    std::fs::write(&sparse_json, sparse.to_string()).expect("write");
+    let sparse_set = format!("data.train_json={}", sparse_json.display());
+    let base = [
+        sparse_set.as_str(),
+        "data.filter_empty_gt=false",
+        "model.backbone.norm_eval=true",
+    ];
+    let head_bn = sets(
+        &data,
+        &[&base[..], &["model.mask_head.norm.type=bn"]].concat(),
+    );
+    let head_sync = sets(
+        &data,
+        &[&base[..], &["model.mask_head.norm.type=syncbn"]].concat(),
+    );
+    let one_head = d.join("one_head");
+    let out = seesaw(&train_args(&one_head, &head_bn, &[]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let two_head = d.join("two_head");
+    let out = mpirun2(&train_args(&two_head, &head_sync, &[]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (a, b) = (losses(&one_head), losses(&two_head));
+    assert!(a[0].2 > 0.0, "the first batch has a positive: {a:?}");
+    for ((i, l1, m1), (_, l2, m2)) in a.iter().zip(&b) {
+        assert!(
+            (l1 - l2).abs() <= 1e-5 * (1.0 + l1.abs()),
+            "SyncBN head, {i}: {l1} vs {l2}"
+        );
+        assert!(
+            (m1 - m2).abs() <= 1e-5 * (1.0 + m1.abs()),
+            "SyncBN head, {i}: {m1} vs {m2}"
+        );
+    }
+
     // A global batch that the replicas cannot share evenly is refused by name.
     let odd = sets(&data, &["train.batch_size=3"]);
     let out = mpirun2(&train_args(&d.join("odd"), &odd, &[]));

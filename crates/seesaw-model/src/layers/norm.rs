@@ -177,13 +177,19 @@ pub fn sync_batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D
     // (one pass of sums of squares loses digits in single precision).
     let mut stat_shape = [1usize; D];
     stat_shape[1] = c;
+    // A replica may hold no element (a share without positive RoIs in a head): it still
+    // takes part in every sum, contributing zeros.
+    let local = x.shape().num_elements() / c.max(1);
     let per_channel = |t: Tensor<D>| -> Tensor<1> {
+        if local == 0 {
+            return Tensor::zeros([c], &t.device()) + t.sum().mul_scalar(0.0);
+        }
         t.swap_dims(0, 1)
-            .reshape([c as i64, -1])
+            .reshape([c, local])
             .sum_dim(1)
             .reshape([c])
     };
-    let count = global_sum((x.shape().num_elements() / c.max(1)) as f64).max(1.0);
+    let count = global_sum(local as f64).max(1.0);
     let mean = all_reduce_sum(per_channel(x.clone())).div_scalar(count);
     let centred = x - mean.clone().reshape(stat_shape);
     let var = all_reduce_sum(per_channel(centred.clone().square())).div_scalar(count);
@@ -382,6 +388,59 @@ mod tests {
         for (k, what) in [(4, "running mean"), (5, "running variance")] {
             close(&halves[0][k], &whole[k], what);
             close(&halves[1][k], &whole[k], what);
+        }
+    }
+
+    #[test]
+    fn a_replica_without_elements_still_takes_part() {
+        // Replica 0 holds the whole batch, replica 1 none (a share without positive RoIs):
+        // replica 0's output is batch norm's, and both finish (no replica waits forever).
+        let device = Device::flex().autodiff();
+        let shape = [3, 2, 4, 4];
+        device.seed(5);
+        let x: Vec<f32> = Tensor::<4>::random(shape, Distribution::Normal(1.0, 2.0), &device)
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32");
+        let w = vec![1.0f32; x.len()];
+        let Some(Norm::Batch(bn)) = NormConfig::bn().init(2, false, &device) else {
+            panic!("bn")
+        };
+        let whole = run(&Norm::Batch(bn), x.clone(), shape, w.clone());
+        let group: &'static ThreadGroup = Box::leak(Box::new(ThreadGroup::new(2)));
+        let out: Vec<Vec<f32>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..2)
+                .map(|rank| {
+                    let (x, w) = (&x, &w);
+                    s.spawn(move || {
+                        let _g = install(Rc::new(Member { group, rank }));
+                        let device = Device::flex().autodiff();
+                        let cfg = NormConfig {
+                            kind: NormKind::SyncBn,
+                            ..NormConfig::bn()
+                        };
+                        let Some(norm) = cfg.init(2, false, &device) else {
+                            panic!("syncbn")
+                        };
+                        if rank == 0 {
+                            run(&norm, x.clone(), shape, w.clone())[0].clone()
+                        } else {
+                            let x = Tensor::<4>::zeros([0, 2, 4, 4], &device).require_grad();
+                            let loss = norm.forward(x.clone()).sum();
+                            let grads = loss.backward();
+                            assert!(x.grad(&grads).is_none_or(|g| g.dims()[0] == 0));
+                            Vec::new()
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("replica"))
+                .collect()
+        });
+        for (p, q) in out[0].iter().zip(&whole[0]) {
+            assert!((p - q).abs() <= 1e-4 * (1.0 + q.abs()), "{p} vs {q}");
         }
     }
 }

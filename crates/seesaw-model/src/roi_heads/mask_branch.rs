@@ -10,7 +10,7 @@ use crate::error::{ModelError, Result};
 use crate::heads::MaskHead;
 use crate::heads::mask_head::MASK_SIZE;
 use crate::heads::mask_iou_head::{MaskIouHead, area_ratio, mask_iou_targets};
-use crate::layers::zero_touching;
+use crate::layers::{Norm, zero_touching};
 use crate::losses::common::{host_f32, index_tensor};
 use crate::roi_heads::sampling::SampledRois;
 use crate::structures::GtInstances;
@@ -65,7 +65,17 @@ pub fn mask_loss(
             crate::distributed::global_sum(0.0);
             zero_touching(h, &device)
         });
-        return Ok((head.zero_loss(&device), iou));
+        let mut loss = head.zero_loss(&device);
+        let synced = heads[..=t]
+            .iter()
+            .any(|h| h.norms.iter().any(|n| matches!(n, Norm::Sync(_))));
+        if synced && crate::distributed::world_size() > 1 {
+            // SyncBN in the heads: the others run them on their positives, so this replica
+            // runs them on none, taking part in each layer's sums forward and backward.
+            let logits = mask_logits(heads, t, chained, pool(&[])?)?;
+            loss = loss + logits.sum().mul_scalar(0.0);
+        }
+        return Ok((loss, iou));
     }
     let pooled = pool(&s.pos_rois())?;
     let logits = mask_logits(heads, t, chained, pooled.clone())?;
