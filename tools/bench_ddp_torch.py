@@ -2,7 +2,8 @@
 recipe against its PyTorch peer": its `model.py` and `train_eval.py`, passed as --peer) trained
 with DistributedDataParallel over gloo on 1 and 2 CPU processes of this machine, the global
 batch of 8 constant (8 / world images per process), Seesaw Loss, SGD as the peer's recipe, every
-process with `--threads` threads (as each of our ranks uses every core). Prints seconds per
+process with `--threads` threads (as each of our ranks uses every core), or `threads / world`
+with `--split-threads`. Prints seconds per
 iteration at each world size.
 
 PyTorch's SyncBatchNorm needs a GPU, so the peer's batch norms stay per process; compare with
@@ -26,7 +27,7 @@ def worker(rank, world, a, out):
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(a.port + world)
     dist.init_process_group("gloo", rank=rank, world_size=world)
-    torch.set_num_threads(a.threads)
+    torch.set_num_threads(max(1, a.threads // world) if a.split_threads else a.threads)
     sys.path.insert(0, a.peer)
     import model as M
     import train_eval as T
@@ -35,7 +36,7 @@ def worker(rank, world, a, out):
     torch.manual_seed(0)
     m = M.build_model(40, "seesaw", img_size=imgs.shape[-1])
     m.train()
-    ddp = torch.nn.parallel.DistributedDataParallel(m, find_unused_parameters=True)
+    ddp = torch.nn.parallel.DistributedDataParallel(m, find_unused_parameters=False)
     params = [p for p in m.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=1e-4)
     rng = np.random.default_rng(1000 + rank)
@@ -69,6 +70,8 @@ def main():
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--port", type=int, default=29511)
+    ap.add_argument("--split-threads", action="store_true",
+                    help="each of N processes takes threads / N threads")
     a = ap.parse_args()
     out = mp.Manager().dict()
     for world in (1, 2):
