@@ -240,7 +240,7 @@ impl DemoArgs {
     }
 }
 
-const CE_CONFIG: &str = include_str!("../../../configs/demo_mask_rcnn_ce.toml");
+pub(crate) const CE_CONFIG: &str = include_str!("../../../configs/demo_mask_rcnn_ce.toml");
 const SEESAW_CONFIG: &str = include_str!("../../../configs/demo_mask_rcnn_seesaw.toml");
 
 /// Number of validation images drawn into `samples/`.

@@ -5,6 +5,7 @@ mod confusion_cmd;
 mod data_cmd;
 mod demo;
 mod eval_cmd;
+mod ladder;
 mod plot_cmd;
 mod train_cmd;
 mod viz;
@@ -60,6 +61,10 @@ enum Command {
     Infer(train_cmd::InferArgs),
     /// The main job on built-in data, no download: see README.md.
     Demo(demo::DemoArgs),
+    /// The deck's ladder of modifications (SyncBN, CARAFE, HTC-Lite, TSD, Mask Scoring,
+    /// augmentation, FPG, ResNeSt + DCNv2, Seesaw Loss, fine-tuning, TTA), each rung a config
+    /// on top of the last, trained, evaluated, tabled beside the deck's numbers and drawn.
+    Ladder(ladder::LadderArgs),
     /// mmdetection's confusion matrix of a result file against its ground truth: CSV of every
     /// class, a picture of the most frequent ones.
     ConfusionMatrix(confusion_cmd::ConfusionArgs),
@@ -104,6 +109,7 @@ fn main() -> ExitCode {
         Command::Test(args) => train_cmd::run_test(&args),
         Command::Infer(args) => train_cmd::run_infer(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Ladder(args) => ladder::run(&args),
         Command::Plot(args) => plot_cmd::run(&args),
         Command::ConfusionMatrix(args) => confusion_cmd::run(&args),
         Command::Weights { command } => weights_cmd::run(command),

@@ -636,6 +636,117 @@ pub fn plot_confusion(
     save_png(out, w, h, &buf)
 }
 
+/// One bar of [`plot_ladder`]: a rung's label, its mask AP (x 100; None where undefined) and
+/// the deck's.
+pub struct LadderBar {
+    pub label: String,
+    pub value: Option<f64>,
+    pub deck: f64,
+}
+
+/// The deck's ladder chart: one bar per rung with its value and its change from the rung
+/// below written above it; the deck's LVIS numbers as grey bars beside ours.
+pub fn plot_ladder(bars: &[LadderBar], title: &str, out: &Path) -> Result<()> {
+    ensure_font()?;
+    let n = bars.len().max(1);
+    let top = bars
+        .iter()
+        .flat_map(|b| [b.value.unwrap_or(0.0), b.deck])
+        .fold(10.0f64, f64::max)
+        * 1.18;
+    let (w, h) = ((140 * n as u32).max(700), 620u32);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 20))
+            .margin(16)
+            .x_label_area_size(70)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0f64..n as f64, 0f64..top)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(0)
+            .y_desc("mask AP")
+            .label_style((FONT, 14))
+            .draw()
+            .map_err(plot_err)?;
+        let ours = RGBColor(52, 101, 164);
+        let deck = RGBColor(190, 190, 190);
+        let mut below: Option<f64> = None;
+        for (i, b) in bars.iter().enumerate() {
+            let x = i as f64;
+            chart
+                .draw_series([Rectangle::new(
+                    [(x + 0.52, 0.0), (x + 0.9, b.deck)],
+                    deck.filled(),
+                )])
+                .map_err(plot_err)?;
+            let v = b.value.unwrap_or(0.0);
+            chart
+                .draw_series([Rectangle::new(
+                    [(x + 0.1, 0.0), (x + 0.48, v)],
+                    ours.filled(),
+                )])
+                .map_err(plot_err)?;
+            let text = match (b.value, below) {
+                (Some(v), Some(p)) => {
+                    let d = ((v - p) * 10.0).round() / 10.0;
+                    format!("{v:.1} ({:+.1})", if d == 0.0 { 0.0 } else { d })
+                }
+                (Some(v), None) => format!("{v:.1}"),
+                (None, _) => "-".to_string(),
+            };
+            chart
+                .draw_series([Text::new(text, (x + 0.08, v + top * 0.035), (FONT, 13))])
+                .map_err(plot_err)?;
+            chart
+                .draw_series([Text::new(
+                    format!("{:.1}", b.deck),
+                    (x + 0.55, b.deck + top * 0.035),
+                    (FONT, 12).into_font().color(&RGBColor(110, 110, 110)),
+                )])
+                .map_err(plot_err)?;
+            below = b.value.or(below);
+        }
+        // The rungs' names under their bars, in pixels below the plotting area.
+        let (xs, ys) = chart.plotting_area().get_pixel_range();
+        let step = (xs.end - xs.start) as f64 / n as f64;
+        for (i, b) in bars.iter().enumerate() {
+            let mut y = ys.end + 8;
+            for word in b.label.split(' ') {
+                let px = xs.start + (step * (i as f64 + 0.5)) as i32 - 4 * word.len() as i32;
+                root.draw(&Text::new(word.to_string(), (px, y), (FONT, 13)))
+                    .map_err(plot_err)?;
+                y += 16;
+            }
+        }
+        chart
+            .draw_series([Rectangle::new([(0.0, 0.0), (0.0, 0.0)], ours.filled())])
+            .map_err(plot_err)?
+            .label("ours")
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], ours.filled()));
+        chart
+            .draw_series([Rectangle::new([(0.0, 0.0), (0.0, 0.0)], deck.filled())])
+            .map_err(plot_err)?
+            .label("the deck (LVIS v1 val)")
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], deck.filled()));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .label_font((FONT, 14))
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_err)?;
+        root.present().map_err(plot_err)?;
+    }
+    save_png(out, w, h, &buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::place_labels;
