@@ -38,9 +38,12 @@ pub struct DataConfig {
     /// mmdetection's `PhotoMetricDistortion` in training (brightness, contrast, saturation,
     /// hue; each with probability 0.5). Default false.
     pub photometric: bool,
-    /// InstaBoost-style instance jitter: the probability that each instance is moved (scale
-    /// 0.8-1.2, rotation +/-1 degree, shift +/-15 px); 0 = off. Needs masks. Default 0.
-    pub instaboost: f64,
+    /// InstaBoost (mmdetection's `InstaBoost` over `instaboostfast`): a number is its
+    /// `aug_ratio`, the probability that an image is augmented, with mmdetection's other
+    /// settings; a table sets any of [`crate::transforms::InstaBoostConfig`]'s keys
+    /// (`{ aug_ratio = 0.5, hflag = true }`). Needs masks. Default off.
+    #[serde(deserialize_with = "crate::transforms::instaboost::deserialize_setting")]
+    pub instaboost: crate::transforms::InstaBoostConfig,
     /// Probability of a horizontal flip in training. Default 0.5.
     pub flip_ratio: f64,
     /// Per-channel RGB mean and std (ImageNet's, in 0-255).
@@ -83,7 +86,7 @@ impl Default for DataConfig {
             resize: crate::transforms::ResizeKind::Mmdet,
             crop_size: [0, 0],
             photometric: false,
-            instaboost: 0.0,
+            instaboost: crate::transforms::InstaBoostConfig::off(),
             flip_ratio: 0.5,
             mean: [123.675, 116.28, 103.53],
             std: [58.395, 57.12, 57.375],

@@ -84,7 +84,7 @@ pub fn train_samples(
                 (0.0, 0.0)
             };
             let photo = cfg.photometric.then(|| Photometric::draw(&mut rng));
-            let jitter_seed = if cfg.instaboost > 0.0 {
+            let jitter_seed = if cfg.instaboost.is_on() {
                 rng.random::<u64>()
             } else {
                 0
@@ -99,8 +99,8 @@ pub fn train_samples(
         .par_iter()
         .map(|&(i, s, f, fy, fx, photo, jitter_seed)| {
             let mut sample = split.sample(i, s, f, cfg, with_masks)?;
-            if cfg.instaboost > 0.0 && with_masks {
-                sample = instaboost(sample, cfg.instaboost, jitter_seed);
+            if cfg.instaboost.is_on() && with_masks {
+                sample = instaboost(sample, &cfg.instaboost, cfg.mean, cfg.std, jitter_seed);
             }
             if let Some(p) = photo {
                 p.apply(&mut sample.pixels, cfg.mean, cfg.std);
@@ -143,7 +143,7 @@ mod tests {
             train_scales: vec![[96, 96], [128, 128], [160, 200]],
             crop_size: [80, 100],
             photometric: true,
-            instaboost: 0.5,
+            instaboost: crate::transforms::InstaBoostConfig::default(),
             ..Default::default()
         };
         let mut sampler = split

@@ -294,7 +294,7 @@ fn cross_entropy_trains_too_and_a_nan_stops_the_run() {
     cfg.data.train_scales = vec![[56, 56], [72, 72]];
     cfg.data.crop_size = [48, 48];
     cfg.data.photometric = true;
-    cfg.data.instaboost = 0.5;
+    cfg.data.instaboost.aug_ratio = 0.5;
     let out = train(&cfg, &opts(&tmp.path().join("ce"), None, false)).expect("ce");
     assert!(out.losses.iter().all(|l| l.1.is_finite()));
     // Periodic validation writes the evaluator's stats into the metrics.

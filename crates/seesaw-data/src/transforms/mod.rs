@@ -19,6 +19,6 @@ pub mod resize;
 
 pub use crop::random_crop;
 pub use flip::{draw_flip, flip_box};
-pub use instaboost::{Jitter, instaboost};
+pub use instaboost::{Action, InstaBoostConfig, Jitter, instaboost};
 pub use photometric::Photometric;
 pub use resize::{ResizeKind, ScaleMode, draw_scale, rescale, rescale_torchvision};

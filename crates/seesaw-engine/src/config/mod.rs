@@ -196,6 +196,7 @@ impl Config {
         if self.data.size_divisor == 0 || self.data.std.iter().any(|&s| s <= 0.0) {
             return bad("data.size_divisor and data.std must be positive".into());
         }
+        self.data.instaboost.check("data.instaboost").or_else(bad)?;
         if let Err(e) = self.model.num_stages() {
             return bad(format!("model.{e}"));
         }
