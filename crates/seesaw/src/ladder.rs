@@ -42,9 +42,10 @@ pub struct LadderArgs {
     /// runs half.
     #[arg(long)]
     pub iters: Option<usize>,
-    /// Seed of the data, the initialisation and the data order (the same for every rung).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Seed of the data, the initialisation and the data order (the same for every rung;
+    /// default 0, or the --base config's own).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// A smoke test: 24 training images of 8 classes, 4 iterations of batch 2 per rung.
     #[arg(long)]
     pub quick: bool,
@@ -52,6 +53,11 @@ pub struct LadderArgs {
     /// the demo's model; the rungs then carry the LVIS recipes' settings.
     #[arg(long)]
     pub base: Option<PathBuf>,
+    /// Write the rungs' configs into --out itself (no data, no training), check that each
+    /// loads and builds its model, and stop: `seesaw ladder --base configs/mask_rcnn_r50_fpn_ce_
+    /// 2x_lvis.toml --configs-only --out configs/ladder` made the repository's LVIS ladder.
+    #[arg(long)]
+    pub configs_only: bool,
     /// cpu (default), cuda or cuda:N (a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
@@ -333,6 +339,23 @@ fn signed(d: f64) -> String {
     format!("{:+.1}", if r == 0.0 { 0.0 } else { r })
 }
 
+/// `target` as a path relative to the folder `dir` (both absolute).
+fn relative_to(dir: &Path, target: &Path) -> PathBuf {
+    let common = dir
+        .components()
+        .zip(target.components())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let mut p = PathBuf::new();
+    for _ in dir.components().skip(common) {
+        p.push("..");
+    }
+    for c in target.components().skip(common) {
+        p.push(c);
+    }
+    p
+}
+
 /// A path as a TOML string (a JSON string is a valid TOML basic string).
 fn quote(p: &Path) -> String {
     serde_json::Value::String(p.display().to_string()).to_string()
@@ -373,15 +396,22 @@ pub fn run(a: &LadderArgs) -> Result<()> {
         bail!("--iters must be at least 1");
     }
     let out = &a.out;
-    let cfg_dir = out.join("configs");
+    let cfg_dir = if a.configs_only {
+        out.clone()
+    } else {
+        out.join("configs")
+    };
     std::fs::create_dir_all(&cfg_dir)
         .with_context(|| format!("{}: cannot create", cfg_dir.display()))?;
 
     // The first rung: the demo's cross-entropy Mask R-CNN on the built-in data, or the user's.
     let lvis = a.base.is_some();
     let first_base = match &a.base {
-        Some(base) => std::fs::canonicalize(base)
-            .with_context(|| format!("{}: cannot read", base.display()))?,
+        Some(base) => {
+            let base = std::fs::canonicalize(base)
+                .with_context(|| format!("{}: cannot read", base.display()))?;
+            relative_to(&std::fs::canonicalize(&cfg_dir)?, &base)
+        }
         None => {
             let file = cfg_dir.join("demo_base.toml");
             seesaw_data::io::write_atomic(&file, |w| {
@@ -403,7 +433,7 @@ pub fn run(a: &LadderArgs) -> Result<()> {
             train_images: if a.quick { 24 } else { 1000 },
             val_images: a.quick.then_some(8),
             size: 128,
-            seed: a.seed,
+            seed: a.seed.unwrap_or(0),
         })?;
         let data_dir = std::fs::canonicalize(&data_dir)?;
         writeln!(
@@ -420,11 +450,23 @@ pub fn run(a: &LadderArgs) -> Result<()> {
             quote(&data_dir)
         )?;
     }
-    writeln!(first, "[train]\nseed = {}\niters = {iters}", a.seed)?;
-    if a.quick {
-        writeln!(first, "batch_size = 2\nwarmup_iters = 2")?;
+    // The built-in data's schedule is the ladder's; a base config keeps its own unless asked.
+    let mut schedule = String::new();
+    if let Some(seed) = a.seed.or((!lvis).then_some(0)) {
+        writeln!(schedule, "seed = {seed}")?;
     }
-    writeln!(first, "eval_every = 0\ncheckpoint_every = 0")?;
+    if !lvis || a.iters.is_some() {
+        writeln!(schedule, "iters = {iters}")?;
+    }
+    if a.quick {
+        writeln!(schedule, "batch_size = 2\nwarmup_iters = 2")?;
+    }
+    if !lvis {
+        writeln!(schedule, "eval_every = 0\ncheckpoint_every = 0")?;
+    }
+    if !schedule.is_empty() {
+        writeln!(first, "\n[train]\n{schedule}")?;
+    }
 
     // Every rung's config, each inheriting the one before.
     let mut files = Vec::new();
@@ -448,8 +490,16 @@ pub fn run(a: &LadderArgs) -> Result<()> {
             Step::Train => {}
             Step::Finetune => {
                 let base = Config::load(prev.as_deref().unwrap_or(&file), &[])?;
-                let ckpt = std::path::absolute(out.join("work").join(RUNGS[i - 1].name))?
-                    .join("latest.ckpt");
+                // The ladder's own work dir; written alone, `seesaw train`'s default one
+                // (work_dirs/<config name>, from where the user trains).
+                let ckpt = if a.configs_only {
+                    Path::new("work_dirs")
+                        .join(format!("{:02}_{}", i, RUNGS[i - 1].name))
+                        .join("latest.ckpt")
+                } else {
+                    std::path::absolute(out.join("work").join(RUNGS[i - 1].name))?
+                        .join("latest.ckpt")
+                };
                 writeln!(
                     text,
                     "\n[train]\nload_from = {}\niters = {}\nlr = {}\nwarmup_iters = 0",
@@ -461,8 +511,13 @@ pub fn run(a: &LadderArgs) -> Result<()> {
             Step::TestTimeAug => {
                 writeln!(
                     text,
-                    "# No training: the previous rung's model tested with\n# `seesaw test {} CHECKPOINT --tta {}`.",
+                    "# No training: the previous rung's model tested with\n# `seesaw test {} {} --out results.json --eval --tta {}`.",
                     file.display(),
+                    if a.configs_only {
+                        format!("work_dirs/{:02}_{}/latest.ckpt", i, RUNGS[i - 1].name)
+                    } else {
+                        "CHECKPOINT".to_string()
+                    },
                     tta_spec(lvis)
                 )?;
             }
@@ -476,6 +531,16 @@ pub fn run(a: &LadderArgs) -> Result<()> {
         last + 1,
         cfg_dir.display()
     );
+    if a.configs_only {
+        for file in &files {
+            let cfg = Config::load(file, &[])?;
+            cfg.model
+                .init(&seesaw_model::burn::tensor::Device::flex())
+                .with_context(|| format!("{}: the model does not build", file.display()))?;
+        }
+        println!("each loads and builds its model");
+        return Ok(());
+    }
 
     let tty = std::io::stderr().is_terminal();
     let device = a.device.open()?;
@@ -594,14 +659,19 @@ fn write_results(
     viz::plot_ladder(
         &bars,
         &format!(
-            "mask AP on {} ({} iterations per rung, seed {}) beside the deck's LVIS v1 val",
+            "mask AP on {} ({}, seed {}) beside the deck's LVIS v1 val",
             if lvis {
                 "the base config's val"
             } else {
                 "the built-in data"
             },
-            iters,
+            if lvis && a.iters.is_none() {
+                "the base config's schedule".to_string()
+            } else {
+                format!("{iters} iterations per rung")
+            },
             a.seed
+                .map_or_else(|| "of the config".to_string(), |s| s.to_string())
         ),
         &chart,
     )?;

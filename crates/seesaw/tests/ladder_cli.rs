@@ -101,3 +101,47 @@ fn the_quick_ladder_runs_every_rung_and_writes_configs_table_and_chart() {
         text(&bad.stderr)
     );
 }
+
+#[test]
+fn the_lvis_ladder_in_configs_is_what_the_ladder_writes_and_every_rung_builds() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("ladder");
+    let base = repo.join("configs/mask_rcnn_r50_fpn_ce_2x_lvis.toml");
+    let run = seesaw(&[
+        "ladder",
+        "--base",
+        base.to_str().expect("utf-8"),
+        "--configs-only",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert!(text(&run.stdout).contains("each loads and builds its model"));
+    let shipped = repo.join("configs/ladder");
+    let mut names: Vec<String> = std::fs::read_dir(&shipped)
+        .expect("configs/ladder")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 12, "{names:?}");
+    for name in names {
+        let want = std::fs::read_to_string(shipped.join(&name)).expect("shipped");
+        let got = std::fs::read_to_string(out.join(&name))
+            .expect("written")
+            .replace(out.to_str().expect("utf-8"), "configs/ladder");
+        // Rung 1 names the base config relative to where it is written.
+        let strip = |t: &str| -> String {
+            t.lines()
+                .filter(|l| !(name.starts_with("01_") && l.starts_with("_base_")))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(
+            strip(&got),
+            strip(&want),
+            "{name} differs from `seesaw ladder --base configs/mask_rcnn_r50_fpn_ce_2x_lvis.toml \
+             --configs-only --out configs/ladder`"
+        );
+    }
+}

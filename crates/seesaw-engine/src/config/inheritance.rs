@@ -75,6 +75,18 @@ pub(super) fn check_keys(
     Ok(())
 }
 
+/// Rewrites the values a config may give in short for a section: `data.instaboost = 0.5` is
+/// `data.instaboost = { aug_ratio = 0.5 }` (mmdetection's other InstaBoost settings).
+pub(super) fn expand_shorthands(table: &mut toml::Table) {
+    if let Some(toml::Value::Table(data)) = table.get_mut("data")
+        && let Some(v @ (toml::Value::Float(_) | toml::Value::Integer(_))) = data.get("instaboost")
+    {
+        let mut t = toml::Table::new();
+        t.insert("aug_ratio".into(), v.clone());
+        data.insert("instaboost".into(), toml::Value::Table(t));
+    }
+}
+
 pub(super) fn merge(dst: &mut toml::Table, src: toml::Table) {
     for (k, v) in src {
         match (dst.get_mut(&k), v) {
@@ -165,6 +177,7 @@ pub(super) fn resolve(text: &str, file: &Path, chain: &mut Vec<PathBuf>) -> Resu
             ));
         }
     };
+    expand_shorthands(&mut table);
     check_keys(&table, &defaults_table()?, "", file)?;
     let dir = file.parent().unwrap_or(Path::new("."));
     let mut inherited = toml::Table::new();

@@ -143,6 +143,7 @@ impl Config {
         let defaults = defaults_table()?;
         for s in sets {
             apply_set(&mut table, s)?;
+            inheritance::expand_shorthands(&mut table);
             check_keys(&table, &defaults, "", Path::new("--set"))?;
         }
         // Keys not given keep their defaults, at any depth (`model.rpn.train.nms_pre` alone
