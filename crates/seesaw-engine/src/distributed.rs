@@ -25,17 +25,17 @@ use crate::device::DeviceSpec;
 use crate::error::{EngineError, Result};
 
 /// The environment variables by which launchers announce more than one rank: OpenMPI's
-/// `mpirun`, MPICH/Hydra and Intel MPI (`PMI_SIZE`), SLURM's `srun` (`SLURM_NTASKS`), and
-/// torchrun (`WORLD_SIZE`).
+/// `mpirun`, MPICH/Hydra and Intel MPI (`PMI_SIZE`), SLURM's `srun` (`SLURM_STEP_NUM_TASKS`,
+/// set in a job step, not in the allocation's shell), and torchrun (`WORLD_SIZE`).
 const WORLD_VARS: [&str; 4] = [
     "OMPI_COMM_WORLD_SIZE",
     "PMI_SIZE",
-    "SLURM_NTASKS",
+    "SLURM_STEP_NUM_TASKS",
     "WORLD_SIZE",
 ];
 
 /// The world size a launcher announced, and by which variable (None: a plain process).
-fn announced_world() -> Option<(&'static str, usize)> {
+pub fn announced_world() -> Option<(&'static str, usize)> {
     WORLD_VARS.iter().find_map(|&v| {
         std::env::var(v)
             .ok()
@@ -124,6 +124,10 @@ fn mpi_group(var: &str, n: usize, device: DeviceSpec) -> Result<Option<Rc<dyn Co
     }
     #[cfg(not(feature = "nccl"))]
     let _ = device;
+    if group.world_size() < 2 {
+        // A launcher's variables, but MPI's world is this process alone.
+        return Ok(None);
+    }
     Ok(Some(Rc::new(group)))
 }
 

@@ -136,6 +136,25 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
             cfg.train.batch_size, shard.world
         )));
     }
+    if shard.world > 1 {
+        use seesaw_model::layers::NormKind;
+        let m = &cfg.model;
+        let several_mask_heads = m.detector.is_cascade() && m.detector.name() != "htc_lite";
+        if m.bbox_head.norm.kind == NormKind::SyncBn
+            || (m.mask_head.norm.kind == NormKind::SyncBn && several_mask_heads)
+        {
+            return Err(EngineError::Request(format!(
+                "SyncBN in {} across replicas is not supported: the order of their backward \
+                 all-reduces depends on each replica's RoIs; use \"bn\" or \"gn\" there \
+                 (SyncBN in the backbone, the neck and a single mask head is)",
+                if m.bbox_head.norm.kind == NormKind::SyncBn {
+                    "model.bbox_head.norm"
+                } else {
+                    "the mask heads of every stage"
+                }
+            )));
+        }
+    }
     let _installed = group.clone().map(seesaw_model::distributed::install);
     let train = Split::load(&cfg.data.train_json, &cfg.data.train_images)?;
     if train.num_classes() != cfg.model.num_classes {

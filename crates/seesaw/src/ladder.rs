@@ -53,7 +53,8 @@ pub struct LadderArgs {
     /// the demo's model; the rungs then carry the LVIS recipes' settings.
     #[arg(long)]
     pub base: Option<PathBuf>,
-    /// Write the rungs' configs into --out itself (no data, no training), check that each
+    /// Write the rungs' configs into --out itself (no training; on the built-in data the data
+    /// is still written, as the configs name it), check that each
     /// loads and builds its model, and stop: `seesaw ladder --base configs/mask_rcnn_r50_fpn_ce_
     /// 2x_lvis.toml --configs-only --out configs/ladder` made the repository's LVIS ladder.
     #[arg(long)]
@@ -362,6 +363,13 @@ fn quote(p: &Path) -> String {
 }
 
 pub fn run(a: &LadderArgs) -> Result<()> {
+    if let Some((var, n)) = seesaw_engine::distributed::announced_world() {
+        bail!(
+            "{var}={n}: the ladder runs in one process; to train a rung on several, run its \
+             config with `mpirun -n {n} seesaw train OUT/configs/NN_<rung>.toml` \
+             (docs/multi-gpu.md)"
+        );
+    }
     // Which rungs run: those asked for (all by default) and what finetune / tta start from.
     let wanted: Vec<usize> = if a.rungs.is_empty() {
         (0..RUNGS.len()).collect()

@@ -43,8 +43,10 @@ pub enum Action {
     Skip,
 }
 
-/// mmdetection's `InstaBoost` settings (`configs/instaboost/`), whose defaults are these.
-/// In a config `data.instaboost = 0.5` sets `aug_ratio` alone; a table sets any of the keys.
+/// mmdetection's `InstaBoost` settings (`configs/instaboost/`), whose defaults are these. In
+/// `[data]` InstaBoost is off (`aug_ratio` 0) until set: `data.instaboost = 0.5` sets
+/// `aug_ratio`, a table (`{ aug_ratio = 0.5, hflag = true }`) any of the keys, the others
+/// keeping mmdetection's values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InstaBoostConfig {

@@ -108,7 +108,19 @@ impl RoiExtractorConfig {
         if parts.is_empty() {
             let [_, c, _, _] = feats[0].dims();
             let p = self.output_size;
-            return Ok(Tensor::zeros([0, c, p, p], &feats[0].device()));
+            // No RoI: an empty tensor, still downstream of every level, so that a head run on
+            // it sits after the features in the autodiff graph as on a replica with RoIs
+            // (SyncBN's backward all-reduces then come in the same order on every replica).
+            let after = feats
+                .iter()
+                .map(|f| f.clone().sum().mul_scalar(0.0))
+                .reduce(|a, b| a + b)
+                .map(|s| s.reshape([1, 1, 1, 1]));
+            let empty = Tensor::zeros([0, c, p, p], &feats[0].device());
+            return Ok(match after {
+                Some(s) => empty + s,
+                None => empty,
+            });
         }
         // Back to the order of `rois`: row k of the result is RoI order[k].
         let mut inverse = vec![0usize; order.len()];

@@ -60,11 +60,6 @@ pub fn mask_loss(
     let pixels = crate::distributed::global_sum((s.pos_rows.len() * MASK_SIZE * MASK_SIZE) as f64);
     if s.pos_rows.is_empty() {
         let device = head.device();
-        let iou = head.mask_iou_head.as_ref().map(|h| {
-            // MaskIoU's normaliser, as `MaskIouHead::loss` sums it on the others.
-            crate::distributed::global_sum(0.0);
-            zero_touching(h, &device)
-        });
         let mut loss = head.zero_loss(&device);
         let synced = heads[..=t]
             .iter()
@@ -75,6 +70,11 @@ pub fn mask_loss(
             let logits = mask_logits(heads, t, chained, pool(&[])?)?;
             loss = loss + logits.sum().mul_scalar(0.0);
         }
+        // MaskIoU's normaliser last, as `MaskIouHead::loss` sums it on the others.
+        let iou = head.mask_iou_head.as_ref().map(|h| {
+            crate::distributed::global_sum(0.0);
+            zero_touching(h, &device)
+        });
         return Ok((loss, iou));
     }
     let pooled = pool(&s.pos_rois())?;
