@@ -78,15 +78,13 @@ pub(super) fn check_keys(
 /// Rewrites the values a config may give in short for a section: `data.instaboost = 0.5` is
 /// `data.instaboost = { aug_ratio = 0.5 }` (mmdetection's other InstaBoost settings).
 pub(super) fn expand_shorthands(table: &mut toml::Table) {
-    if let Some(toml::Value::Table(data)) = table.get_mut("data") {
-        match data.get_mut("instaboost") {
-            Some(v @ (toml::Value::Float(_) | toml::Value::Integer(_))) => {
-                let mut t = toml::Table::new();
-                t.insert("aug_ratio".into(), v.clone());
-                *v = toml::Value::Table(t);
-            }
-            _ => {}
-        }
+    if let Some(toml::Value::Table(data)) = table.get_mut("data")
+        && let Some(v @ (toml::Value::Float(_) | toml::Value::Integer(_))) =
+            data.get_mut("instaboost")
+    {
+        let mut t = toml::Table::new();
+        t.insert("aug_ratio".into(), v.clone());
+        *v = toml::Value::Table(t);
     }
 }
 
