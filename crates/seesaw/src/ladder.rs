@@ -553,12 +553,21 @@ pub fn run(a: &LadderArgs) -> Result<()> {
     let tty = std::io::stderr().is_terminal();
     let device = a.device.open()?;
     let mut done: Vec<Done> = Vec::new();
+    let mut val_split: Option<((PathBuf, PathBuf), Split)> = None;
     for (i, r) in RUNGS.iter().enumerate().take(last + 1) {
         if !run_set[i] {
             continue;
         }
         let cfg = Config::load(&files[i], &[])?;
-        let val = Split::load(&cfg.data.val_json, &cfg.data.val_images)?;
+        // Every rung validates on the same split unless a rung changes it: read it once.
+        let key = (cfg.data.val_json.clone(), cfg.data.val_images.clone());
+        if val_split.as_ref().is_none_or(|(k, _)| *k != key) {
+            let split = Split::load(&key.0, &key.1)?;
+            val_split = Some((key, split));
+        }
+        let Some((_, val)) = &val_split else {
+            bail!("no validation split");
+        };
         let work_dir = out.join("work").join(r.name);
         println!("== rung {} of {}: {} ==", i + 1, RUNGS.len(), r.title);
         let (checkpoint, sec_per_iter) = if r.step == Step::TestTimeAug {
@@ -586,9 +595,9 @@ pub fn run(a: &LadderArgs) -> Result<()> {
         let loaded = load_for_inference_on(&checkpoint, Some(&cfg), &device)?;
         let dets = if r.step == Step::TestTimeAug {
             let tta = Tta::parse(tta_spec(lvis), cfg.data.test_scale)?;
-            predict_split_tta(&loaded.model, &val, &cfg, &tta, tty)?
+            predict_split_tta(&loaded.model, val, &cfg, &tta, tty)?
         } else {
-            predict_split(&loaded.model, &val, &cfg, tty)?
+            predict_split(&loaded.model, val, &cfg, tty)?
         };
         let (bbox, segm) = evaluate(&val.dataset, dets, true)?;
         let segm = segm.ok_or_else(|| anyhow!("mask evaluation missing"))?;
