@@ -298,21 +298,6 @@ impl ModuleVisitor for ParamList {
     }
 }
 
-/// Reads every parameter (burn initialises a parameter lazily, at its first read).
-struct Materialize;
-
-impl ModuleVisitor for Materialize {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let _ = param.val();
-    }
-}
-
-/// Draws every parameter's initial value now (burn draws lazily, at a parameter's first read,
-/// from the device's generator).
-pub fn materialize(model: &Detector) {
-    model.visit(&mut Materialize);
-}
-
 /// Replaces each float parameter by rank `root`'s.
 struct Broadcast<'a> {
     group: &'a dyn Collective,
@@ -363,26 +348,30 @@ pub fn all_reduce_gradients(
     model.visit(&mut list);
     let params = list.0;
     let device = model.devices().into_iter().next();
-    let mut buffer: Vec<f32> = Vec::new();
+    // The gradients flattened into one tensor on the device (zeros for a missing one), then
+    // one read to the host: one stall per step on a GPU, not one per parameter.
+    let mut flat: Vec<Tensor<1>> = Vec::with_capacity(params.len());
     let mut present: Vec<f32> = Vec::with_capacity(params.len());
     for (id, dims) in &params {
         let n: usize = dims.iter().product();
-        match take_flat(grads, *id, dims.len()) {
-            Some(t) => {
-                let v = t
-                    .into_data()
-                    .convert::<f32>()
-                    .try_to_vec::<f32>()
-                    .map_err(|e| EngineError::Request(format!("reading a gradient: {e:?}")))?;
-                buffer.extend(v);
+        match (take_flat(grads, *id, dims.len()), &device) {
+            (Some(t), _) => {
+                flat.push(t);
                 present.push(1.0);
             }
-            None => {
-                buffer.extend(std::iter::repeat_n(0.0, n));
+            (None, Some(d)) => {
+                flat.push(Tensor::zeros([n], d));
                 present.push(0.0);
             }
+            (None, None) => present.push(0.0),
         }
     }
+    let mut buffer: Vec<f32> = if flat.is_empty() {
+        Vec::new()
+    } else {
+        seesaw_model::readback::to_f32(Tensor::cat(flat, 0))
+            .map_err(|e| EngineError::Request(format!("reading the gradients: {e}")))?
+    };
     buffer.extend(&present);
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {

@@ -109,10 +109,8 @@ fn loss_values(parts: &LossParts) -> Result<Vec<f64>> {
     let mut all = parts.to_vec();
     all.extend(parts.stages.iter().map(|(_, t)| t.clone()));
     let v = Tensor::cat(all, 0).detach();
-    v.into_data()
-        .convert::<f64>()
-        .try_to_vec::<f64>()
-        .map_err(|e| EngineError::Request(format!("reading the loss: {e:?}")))
+    seesaw_model::readback::to_f64(v)
+        .map_err(|e| EngineError::Request(format!("reading the loss: {e}")))
 }
 
 /// Trains `cfg` in `opts.work_dir`.
@@ -182,25 +180,13 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         other => other,
     };
     let device = spec.open()?.autodiff();
-    // The device's generator is global: two runs in one process (tests) must not interleave
-    // their initialisations.
-    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let mut model = {
-        let _guard = INIT
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        device.seed(t.seed);
-        let model = cfg.model.init_with(
-            &class_stats(&train, cfg.data.filter_empty_gt),
-            t.seed,
-            &device,
-        )?;
-        // burn draws a parameter's initial value when it is first read: read them all
-        // here, under the lock and right after the seed, so that no other run in this
-        // process draws from the device's generator in between.
-        crate::distributed::materialize(&model);
-        model
-    };
+    // Seeded and drawn whole under seesaw-model's lock on the device's generator (one per
+    // process): the weights depend on the seed alone, whatever else this process builds.
+    let mut model = cfg.model.init_with(
+        &class_stats(&train, cfg.data.filter_empty_gt),
+        t.seed,
+        &device,
+    )?;
     // The work dir and its config.toml only once the data reads and the model builds: a
     // config error leaves an earlier run's files as they were. Rank 0 writes for all.
     if root {
@@ -247,10 +233,6 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
             let ck = Checkpoint::load(from)?;
             let mut trained_cfg = cfg.model.clone();
             trained_cfg.bbox_head.dual_cls = false;
-            let _guard = INIT
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            device.seed(t.seed);
             let base = trained_cfg.init_with(
                 &class_stats(&train, cfg.data.filter_empty_gt),
                 t.seed,
@@ -258,7 +240,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
             )?;
             let base = ck.load_model(from, base)?;
             model = base
-                .into_dual_cls_finetune(&cfg.model)
+                .into_dual_cls_finetune(&cfg.model, t.seed)
                 .map_err(|e| EngineError::Request(e.to_string()))?;
             tracing::info!(
                 "weights from {}; training a second classification branch per box head, \

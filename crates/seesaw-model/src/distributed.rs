@@ -118,7 +118,7 @@ pub fn all_reduce_sum<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 
 /// The backend side of [`all_reduce_sum`]: the forward reads the tensor to the host, where the
 /// engines' collectives work, and writes the sum back; autodiff adds the backward.
-#[backend_extension(Flex, Cube: cfg(feature = "cuda"), Autodiff)]
+#[backend_extension(Flex, Cube: cfg(any(feature = "cuda", feature = "wgpu")), Autodiff)]
 pub trait CollectiveOps: Backend {
     /// Element-wise sum over the installed collective's replicas.
     fn all_reduce_sum(x: FloatTensor<Self>) -> FloatTensor<Self>;
@@ -130,6 +130,7 @@ fn host_all_reduce<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
         return x;
     };
     let device = x.device();
+    crate::readback::count();
     let data = burn::tensor::read_sync(B::float_into_data(x))
         .unwrap_or_else(|e| panic!("all-reduce: reading the tensor back failed: {e:?}"));
     let shape = data.shape().clone();
@@ -147,7 +148,7 @@ impl CollectiveOps for Flex {
     }
 }
 
-#[cfg(feature = "cuda")]
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
 impl CollectiveOps for burn_cubecl::CubeBackend {
     fn all_reduce_sum(x: FloatTensor<Self>) -> FloatTensor<Self> {
         host_all_reduce::<Self>(x)

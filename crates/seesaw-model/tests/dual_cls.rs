@@ -26,9 +26,9 @@ fn only_the_new_branches_learn_on_every_stage() {
         cfg.bbox_head.class_agnostic = detector != "mask_rcnn";
         let trained = cfg.init(&device).expect("model");
         // Refused unless the config is the model's with the branch on.
-        assert!(trained.clone().into_dual_cls_finetune(&cfg).is_err());
+        assert!(trained.clone().into_dual_cls_finetune(&cfg, 0).is_err());
         let mut model = trained
-            .into_dual_cls_finetune(&with_dual(&cfg))
+            .into_dual_cls_finetune(&with_dual(&cfg), 0)
             .expect("fine-tune");
         let stages = model.roi_head.ops().bbox_heads().len();
         assert_eq!(stages, if detector == "mask_rcnn" { 1 } else { 3 });
@@ -78,7 +78,7 @@ fn test_time_scores_average_the_two_branches() {
     let plain = cfg.init(&device).expect("model");
     let mut dual = plain
         .clone()
-        .into_dual_cls_finetune(&with_dual(&cfg))
+        .into_dual_cls_finetune(&with_dual(&cfg), 0)
         .expect("fine-tune");
     // A new branch whose classifier gives zero logits: uniform scores 1 / (C + 1).
     for head in dual.roi_head.ops_mut().bbox_heads_mut() {

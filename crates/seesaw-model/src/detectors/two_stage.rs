@@ -121,22 +121,33 @@ impl DetectorConfig {
     }
 
     /// Builds the network for prediction (losses with uniform class statistics; their state
-    /// comes with a checkpoint); parameters are drawn from the device's generator (seed it
-    /// first).
+    /// comes with a checkpoint). Its parameters are drawn from the device's generator as it
+    /// stands (unseeded): they are for a checkpoint to replace. Holds
+    /// [`crate::init::generator_lock`] while drawing.
     ///
     /// # Errors
     /// Inconsistent settings.
     pub fn init(&self, device: &Device) -> Result<Detector> {
-        self.init_with(&ClassStats::uniform(self.num_classes), 0, device)
+        let _guard = crate::init::generator_lock();
+        self.build(&ClassStats::uniform(self.num_classes), 0, device)
     }
 
-    /// Builds the network for training: the losses see the training set's class statistics
-    /// (`stats`, EQL's frequencies and the federated loss's weights) and the federated loss
-    /// draws from `seed`.
+    /// Builds the network for training: seeds the device's generator with `seed` and draws
+    /// every parameter, within one hold of [`crate::init::generator_lock`] (the weights
+    /// depend on `seed` alone, whatever other threads build); the losses see the training
+    /// set's class statistics (`stats`, EQL's frequencies and the federated loss's weights)
+    /// and the federated loss draws its classes from `seed`.
     ///
     /// # Errors
     /// Inconsistent settings, or statistics of another number of classes.
     pub fn init_with(&self, stats: &ClassStats, seed: u64, device: &Device) -> Result<Detector> {
+        let _guard = crate::init::generator_lock();
+        device.seed(seed);
+        self.build(stats, seed, device)
+    }
+
+    /// Builds and draws every parameter; the caller holds the generator lock.
+    fn build(&self, stats: &ClassStats, seed: u64, device: &Device) -> Result<Detector> {
         if self.num_classes == 0 {
             return Err(ModelError::Input("num_classes must be positive".into()));
         }
@@ -215,9 +226,8 @@ impl DetectorConfig {
             roi_head,
             config: self.clone(),
         };
-        // burn draws a parameter at its first use; draw them all now, while the caller's seed
-        // (and any lock it holds on the global generator) is in force.
-        det.visit(&mut Materialize);
+        // burn draws a parameter at its first use; draw them all now, while the lock is held.
+        crate::init::materialize_locked(&det);
         Ok(det)
     }
 }
@@ -282,13 +292,14 @@ impl Detector {
 
     /// The fine-tuning step of dual head classification ([`crate::heads::dual_cls`]): this
     /// trained model (built without the second branches) with a new classification branch on
-    /// every box head, drawn from the device's generator, and everything else frozen (no
-    /// gradients, batch norms on their running statistics); the config becomes `cfg` (which
-    /// must be this model's with `bbox_head.dual_cls` on).
+    /// every box head, drawn from the device's generator seeded with `seed` (under
+    /// [`crate::init::generator_lock`]), and everything else frozen (no gradients, batch
+    /// norms on their running statistics); the config becomes `cfg` (which must be this
+    /// model's with `bbox_head.dual_cls` on).
     ///
     /// # Errors
     /// A `cfg` that is not this model's with the dual branch on.
-    pub fn into_dual_cls_finetune(self, cfg: &DetectorConfig) -> Result<Self> {
+    pub fn into_dual_cls_finetune(self, cfg: &DetectorConfig, seed: u64) -> Result<Self> {
         let mut without = cfg.clone();
         without.bbox_head.dual_cls = false;
         if !cfg.bbox_head.dual_cls || without != self.config {
@@ -299,6 +310,8 @@ impl Detector {
             ));
         }
         let mut det = self.freeze();
+        let _guard = crate::init::generator_lock();
+        det.device().seed(seed);
         let b = &cfg.bbox_head;
         let cls_channels = cfg.loss.cls_channels(cfg.num_classes);
         for head in det.roi_head.ops_mut().bbox_heads_mut() {
@@ -312,7 +325,7 @@ impl Detector {
                 b.normed_classifier.then_some(b.tau),
                 &device,
             );
-            branch.visit(&mut Materialize);
+            crate::init::materialize_locked(&branch);
             head.dual_cls = Some(branch);
         }
         det.config = cfg.clone();
@@ -500,14 +513,5 @@ impl Detector {
             start += d.boxes.len();
         }
         Ok(dets)
-    }
-}
-
-/// Touches every float parameter, so that lazily initialised ones are drawn.
-struct Materialize;
-
-impl burn::module::ModuleVisitor for Materialize {
-    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-        let _ = param.val();
     }
 }

@@ -9,10 +9,7 @@ use crate::losses::Reduction;
 
 /// Reads a float tensor back as f64 values.
 pub(crate) fn host(t: Tensor<2>) -> Result<Vec<f64>> {
-    t.into_data()
-        .convert::<f64>()
-        .try_to_vec::<f64>()
-        .map_err(|e| ModelError::Backend(format!("{e:?}")))
+    crate::readback::to_f64(t)
 }
 
 pub(crate) fn index_tensor(idx: &[usize], device: &Device) -> Tensor<1, Int> {
@@ -117,8 +114,5 @@ pub(crate) fn check_input(
 
 /// Reads any float tensor back as f32 values (row-major).
 pub(crate) fn host_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| ModelError::Backend(format!("{e:?}")))
+    crate::readback::to_f32(t)
 }

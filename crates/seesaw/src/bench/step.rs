@@ -99,7 +99,6 @@ pub fn run(a: &StepArgs) -> Result<()> {
     }
     let plain_device = a.device.open()?;
     let device = plain_device.clone().autodiff();
-    device.seed(0);
     let c = cfg.model.num_classes;
     let stats = ClassStats {
         image_counts: vec![10; c],
@@ -128,7 +127,9 @@ pub fn run(a: &StepArgs) -> Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let mut step_times = Vec::new();
     let mut fwd_times = Vec::new();
+    let mut reads = Vec::new();
     for i in 0..=a.iters {
+        let r0 = seesaw_model::readback::reads();
         let t0 = Instant::now();
         let parts = model.forward_train(
             images.clone(),
@@ -137,7 +138,8 @@ pub fn run(a: &StepArgs) -> Result<()> {
             &mut seesaw_model::structures::image_rngs(&mut rng, metas.len()),
         )?;
         let total = parts.total();
-        let _ = total.clone().into_data();
+        // The training loop reads the loss back every step (to log it and stop on NaN).
+        seesaw_model::readback::to_f32(total.clone())?;
         let t_fwd = t0.elapsed().as_secs_f64();
         let grads = GradientsParams::from_grads(total.backward(), &model);
         model = optim.step(0.001, model, grads);
@@ -147,6 +149,7 @@ pub fn run(a: &StepArgs) -> Result<()> {
         if i > 0 {
             step_times.push(t);
             fwd_times.push(t_fwd);
+            reads.push(seesaw_model::readback::reads() - r0);
         }
     }
     // The neck alone, forward + backward, on this batch's (fixed) backbone maps: its share of
@@ -222,6 +225,14 @@ pub fn run(a: &StepArgs) -> Result<()> {
         median(step_times.clone()),
         a.iters,
         median(fwd_times)
+    );
+    println!(
+        "device-to-host reads per train step: {} (median; each waits for the queued kernels \
+         on a GPU)",
+        {
+            reads.sort_unstable();
+            reads.get(reads.len() / 2).copied().unwrap_or(0)
+        }
     );
     let neck = median(neck_times);
     println!(
