@@ -171,7 +171,7 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
 fn open_cuda(index: usize) -> Result<Device> {
     Err(EngineError::Request(format!(
         "--device cuda:{index}: this seesaw was built without CUDA; build it with \
-         `cargo build --release --features cuda` (README, \"CUDA\")"
+         `cargo build --release --features cuda` (README, \"GPUs\")"
     )))
 }
 

@@ -172,10 +172,15 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
     };
     let t = &cfg.train;
     let spec = match opts.device {
-        // One GPU per rank on a node: `--device cuda` is GPU `local rank`, `cuda:N` counts
-        // from N.
+        // One GPU per rank on a node: `--device cuda` is GPU `local rank`, `cuda:N` (and
+        // wgpu's `wgpu:N`, the N-th discrete GPU) counts from N.
         DeviceSpec::Cuda(i) if group.is_some() => {
             DeviceSpec::Cuda(i + crate::distributed::local_rank())
+        }
+        DeviceSpec::Wgpu(crate::device::WgpuAdapter::Discrete(i)) if group.is_some() => {
+            DeviceSpec::Wgpu(crate::device::WgpuAdapter::Discrete(
+                i + crate::distributed::local_rank(),
+            ))
         }
         other => other,
     };

@@ -65,7 +65,8 @@ pub struct DemoArgs {
     /// (configs/demo_mask_rcnn_seesaw_{double_head,mask_scoring}.toml).
     #[arg(long, value_enum, ignore_case = true, default_value_t = DemoHead::ConvFc)]
     pub head: DemoHead,
-    /// cpu (default), cuda or cuda:N (a build with `--features cuda`).
+    /// cpu (default); cuda or cuda:N (a build with `--features cuda`); wgpu, wgpu:N,
+    /// wgpu:integrated[:N] or wgpu:cpu (`--features wgpu`).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
 }

@@ -59,7 +59,8 @@ pub struct LadderArgs {
     /// 2x_lvis.toml --configs-only --out configs/ladder` made the repository's LVIS ladder.
     #[arg(long)]
     pub configs_only: bool,
-    /// cpu (default), cuda or cuda:N (a build with `--features cuda`).
+    /// cpu (default); cuda or cuda:N (a build with `--features cuda`); wgpu, wgpu:N,
+    /// wgpu:integrated[:N] or wgpu:cpu (`--features wgpu`).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
 }

@@ -33,7 +33,8 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
-    /// cpu (default), cuda or cuda:N (a build with `--features cuda`). Under `mpirun`, each
+    /// cpu (default); cuda or cuda:N (a build with `--features cuda`); wgpu, wgpu:N,
+    /// wgpu:integrated[:N] or wgpu:cpu (`--features wgpu`). Under `mpirun`, each
     /// rank on a node takes GPU N + its local rank.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
@@ -71,7 +72,8 @@ pub struct TestArgs {
     pub sets: Vec<String>,
     #[arg(long)]
     pub quiet: bool,
-    /// cpu (default), cuda or cuda:N (a build with `--features cuda`).
+    /// cpu (default); cuda or cuda:N (a build with `--features cuda`); wgpu, wgpu:N,
+    /// wgpu:integrated[:N] or wgpu:cpu (`--features wgpu`).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
 }
@@ -88,7 +90,8 @@ pub struct InferArgs {
     /// Detections drawn have at least this score.
     #[arg(long, default_value_t = 0.3)]
     pub score_thr: f64,
-    /// cpu (default), cuda or cuda:N (a build with `--features cuda`).
+    /// cpu (default); cuda or cuda:N (a build with `--features cuda`); wgpu, wgpu:N,
+    /// wgpu:integrated[:N] or wgpu:cpu (`--features wgpu`).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
 }

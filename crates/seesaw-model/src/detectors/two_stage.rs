@@ -136,14 +136,21 @@ impl DetectorConfig {
     /// every parameter, within one hold of [`crate::init::generator_lock`] (the weights
     /// depend on `seed` alone, whatever other threads build); the losses see the training
     /// set's class statistics (`stats`, EQL's frequencies and the federated loss's weights)
-    /// and the federated loss draws its classes from `seed`.
+    /// and the federated loss draws its classes from `seed`. The weights are drawn on flex and
+    /// moved to `device` as new leaves (the same seed, the same model on every backend).
     ///
     /// # Errors
     /// Inconsistent settings, or statistics of another number of classes.
     pub fn init_with(&self, stats: &ClassStats, seed: u64, device: &Device) -> Result<Detector> {
         let _guard = crate::init::generator_lock();
-        device.seed(seed);
-        self.build(stats, seed, device)
+        let host = crate::init::drawing_device(device);
+        host.seed(seed);
+        let det = self.build(stats, seed, &host)?;
+        Ok(if &host == device {
+            det
+        } else {
+            det.fork(device)
+        })
     }
 
     /// Builds and draws every parameter; the caller holds the generator lock.
@@ -311,7 +318,8 @@ impl Detector {
         }
         let mut det = self.freeze();
         let _guard = crate::init::generator_lock();
-        det.device().seed(seed);
+        let host = crate::init::drawing_device(&det.device());
+        host.seed(seed);
         let b = &cfg.bbox_head;
         let cls_channels = cfg.loss.cls_channels(cfg.num_classes);
         for head in det.roi_head.ops_mut().bbox_heads_mut() {
@@ -323,10 +331,14 @@ impl Detector {
                 b.num_shared_fcs,
                 cls_channels,
                 b.normed_classifier.then_some(b.tau),
-                &device,
+                &host,
             );
             crate::init::materialize_locked(&branch);
-            head.dual_cls = Some(branch);
+            head.dual_cls = Some(if host == device {
+                branch
+            } else {
+                branch.fork(&device)
+            });
         }
         det.config = cfg.clone();
         Ok(det)

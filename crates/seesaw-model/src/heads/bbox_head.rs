@@ -702,22 +702,28 @@ impl BBoxHead {
         metas: &[ImageMeta],
     ) -> Result<Vec<Vec<Box2>>> {
         let c = self.spec.num_classes;
-        let labels = if self.spec.class_agnostic {
-            s.labels.clone()
+        let (labels, deltas) = if self.spec.class_agnostic {
+            (s.labels.clone(), host_f32(reg.detach())?)
         } else {
-            let best = argmax_rows(&host_f32(self.class_scores(cls_score.detach())?)?, c);
-            s.labels
+            // Class scores and deltas side by side: one read back, not two.
+            let scores = self.class_scores(cls_score.detach())?;
+            let ([rows, k], [_, r]) = (scores.dims(), reg.dims());
+            let both = host_f32(Tensor::cat(vec![scores, reg.detach()], 1))?;
+            let (mut probs, mut deltas) = (Vec::with_capacity(rows * k), Vec::new());
+            for row in both.chunks_exact(k + r) {
+                probs.extend_from_slice(&row[..k]);
+                deltas.extend_from_slice(&row[k..]);
+            }
+            let best = argmax_rows(&probs, c);
+            let labels = s
+                .labels
                 .iter()
                 .zip(best)
                 .map(|(&l, b)| if l == c { b } else { l })
-                .collect()
+                .collect();
+            (labels, deltas)
         };
-        let boxes = self.decode(
-            base.unwrap_or(&s.rois),
-            &host_f32(reg.detach())?,
-            &labels,
-            metas,
-        )?;
+        let boxes = self.decode(base.unwrap_or(&s.rois), &deltas, &labels, metas)?;
         let mut out = vec![Vec::new(); metas.len()];
         for ((roi, bx), &gt) in s.rois.iter().zip(boxes).zip(&s.is_gt) {
             if !gt {

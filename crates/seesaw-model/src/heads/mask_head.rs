@@ -30,6 +30,11 @@ pub enum UpsampleKind {
     Deconv,
     /// CARAFE ([`CarafePack`]), no ReLU after it (as mmdetection's FCNMaskHead).
     Carafe,
+    /// `nn.Upsample(scale_factor=2, mode='nearest')`, no weights, no ReLU.
+    Nearest,
+    /// `nn.Upsample(scale_factor=2, mode='bilinear', align_corners=False)`, no weights, no
+    /// ReLU ([`crate::ops::resize::resize_bilinear`], right on every backend).
+    Bilinear,
 }
 
 /// mmdetection's `upsample_cfg`: `{ type = "carafe", up_kernel = 5, up_group = 1,
@@ -75,7 +80,7 @@ pub struct MaskHeadConfig {
     pub norm: NormConfig,
     /// `conv` (default) or `ws` for the 3x3 convs (mmdetection's `conv_cfg`).
     pub conv: ConvKind,
-    /// The 2x upsampler: a deconvolution (default) or CARAFE.
+    /// The 2x upsampler: a deconvolution (default), CARAFE, nearest or bilinear.
     pub upsample: UpsampleConfig,
 }
 
@@ -156,6 +161,7 @@ impl MaskHeadConfig {
                 up.bias = up.bias.take().map(zeros_param);
                 (Some(up), None, c)
             }
+            UpsampleKind::Nearest | UpsampleKind::Bilinear => (None, None, cin),
             UpsampleKind::Carafe => {
                 // CARAFE keeps the channels: the logits read the convs' output width.
                 let u = &self.upsample;
@@ -202,6 +208,11 @@ impl MaskHeadConfig {
             ws: self.conv == ConvKind::Ws,
             upsample,
             upsample_carafe,
+            resize: matches!(
+                self.upsample.kind,
+                UpsampleKind::Nearest | UpsampleKind::Bilinear
+            )
+            .then_some(self.upsample.kind),
             logits,
             logits_normed,
             mask_iou_head: None,
@@ -223,6 +234,9 @@ pub struct MaskHead {
     pub upsample: Option<ConvTranspose2d>,
     /// CARAFE (mmdetection's `upsample` with `type='carafe'`); None with the deconvolution.
     pub upsample_carafe: Option<CarafePack>,
+    /// The weightless 2x upsamplers (`nearest`, `bilinear`); None with the others.
+    #[module(skip)]
+    pub resize: Option<UpsampleKind>,
     pub logits: Option<Conv2d>,
     pub logits_normed: Option<NormedConv2d>,
     /// Mask Scoring's MaskIoU head on this head's RoI features and logits (mmdetection's
@@ -267,10 +281,18 @@ impl MaskHead {
 
     /// Mask logits `[R, num_classes, 28, 28]` from [`MaskHead::features`].
     pub fn logits(&self, features: Tensor<4>) -> Tensor<4> {
-        let x = match (&self.upsample, &self.upsample_carafe) {
-            (_, Some(c)) => c.forward(features),
-            (Some(d), None) => relu(d.forward(features)),
-            (None, None) => features,
+        let x = match (&self.upsample, &self.upsample_carafe, self.resize) {
+            (_, Some(c), _) => c.forward(features),
+            (Some(d), None, _) => relu(d.forward(features)),
+            (None, None, Some(UpsampleKind::Bilinear)) => {
+                let [_, _, h, w] = features.dims();
+                crate::ops::resize::resize_bilinear(features, 2 * h, 2 * w, false)
+            }
+            (None, None, Some(UpsampleKind::Nearest)) => {
+                let [_, _, h, w] = features.dims();
+                crate::ops::resize::resize_nearest(features, 2 * h, 2 * w)
+            }
+            (None, None, _) => features,
         };
         match (&self.logits, &self.logits_normed) {
             (_, Some(n)) => n.forward(x),
@@ -353,5 +375,39 @@ impl MaskHead {
     /// The loss of a step without positive RoIs: a zero that still reaches every parameter.
     pub fn zero_loss(&self, device: &Device) -> Tensor<1> {
         zero_touching(self, device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weightless_upsamplers_double_the_features_before_the_logits() {
+        let device = Device::flex();
+        let x = Tensor::<4>::random([2, 8, 14, 14], burn::tensor::Distribution::Default, &device);
+        for (name, kind) in [
+            ("nearest", UpsampleKind::Nearest),
+            ("bilinear", UpsampleKind::Bilinear),
+        ] {
+            let cfg: MaskHeadConfig = serde_json::from_str(&format!(
+                r#"{{"num_convs": 1, "conv_channels": 8, "upsample": {{"type": "{name}"}}}}"#
+            ))
+            .expect("parses");
+            assert_eq!(cfg.upsample.kind, kind);
+            let head = cfg.init(8, 3, &device).expect("head");
+            assert!(head.upsample.is_none() && head.upsample_carafe.is_none());
+            let features = head.features(x.clone(), None);
+            let logits = head.logits(features.clone());
+            assert_eq!(logits.dims(), [2, 3, 28, 28]);
+            // The 1x1 logits conv of the upsampled features.
+            let up = match kind {
+                UpsampleKind::Nearest => crate::ops::resize::resize_nearest(features, 28, 28),
+                _ => crate::ops::resize::resize_bilinear(features, 28, 28, false),
+            };
+            let want = head.logits.as_ref().expect("conv").forward(up);
+            let d = (logits - want).abs().max().into_scalar::<f32>();
+            assert!(d < 1e-6, "{name}: {d}");
+        }
     }
 }

@@ -326,8 +326,15 @@ impl RpnConfig {
         cfg: &ProposalConfig,
     ) -> Result<Vec<Vec<(Box2, f32)>>> {
         let [b, n] = out.cls.dims();
-        let logits = host_f32(out.cls.clone().detach())?;
-        let deltas = host_f32(out.reg.clone().detach())?;
+        // Objectness and deltas side by side, `[B, N, 5]`: one read back, not two (each read
+        // waits for a GPU's queue).
+        let both = host_f32(Tensor::cat(
+            vec![
+                out.cls.clone().detach().unsqueeze_dim::<3>(2),
+                out.reg.clone().detach(),
+            ],
+            2,
+        ))?;
         let coder = DeltaXywhCoder::default();
         let mut result = Vec::with_capacity(b);
         for (i, meta) in metas.iter().enumerate().take(b) {
@@ -335,13 +342,13 @@ impl RpnConfig {
             let (mut boxes, mut scores, mut levels) = (vec![], vec![], vec![]);
             for l in 0..starts.len().saturating_sub(1) {
                 let mut idx: Vec<usize> = (starts[l]..starts[l + 1]).collect();
-                let score = |a: usize| logits[i * n + a];
+                let score = |a: usize| both[(i * n + a) * 5];
                 if idx.len() > cfg.nms_pre {
                     idx.select_nth_unstable_by(cfg.nms_pre, |&x, &y| score(y).total_cmp(&score(x)));
                     idx.truncate(cfg.nms_pre);
                 }
                 for a in idx {
-                    let d: [f32; 4] = std::array::from_fn(|k| deltas[(i * n + a) * 4 + k]);
+                    let d: [f32; 4] = std::array::from_fn(|k| both[(i * n + a) * 5 + 1 + k]);
                     let bx = coder.decode(&anchors[a], &d, max_shape);
                     let s = 1.0 / (1.0 + (-score(a)).exp());
                     if bx[2] - bx[0] > cfg.min_size && bx[3] - bx[1] > cfg.min_size && s.is_finite()

@@ -20,7 +20,8 @@ pub struct LossArgs {
     /// Timed iterations (after 5 warm-up ones); the median is reported.
     #[arg(long, default_value_t = 50)]
     pub iters: usize,
-    /// cpu (default), cuda or cuda:N (a build with `--features cuda`).
+    /// cpu (default); cuda or cuda:N (a build with `--features cuda`); wgpu, wgpu:N,
+    /// wgpu:integrated[:N] or wgpu:cpu (`--features wgpu`).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
 }

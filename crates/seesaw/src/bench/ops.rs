@@ -19,7 +19,8 @@ pub struct OpsArgs {
     /// Timed repetitions (after one warm-up); the median is reported.
     #[arg(long, default_value_t = 5)]
     pub iters: usize,
-    /// cpu (default), cuda or cuda:N (a build with `--features cuda`).
+    /// cpu (default); cuda or cuda:N (a build with `--features cuda`); wgpu, wgpu:N,
+    /// wgpu:integrated[:N] or wgpu:cpu (`--features wgpu`).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
 }
