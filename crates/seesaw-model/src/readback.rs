@@ -29,7 +29,8 @@ pub(crate) fn count() {
 /// The backend cannot read the tensor back ([`ModelError::Backend`]).
 pub fn to_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     count();
-    t.into_data()
+    t.try_into_data()
+        .map_err(|e| ModelError::Backend(format!("reading a tensor back: {e:?}")))?
         .convert::<f32>()
         .try_to_vec::<f32>()
         .map_err(|e| ModelError::Backend(format!("reading a tensor back: {e:?}")))
@@ -41,7 +42,8 @@ pub fn to_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
 /// The backend cannot read the tensor back ([`ModelError::Backend`]).
 pub fn to_f64<const D: usize>(t: Tensor<D>) -> Result<Vec<f64>> {
     count();
-    t.into_data()
+    t.try_into_data()
+        .map_err(|e| ModelError::Backend(format!("reading a tensor back: {e:?}")))?
         .convert::<f64>()
         .try_to_vec::<f64>()
         .map_err(|e| ModelError::Backend(format!("reading a tensor back: {e:?}")))

@@ -257,6 +257,22 @@ impl MaskHead {
         }
     }
 
+    /// The most channels any of the head's 28 x 28 activations has (the upsampled features or
+    /// the class logits): its memory per RoI.
+    pub fn widest_channels(&self) -> usize {
+        let logits = match (&self.logits, &self.logits_normed) {
+            (Some(c), _) => c.weight.dims()[0],
+            (None, Some(n)) => n.weight.dims()[0],
+            (None, None) => 0,
+        };
+        let features = self
+            .convs
+            .last()
+            .map_or(0, |c| c.weight.dims()[0])
+            .max(self.upsample.as_ref().map_or(0, |d| d.weight.dims()[1]));
+        logits.max(features).max(1)
+    }
+
     /// `rois` `[R, C, 14, 14]` -> mask logits `[R, num_classes, 28, 28]`.
     pub fn forward(&self, rois: Tensor<4>) -> Tensor<4> {
         self.logits(self.features(rois, None))

@@ -648,16 +648,40 @@ impl RoiHead {
             .map(|(i, b, _)| [*i as f32, b[0], b[1], b[2], b[3]])
             .collect();
         let labels: Vec<usize> = dets.iter().map(|d| d.2).collect();
-        let (probs, ious) = self
+        // The mask head's widest activation is `R x channels x 28 x 28` floats; a wgpu device
+        // caps one buffer (lavapipe at 128 MiB), so many detections (a batch of images, or
+        // LVIS's 1203 classes) go through in chunks of RoIs under 96 MiB.
+        let m = crate::heads::mask_head::MASK_SIZE;
+        let per_roi = self
             .ops()
-            .mask_probs(feats, &rois, &labels)?
-            .ok_or_else(|| ModelError::Input("no mask heads".into()))?;
-        let (masks, size) = inference::class_maps(probs)?;
-        let ious = match ious {
-            Some(t) => Some(crate::losses::common::host_f32(t)?),
-            None => None,
+            .mask_heads()
+            .iter()
+            .map(MaskHead::widest_channels)
+            .max()
+            .unwrap_or(1)
+            * m
+            * m
+            * 4;
+        let chunk = ((96usize << 20) / per_roi.max(1)).max(1);
+        let mut out = ClassMasks {
+            size: m,
+            ..Default::default()
         };
-        Ok(ClassMasks { masks, size, ious })
+        for (rois, labels) in rois.chunks(chunk).zip(labels.chunks(chunk)) {
+            let (probs, ious) = self
+                .ops()
+                .mask_probs(feats, rois, labels)?
+                .ok_or_else(|| ModelError::Input("no mask heads".into()))?;
+            let (masks, size) = inference::class_maps(probs)?;
+            out.masks.extend(masks);
+            out.size = size;
+            if let Some(t) = ious {
+                out.ious
+                    .get_or_insert_with(Vec::new)
+                    .extend(crate::losses::common::host_f32(t)?);
+            }
+        }
+        Ok(out)
     }
 }
 
