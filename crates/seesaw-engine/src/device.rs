@@ -134,7 +134,7 @@ fn open_wgpu(adapter: WgpuAdapter, spec: &DeviceSpec) -> Result<Device> {
         Err(panic) => {
             return Err(EngineError::Request(format!(
                 "--device {spec}: wgpu failed to start ({})",
-                panic_text(&panic)
+                panic_text(&*panic)
             )));
         }
     };
@@ -152,14 +152,14 @@ fn open_wgpu(adapter: WgpuAdapter, spec: &DeviceSpec) -> Result<Device> {
         ))),
         Err(panic) => Err(EngineError::Request(format!(
             "--device {spec}: the wgpu backend failed to run a kernel ({})",
-            panic_text(&panic)
+            panic_text(&*panic)
         ))),
     }
 }
 
 /// The message of a caught panic.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
-fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<String>()
         .cloned()
@@ -198,7 +198,7 @@ fn open_cuda(index: usize) -> Result<Device> {
             "--device cuda:{index}: a test kernel gave {v} instead of 8"
         ))),
         Err(panic) => {
-            let why = panic_text(&panic);
+            let why = panic_text(&*panic);
             Err(EngineError::Request(format!(
                 "--device cuda:{index}: the CUDA backend failed to run a kernel ({why}); \
                  is NVRTC (libnvrtc.so, from the CUDA toolkit) on the library path?"
