@@ -23,17 +23,22 @@ pub(crate) fn count() {
     READS.fetch_add(1, Ordering::Relaxed);
 }
 
+/// The values of a float tensor of any shape as `E`, row-major: one counted read.
+fn read<const D: usize, E: burn::tensor::Element>(t: Tensor<D>) -> Result<Vec<E>> {
+    count();
+    t.try_into_data()
+        .map_err(|e| ModelError::Backend(format!("reading a tensor back: {e:?}")))?
+        .convert::<E>()
+        .try_to_vec::<E>()
+        .map_err(|e| ModelError::Backend(format!("reading a tensor back: {e:?}")))
+}
+
 /// The values of a float tensor of any shape as f32, row-major: one read.
 ///
 /// # Errors
 /// The backend cannot read the tensor back ([`ModelError::Backend`]).
 pub fn to_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    count();
-    t.try_into_data()
-        .map_err(|e| ModelError::Backend(format!("reading a tensor back: {e:?}")))?
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| ModelError::Backend(format!("reading a tensor back: {e:?}")))
+    read(t)
 }
 
 /// The values of a float tensor of any shape as f64, row-major: one read.
@@ -41,10 +46,5 @@ pub fn to_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
 /// # Errors
 /// The backend cannot read the tensor back ([`ModelError::Backend`]).
 pub fn to_f64<const D: usize>(t: Tensor<D>) -> Result<Vec<f64>> {
-    count();
-    t.try_into_data()
-        .map_err(|e| ModelError::Backend(format!("reading a tensor back: {e:?}")))?
-        .convert::<f64>()
-        .try_to_vec::<f64>()
-        .map_err(|e| ModelError::Backend(format!("reading a tensor back: {e:?}")))
+    read(t)
 }
