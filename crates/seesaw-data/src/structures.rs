@@ -62,6 +62,24 @@ pub struct GtMask {
 }
 
 impl GtMask {
+    /// An `height x width` mask set inside box `b = [x1, y1, x2, y2]` (pixel edges; the
+    /// coordinates are truncated to whole pixels and clipped to the mask).
+    pub fn filled_box(height: usize, width: usize, b: Box2) -> Self {
+        let mut data = vec![0u8; height * width];
+        let clip = |v: f32, hi: usize| (v.max(0.0) as usize).min(hi);
+        let (x0, x1) = (clip(b[0], width), clip(b[2], width));
+        if x1 > x0 {
+            for y in clip(b[1], height)..clip(b[3], height) {
+                data[y * width + x0..y * width + x1].fill(1);
+            }
+        }
+        GtMask {
+            height,
+            width,
+            data,
+        }
+    }
+
     /// The tight box `[x1, y1, x2, y2]` of the set pixels (pixel edges), `None` when empty.
     pub fn bbox(&self) -> Option<Box2> {
         let (mut x0, mut y0, mut x1, mut y1) = (self.width, self.height, 0, 0);
@@ -86,4 +104,28 @@ pub struct GtInstances {
     pub masks: Vec<GtMask>,
     /// Crowd regions: anchors and proposals they cover are ignored.
     pub ignore: Vec<Box2>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_filled_box_is_set_inside_the_box_and_clipped_to_the_mask() {
+        let m = GtMask::filled_box(4, 5, [1.0, 1.5, 3.9, 3.0]);
+        let rows: Vec<&[u8]> = m.data.chunks(5).collect();
+        assert_eq!(
+            rows,
+            vec![
+                &[0, 0, 0, 0, 0][..],
+                &[0, 1, 1, 0, 0][..],
+                &[0, 1, 1, 0, 0][..],
+                &[0, 0, 0, 0, 0][..],
+            ]
+        );
+        assert_eq!(m.bbox(), Some([1.0, 1.0, 3.0, 3.0]));
+        let clipped = GtMask::filled_box(3, 3, [-2.0, -1.0, 9.0, 2.0]);
+        assert_eq!(clipped.data, vec![1, 1, 1, 1, 1, 1, 0, 0, 0]);
+        assert_eq!(GtMask::filled_box(3, 3, [2.0, 0.0, 1.0, 3.0]).bbox(), None);
+    }
 }

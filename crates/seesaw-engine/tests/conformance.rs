@@ -619,20 +619,7 @@ fn ground_truth(h: usize, w: usize) -> GtInstances {
         ]
     })
     .collect();
-    let masks = boxes
-        .iter()
-        .map(|b| {
-            let mut data = vec![0u8; h * w];
-            for y in b[1] as usize..b[3] as usize {
-                data[y * w + b[0] as usize..y * w + b[2] as usize].fill(1);
-            }
-            GtMask {
-                height: h,
-                width: w,
-                data,
-            }
-        })
-        .collect();
+    let masks = boxes.iter().map(|&b| GtMask::filled_box(h, w, b)).collect();
     GtInstances {
         labels: vec![0, 2, 1, 2],
         boxes,

@@ -83,7 +83,7 @@ fn regression_rois_are_enlarged_about_their_centres_after_their_level_is_chosen(
 
 #[test]
 fn the_double_head_trains_with_ce_and_seesaw_and_predicts() {
-    use seesaw_model::structures::{GtInstances, ImageMeta};
+    use seesaw_model::structures::{GtInstances, GtMask, ImageMeta};
     let device = Device::flex().autodiff();
     let metas: Vec<ImageMeta> = (0..2)
         .map(|i| ImageMeta {
@@ -101,7 +101,7 @@ fn the_double_head_trains_with_ce_and_seesaw_and_predicts() {
             labels: vec![1, 4],
             masks: boxes
                 .iter()
-                .map(|&b| common::square_mask(64, 96, b))
+                .map(|&b| GtMask::filled_box(64, 96, b))
                 .collect(),
             ignore: vec![],
         })

@@ -15,12 +15,12 @@ use std::path::PathBuf;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use common::{square_mask, tiny};
+use common::tiny;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use seesaw_model::burn;
 use seesaw_model::detectors::{DetectorConfig, DetectorKind};
-use seesaw_model::structures::{GtInstances, ImageMeta};
+use seesaw_model::structures::{GtInstances, GtMask, ImageMeta};
 use seesaw_model::weights::{Layout, Naming, WeightsFile, export, load, write_safetensors};
 use serde_json::{Value, json};
 
@@ -131,7 +131,10 @@ fn golden_input(device: &Device) -> (Tensor<4>, Vec<ImageMeta>, Vec<GtInstances>
                 [60.0, 40.0, 88.0, 60.0],
             ];
             GtInstances {
-                masks: boxes.iter().map(|&bx| square_mask(H, W, bx)).collect(),
+                masks: boxes
+                    .iter()
+                    .map(|&bx| GtMask::filled_box(H, W, bx))
+                    .collect(),
                 boxes,
                 labels: vec![1 + b, 4],
                 ignore: vec![],

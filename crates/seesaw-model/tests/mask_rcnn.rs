@@ -4,13 +4,12 @@
 mod common;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use common::square_mask;
 use common::tiny;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use seesaw_model::burn;
 use seesaw_model::heads::rpn_head::level_anchors;
-use seesaw_model::structures::{GtInstances, ImageMeta};
+use seesaw_model::structures::{GtInstances, GtMask, ImageMeta};
 
 #[test]
 fn every_stage_has_the_documented_shape_and_the_losses_are_finite() {
@@ -57,7 +56,10 @@ fn every_stage_has_the_documented_shape_and_the_losses_are_finite() {
             .map(|_| GtInstances {
                 boxes: boxes.to_vec(),
                 labels: vec![1, 4],
-                masks: boxes.iter().map(|&b| square_mask(64, 96, b)).collect(),
+                masks: boxes
+                    .iter()
+                    .map(|&b| GtMask::filled_box(64, 96, b))
+                    .collect(),
                 ignore: vec![],
             })
             .collect();

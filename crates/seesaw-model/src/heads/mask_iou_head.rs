@@ -275,15 +275,7 @@ mod tests {
     #[test]
     fn area_ratio_and_targets_by_hand() {
         // A 4x4 mask with a 2x2 block at rows 1-2, columns 1-2.
-        let mut data = vec![0u8; 16];
-        for (y, x) in [(1, 1), (1, 2), (2, 1), (2, 2)] {
-            data[y * 4 + x] = 1;
-        }
-        let gt = GtMask {
-            height: 4,
-            width: 4,
-            data,
-        };
+        let gt = GtMask::filled_box(4, 4, [1.0, 1.0, 3.0, 3.0]);
         // Truncated to [0, 0, 2, 3]: columns 0-1, rows 0-2 hold (1, 1) and (2, 1): 2 of 4.
         assert!((area_ratio(&gt, &[0.9, 0.2, 2.7, 3.9]) - 0.5).abs() < 1e-6);
         // Outside the mask: clipped to one pixel at (0, 0), which is not set.

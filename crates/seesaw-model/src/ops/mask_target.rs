@@ -164,17 +164,7 @@ mod tests {
     #[test]
     fn bitmap_targets_crop_and_resize_the_mask() {
         // Left half of a 20x20 image set.
-        let mut data = vec![0u8; 400];
-        for y in 0..20 {
-            for x in 0..10 {
-                data[y * 20 + x] = 1;
-            }
-        }
-        let gt = crate::structures::GtMask {
-            height: 20,
-            width: 20,
-            data,
-        };
+        let gt = crate::structures::GtMask::filled_box(20, 20, [0.0, 0.0, 10.0, 20.0]);
         let t = mask_target_bitmap(&gt, &[0.0, 0.0, 20.0, 20.0], 4);
         assert_eq!(t, [1., 1., 0., 0.].repeat(4));
         assert_eq!(

@@ -15,6 +15,18 @@ use crate::ops::nms::batched_nms;
 use crate::roi_heads::RcnnTestConfig;
 use crate::structures::{Detections, ImageMeta};
 
+/// Bytes one activation of the mask head may take at test time (96 MiB): a wgpu device caps
+/// one buffer (lavapipe at 128 MiB), so many detections (a batch of images, or LVIS's 1203
+/// classes at 300 per image) go through the mask head in chunks of RoIs.
+pub const MASK_CHUNK_BYTES: usize = 96 << 20;
+
+/// RoIs per chunk of mask inference for a mask head whose widest activation has `channels`
+/// channels (`R x channels x 28 x 28` f32): as many as fit [`MASK_CHUNK_BYTES`], at least one.
+pub fn mask_rois_per_chunk(channels: usize) -> usize {
+    let per_roi = channels.max(1) * MASK_SIZE * MASK_SIZE * 4;
+    (MASK_CHUNK_BYTES / per_roi).max(1)
+}
+
 /// The box stages `heads` on `rois` (`[image, x1, y1, x2, y2]` at input scale), each pooling
 /// with `pooler`: class scores (`[R * C]`, row-major) from the stages' mean logits, and per RoI
 /// and class the box decoded by the last stage, clipped to its image (`[R * C]`). Each stage
@@ -135,4 +147,20 @@ pub fn select_detections(
         d.labels.push(labels[k]);
     }
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_chunks_stay_under_the_buffer_cap() {
+        // 256 channels (mmdetection's FCNMaskHead): 784 KiB per RoI, 125 RoIs per chunk.
+        assert_eq!(mask_rois_per_chunk(256), 125);
+        assert!(mask_rois_per_chunk(256) * 256 * 28 * 28 * 4 <= MASK_CHUNK_BYTES);
+        assert!((mask_rois_per_chunk(256) + 1) * 256 * 28 * 28 * 4 > MASK_CHUNK_BYTES);
+        // A head too wide for one RoI still runs one at a time; no channels counts as one.
+        assert_eq!(mask_rois_per_chunk(1 << 20), 1);
+        assert_eq!(mask_rois_per_chunk(0), mask_rois_per_chunk(1));
+    }
 }

@@ -9,15 +9,19 @@
 //! - [`htc_lite`]: the LVIS 2020 entry's HTC-Lite, the cascade's box stages, one mask head
 //!   after the last and a global context encoder whose feature joins every RoI feature.
 //!
-//! The pieces they share live beside them: [`sampling`] (assign and sample RoIs per stage),
-//! [`inference`] (the cascade's test-time box path, mask probabilities, multi-class NMS).
+//! The pieces they share live beside them: their settings (`config.rs`), [`sampling`] (assign
+//! and sample RoIs per stage), the box head's forward on RoIs (`box_forward.rs`: pooling with
+//! context, Double Head, TSD), [`inference`] (the cascade's test-time box path, mask
+//! probabilities, multi-class NMS).
 //! Each head owns its losses and their state (see [`crate::heads::BBoxHead`]).
 //!
 //! Adding a kind: its own file implementing [`RoiHeadOps`], and one line in the
 //! `roi_head_kinds!` list below, which makes its `model.detector` name, the [`RoiHead`]
 //! variant and the dispatch.
 
+mod box_forward;
 pub mod cascade;
+mod config;
 pub mod htc;
 pub mod htc_lite;
 pub mod inference;
@@ -32,14 +36,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::detectors::DetectorConfig;
 use crate::error::{ModelError, Result};
-use crate::heads::global_context_head::fuse_context;
 use crate::heads::{BBoxHead, GlobalContextHead, MaskHead};
 use crate::losses::{AnyLoss, ClassStats, LossState};
 use crate::ops::Box2;
-use crate::ops::roi_extractor::RoiExtractorConfig;
 use crate::structures::{GtInstances, ImageMeta};
 
+pub(crate) use box_forward::{RoiPooler, box_head_forward, pool_with_context};
 pub use cascade::CascadeRoiHead;
+pub use config::{CascadeConfig, RcnnTestConfig, RoiConfig};
 pub use htc::HtcRoiHead;
 pub use htc_lite::HtcLiteRoiHead;
 pub use inference::select_detections;
@@ -48,152 +52,6 @@ pub use standard::StandardRoiHead;
 
 /// Side of the RoI features the box head takes (`roi_layer.output_size`, 7).
 pub const BOX_ROI_SIZE: usize = 7;
-
-/// Test-time settings of the RoI heads; defaults are the LVIS recipe's.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RcnnTestConfig {
-    /// Default 1e-4.
-    pub score_thr: f32,
-    /// Default 0.5.
-    pub nms_iou: f32,
-    /// Default 300.
-    pub max_per_img: usize,
-    /// Default 0.5.
-    pub mask_thr: f32,
-    /// Detections narrower or lower than this (pixels at input scale) are dropped before NMS
-    /// (torchvision's `remove_small_boxes(boxes, 1e-2)`); empty boxes always are. Default 0.
-    pub min_bbox_size: f32,
-    /// How masks go back into the image: `mmdet` (default) or `torchvision`.
-    pub mask_paste: crate::ops::mask_paste::MaskPaste,
-}
-
-impl Default for RcnnTestConfig {
-    fn default() -> Self {
-        Self {
-            score_thr: 1e-4,
-            nms_iou: 0.5,
-            max_per_img: 300,
-            mask_thr: 0.5,
-            min_bbox_size: 0.0,
-            mask_paste: crate::ops::mask_paste::MaskPaste::Mmdet,
-        }
-    }
-}
-
-/// RoI sampling and pooling; defaults are mmdetection's Mask R-CNN.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RoiConfig {
-    /// Strides of the pyramid levels RoIs are pooled from. Default 4, 8, 16, 32.
-    pub strides: Vec<f32>,
-    /// Default 56.
-    pub finest_scale: f32,
-    /// RoIAlign samples per bin and axis; 0 = adaptive. Default 0.
-    pub sampling_ratio: usize,
-    /// RoIs sampled per image. Default 512.
-    pub sampler_num: usize,
-    /// Default 0.25.
-    pub sampler_pos_fraction: f32,
-    /// IoU for a positive (and below it, a negative). Default 0.5.
-    pub pos_iou: f32,
-    /// RoIAlign's `aligned`: true (mmdetection 2.x / 3.x); false for torchvision's detection
-    /// models (and mmdetection 1.x), which pool without the half-pixel shift. Default true.
-    pub aligned: bool,
-    pub test: RcnnTestConfig,
-}
-
-impl Default for RoiConfig {
-    fn default() -> Self {
-        Self {
-            strides: vec![4.0, 8.0, 16.0, 32.0],
-            finest_scale: 56.0,
-            sampling_ratio: 0,
-            sampler_num: 512,
-            sampler_pos_fraction: 0.25,
-            pos_iou: 0.5,
-            aligned: true,
-            test: RcnnTestConfig::default(),
-        }
-    }
-}
-
-impl RoiConfig {
-    /// RoIAlign features `[R, C, size, size]` of `rois` (`[image, x1, y1, x2, y2]` at input
-    /// scale) from the pyramid levels `strides` names.
-    ///
-    /// # Errors
-    /// RoIs naming images the features do not have.
-    pub fn pool(&self, feats: &[Tensor<4>], rois: &[[f32; 5]], size: usize) -> Result<Tensor<4>> {
-        self.pool_scaled(feats, rois, size, None)
-    }
-
-    /// [`Self::pool`] with the RoIs enlarged `scale` times about their centres (each from the
-    /// level of its own size; see [`RoiExtractorConfig::extract_scaled`]).
-    ///
-    /// # Errors
-    /// As [`Self::pool`].
-    pub fn pool_scaled(
-        &self,
-        feats: &[Tensor<4>],
-        rois: &[[f32; 5]],
-        size: usize,
-        scale: Option<f32>,
-    ) -> Result<Tensor<4>> {
-        self.extractor(size)
-            .extract_scaled(&feats[..self.strides.len()], rois, scale)
-    }
-
-    /// The multi-level RoIAlign extractor at `size`.
-    pub fn extractor(&self, size: usize) -> RoiExtractorConfig {
-        RoiExtractorConfig {
-            strides: self.strides.clone(),
-            finest_scale: self.finest_scale,
-            output_size: size,
-            sampling_ratio: self.sampling_ratio,
-            aligned: self.aligned,
-        }
-    }
-
-    /// The sampler of a stage training at `iou`.
-    pub fn sampler(&self, iou: f32) -> RoiSampler {
-        RoiSampler {
-            iou,
-            num: self.sampler_num,
-            pos_fraction: self.sampler_pos_fraction,
-        }
-    }
-}
-
-/// The box stages of the cascade kinds; defaults are mmdetection's Cascade Mask R-CNN / HTC.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CascadeConfig {
-    /// IoU of a positive (and below it, a negative) per stage. Default 0.5, 0.6, 0.7.
-    pub stage_ious: Vec<f32>,
-    /// Weight of each stage's losses. Default 1, 0.5, 0.25.
-    pub stage_loss_weights: Vec<f64>,
-    /// Box delta stds per stage. Default (0.1, 0.1, 0.2, 0.2), (0.05, 0.05, 0.1, 0.1),
-    /// (0.033, 0.033, 0.067, 0.067).
-    pub stage_target_stds: Vec<[f32; 4]>,
-    /// HTC-Lite's mask loss weight. Default 1.75, the sum of the stage weights (SCNet's rule).
-    pub mask_loss_weight: f64,
-}
-
-impl Default for CascadeConfig {
-    fn default() -> Self {
-        Self {
-            stage_ious: vec![0.5, 0.6, 0.7],
-            stage_loss_weights: vec![1.0, 0.5, 0.25],
-            stage_target_stds: vec![
-                [0.1, 0.1, 0.2, 0.2],
-                [0.05, 0.05, 0.1, 0.1],
-                [0.033, 0.033, 0.067, 0.067],
-            ],
-            mask_loss_weight: 1.75,
-        }
-    }
-}
 
 /// One box stage's training settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -648,21 +506,15 @@ impl RoiHead {
             .map(|(i, b, _)| [*i as f32, b[0], b[1], b[2], b[3]])
             .collect();
         let labels: Vec<usize> = dets.iter().map(|d| d.2).collect();
-        // The mask head's widest activation is `R x channels x 28 x 28` floats; a wgpu device
-        // caps one buffer (lavapipe at 128 MiB), so many detections (a batch of images, or
-        // LVIS's 1203 classes) go through in chunks of RoIs under 96 MiB.
         let m = crate::heads::mask_head::MASK_SIZE;
-        let per_roi = self
+        let widest = self
             .ops()
             .mask_heads()
             .iter()
             .map(MaskHead::widest_channels)
             .max()
-            .unwrap_or(1)
-            * m
-            * m
-            * 4;
-        let chunk = ((96usize << 20) / per_roi.max(1)).max(1);
+            .unwrap_or(1);
+        let chunk = inference::mask_rois_per_chunk(widest);
         let mut out = ClassMasks {
             size: m,
             ..Default::default()
@@ -708,160 +560,4 @@ impl ClassMasks {
             }
         }
     }
-}
-
-/// 7x7 box features of `rois` enlarged `scale` times (Double Head's regression RoIs; None: as
-/// given) with the image context `ctx` added.
-///
-/// # Errors
-/// RoIs naming missing images.
-pub(crate) fn pool_scaled_with_context(
-    roi: &RoiConfig,
-    feats: &[Tensor<4>],
-    rois: &[[f32; 5]],
-    scale: Option<f32>,
-    ctx: Option<&Tensor<2>>,
-) -> Result<Tensor<4>> {
-    let x = roi.pool_scaled(feats, rois, BOX_ROI_SIZE, scale)?;
-    Ok(match ctx {
-        Some(g) => fuse_context(x, g, rois),
-        None => x,
-    })
-}
-
-/// Where a box head's RoI features come from: the pyramid, the RoI settings and HTC-Lite's
-/// image context (`[B, C]`, added to every RoI feature).
-pub(crate) struct RoiPooler<'a> {
-    pub roi: &'a RoiConfig,
-    pub feats: &'a [Tensor<4>],
-    pub ctx: Option<&'a Tensor<2>>,
-}
-
-impl RoiPooler<'_> {
-    /// 7x7 RoIAlign features of `rois`, enlarged `scale` times (Double Head) or as given.
-    ///
-    /// # Errors
-    /// RoIs naming missing images.
-    pub fn boxes(&self, rois: &[[f32; 5]], scale: Option<f32>) -> Result<Tensor<4>> {
-        pool_scaled_with_context(self.roi, self.feats, rois, scale, self.ctx)
-    }
-
-    /// TSD's deformable pooling of `rois` (7x7, each from its level) moved by `offset`
-    /// (`[R, 2, 7, 7]` or `[R, 2, 1, 1]`), with the image context added.
-    ///
-    /// # Errors
-    /// RoIs naming missing images; an offset of another shape.
-    pub fn deform(
-        &self,
-        rois: &[[f32; 5]],
-        offset: Tensor<4>,
-        spec: &crate::heads::tsd_bbox_head::TsdSpec,
-    ) -> Result<Tensor<4>> {
-        let levels = self.roi.extractor(BOX_ROI_SIZE).map_roi_levels(rois);
-        let n = self.roi.strides.len();
-        let x = crate::ops::deform_roi_pool::deform_roi_pool_levels(
-            &self.feats[..n.min(self.feats.len())],
-            &self.roi.strides,
-            &levels,
-            rois,
-            offset,
-            &crate::ops::deform_roi_pool::DeformRoiPoolConfig {
-                output_size: BOX_ROI_SIZE,
-                spatial_scale: 1.0,
-                sample_per_part: spec.sample_per_part,
-                trans_std: spec.trans_std,
-            },
-        )?;
-        Ok(match self.ctx {
-            Some(g) => fuse_context(x, g, rois),
-            None => x,
-        })
-    }
-}
-
-/// What a box head gives for a set of RoIs.
-pub(crate) struct BoxForward {
-    /// Class logits `[R, cls_channels]` (TSD's, for a TSD head).
-    pub cls: Tensor<2>,
-    /// Deltas `[R, 4 or 4 C]` (TSD's).
-    pub reg: Tensor<2>,
-    /// The fine-tuning step's second branch's logits; None without it.
-    pub dual: Option<Tensor<2>>,
-    /// The boxes the deltas are relative to when they are not the RoIs (TSD's translated
-    /// proposals).
-    pub decode_rois: Option<Vec<[f32; 5]>>,
-    /// In training, TSD's outputs and the sibling head's logits and deltas.
-    pub tsd: Option<TsdTrain>,
-}
-
-/// TSD's training outputs.
-pub(crate) struct TsdTrain {
-    pub out: crate::heads::TsdOutput,
-    /// The sibling head's logits and deltas.
-    pub sibling: (Tensor<2>, Tensor<2>),
-}
-
-/// A box head's logits and deltas on `rois`, pooling them once, or twice for the Double Head
-/// (the regression branch reads the enlarged RoIs), with the second classification branch's
-/// logits when the head has one. A TSD head gives TSD's logits and deltas with its
-/// translated proposals and, with `train`, its sibling head's outputs too.
-///
-/// # Errors
-/// RoIs naming missing images.
-pub(crate) fn box_head_forward(
-    head: &BBoxHead,
-    rois: &[[f32; 5]],
-    pooler: &RoiPooler,
-    train: bool,
-) -> Result<BoxForward> {
-    let cls_feats = pooler.boxes(rois, None)?;
-    if let Some(branch) = &head.tsd {
-        let out = branch.forward(cls_feats.clone(), &|offset| {
-            pooler.deform(rois, offset, &branch.spec)
-        })?;
-        let delta_r = crate::losses::common::host_f32(out.delta_r.clone().detach())?;
-        let decode_rois = Some(branch.translate(rois, &delta_r));
-        let (cls, reg) = (out.cls.clone(), out.reg.clone());
-        let tsd = train.then(|| TsdTrain {
-            out,
-            sibling: head.forward(cls_feats),
-        });
-        return Ok(BoxForward {
-            cls,
-            reg,
-            dual: None,
-            decode_rois,
-            tsd,
-        });
-    }
-    let dual = head.dual_logits(cls_feats.clone());
-    let (cls, reg) = match head.reg_roi_scale() {
-        Some(scale) => head.forward_pair(cls_feats, pooler.boxes(rois, Some(scale))?),
-        None => head.forward(cls_feats),
-    };
-    Ok(BoxForward {
-        cls,
-        reg,
-        dual,
-        decode_rois: None,
-        tsd: None,
-    })
-}
-
-/// RoIAlign features of `rois` with the image context `ctx` (`[B, C]`, HTC-Lite's) added.
-///
-/// # Errors
-/// RoIs naming missing images.
-pub(crate) fn pool_with_context(
-    roi: &RoiConfig,
-    feats: &[Tensor<4>],
-    rois: &[[f32; 5]],
-    size: usize,
-    ctx: Option<&Tensor<2>>,
-) -> Result<Tensor<4>> {
-    let x = roi.pool(feats, rois, size)?;
-    Ok(match ctx {
-        Some(g) => fuse_context(x, g, rois),
-        None => x,
-    })
 }

@@ -36,21 +36,6 @@ pub fn tiny(loss: &str) -> DetectorConfig {
     c
 }
 
-/// An `h x w` mask that is 1 inside box `b`.
-pub fn square_mask(h: usize, w: usize, b: [f32; 4]) -> GtMask {
-    let mut data = vec![0u8; h * w];
-    for y in b[1] as usize..b[3] as usize {
-        for x in b[0] as usize..b[2] as usize {
-            data[y * w + x] = 1;
-        }
-    }
-    GtMask {
-        height: h,
-        width: w,
-        data,
-    }
-}
-
 /// The worst `|got - want| / (1 + |want|)` over two tensors of one shape.
 pub fn max_rel_diff<const D: usize>(
     got: burn::tensor::Tensor<D>,
@@ -92,7 +77,7 @@ pub fn two_image_batch(
         .map(|_| GtInstances {
             boxes: boxes.to_vec(),
             labels: vec![1, 4],
-            masks: boxes.iter().map(|&b| square_mask(h, w, b)).collect(),
+            masks: boxes.iter().map(|&b| GtMask::filled_box(h, w, b)).collect(),
             ignore: vec![],
         })
         .collect();

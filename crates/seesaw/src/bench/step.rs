@@ -71,20 +71,7 @@ fn synthetic_gts(h: usize, w: usize, classes: usize) -> GtInstances {
         ]
     })
     .collect();
-    let masks = boxes
-        .iter()
-        .map(|b| {
-            let mut data = vec![0u8; h * w];
-            for y in b[1] as usize..b[3] as usize {
-                data[y * w + b[0] as usize..y * w + b[2] as usize].fill(1);
-            }
-            GtMask {
-                height: h,
-                width: w,
-                data,
-            }
-        })
-        .collect();
+    let masks = boxes.iter().map(|&b| GtMask::filled_box(h, w, b)).collect();
     GtInstances {
         labels: (0..boxes.len()).map(|i| (i * 7) % classes).collect(),
         boxes,
