@@ -9,23 +9,13 @@ use crate::heads::BBoxHead;
 use crate::heads::global_context_head::fuse_context;
 use crate::roi_heads::{BOX_ROI_SIZE, RoiConfig};
 
-/// 7x7 box features of `rois` enlarged `scale` times (Double Head's regression RoIs; None: as
-/// given) with the image context `ctx` added.
-///
-/// # Errors
-/// RoIs naming missing images.
-fn pool_scaled_with_context(
-    roi: &RoiConfig,
-    feats: &[Tensor<4>],
-    rois: &[[f32; 5]],
-    scale: Option<f32>,
-    ctx: Option<&Tensor<2>>,
-) -> Result<Tensor<4>> {
-    let x = roi.pool_scaled(feats, rois, BOX_ROI_SIZE, scale)?;
-    Ok(match ctx {
+/// RoI features `x` (`[R, C, s, s]`) with the image context `ctx` (`[B, C]`, HTC-Lite's) of
+/// each RoI's image added; `x` as it is without a context.
+fn add_context(x: Tensor<4>, ctx: Option<&Tensor<2>>, rois: &[[f32; 5]]) -> Tensor<4> {
+    match ctx {
         Some(g) => fuse_context(x, g, rois),
         None => x,
-    })
+    }
 }
 
 /// Where a box head's RoI features come from: the pyramid, the RoI settings and HTC-Lite's
@@ -42,7 +32,10 @@ impl RoiPooler<'_> {
     /// # Errors
     /// RoIs naming missing images.
     pub fn boxes(&self, rois: &[[f32; 5]], scale: Option<f32>) -> Result<Tensor<4>> {
-        pool_scaled_with_context(self.roi, self.feats, rois, scale, self.ctx)
+        let x = self
+            .roi
+            .pool_scaled(self.feats, rois, BOX_ROI_SIZE, scale)?;
+        Ok(add_context(x, self.ctx, rois))
     }
 
     /// TSD's deformable pooling of `rois` (7x7, each from its level) moved by `offset`
@@ -71,10 +64,7 @@ impl RoiPooler<'_> {
                 trans_std: spec.trans_std,
             },
         )?;
-        Ok(match self.ctx {
-            Some(g) => fuse_context(x, g, rois),
-            None => x,
-        })
+        Ok(add_context(x, self.ctx, rois))
     }
 }
 
@@ -158,9 +148,5 @@ pub(crate) fn pool_with_context(
     size: usize,
     ctx: Option<&Tensor<2>>,
 ) -> Result<Tensor<4>> {
-    let x = roi.pool(feats, rois, size)?;
-    Ok(match ctx {
-        Some(g) => fuse_context(x, g, rois),
-        None => x,
-    })
+    Ok(add_context(roi.pool(feats, rois, size)?, ctx, rois))
 }
